@@ -1,0 +1,90 @@
+"""The explainer's private copy of a model whose outputs are logits.
+
+tf-keras-vis ``ReplaceToLinear`` sets the activation of a model's output layers to
+linear, in place. We apply it to a copy in which only the output layers are new objects
+(every other layer is shared with the user's model, so its weights are always current)
+and copy the output layers' weights over before each use. The user's model is never
+modified.
+"""
+
+import keras
+from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+
+def _is_linear(activation):
+    return activation is None or getattr(activation, "__name__", "") == "linear"
+
+
+def output_layers(model):
+    """The layers that produce a Sequential or Functional model's outputs."""
+    if isinstance(model, keras.Sequential):
+        return [model.layers[-1]]
+    names = getattr(model, "output_names", None)
+    if not names:
+        return []
+    return [model.get_layer(name) for name in names]
+
+
+def needs_linear_copy(model):
+    """Whether any output layer applies a non-linear activation (softmax, sigmoid …)."""
+    return any(
+        isinstance(layer, keras.layers.Softmax) or not _is_linear(getattr(layer, "activation", None))
+        for layer in output_layers(model)
+    )
+
+
+class LogitsModel:
+    """A callable ``x -> logits`` for ``model`` with its output activations removed.
+
+    Attributes:
+        model: the Keras model that is differentiated (the user's model when its outputs
+            are already linear, else the private copy).
+        replaced: names of the output layers whose activation was removed.
+    """
+
+    def __init__(self, model):
+        self._pairs = []
+        self.replaced = []
+        if not needs_linear_copy(model):
+            self.model = model
+            return
+        originals = {id(layer): layer for layer in output_layers(model)}
+        clones = {}
+
+        def clone_function(layer):
+            if id(layer) not in originals:
+                return layer  # shared: the user's layer, weights always current
+            if isinstance(layer, keras.layers.Softmax):
+                clone = keras.layers.Identity(name=layer.name)
+            else:
+                clone = layer.__class__.from_config(layer.get_config())
+            clones[id(layer)] = clone
+            return clone
+
+        try:
+            copy = keras.models.clone_model(model, clone_function=clone_function)
+        except Exception as error:  # subclassed models cannot be cloned
+            raise TypeError(
+                "Expected a Sequential or Functional model whose output activation can be "
+                "removed on a copy (scores are taken on logits). Received: model of type "
+                f"{type(model).__name__} ({error}). Remove the output activation yourself "
+                "or pass a model that returns logits."
+            ) from error
+        if isinstance(copy, keras.Sequential):
+            outputs = copy.outputs[0] if len(copy.outputs) == 1 else copy.outputs
+            copy = keras.Model(copy.inputs[0], outputs, name=f"{model.name}_logits")
+        ReplaceToLinear()(copy)
+        for key, original in originals.items():
+            self._pairs.append((clones[key], original))
+            self.replaced.append(original.name)
+        self.model = copy
+        self.sync()
+
+    def sync(self):
+        """Copies the user's current output-layer weights into the copy (a few KB)."""
+        for clone, original in self._pairs:
+            for mine, theirs in zip(clone.weights, original.weights):
+                mine.assign(theirs)
+
+    def __call__(self, x):
+        return self.model(x, training=False)

@@ -1,0 +1,102 @@
+"""Checks of user input, in Keras's "Expected … Received: …" style."""
+
+import numpy as np
+import tensorflow as tf
+
+
+def check_backend():
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            "Expected the Keras backend 'tensorflow' (set KERAS_BACKEND=tensorflow). "
+            f"Received: backend={backend!r}"
+        )
+
+
+def as_input_batch(x, feature_shape, name="x"):
+    """Validates one batch and returns it as a float32 numpy array.
+
+    Raises:
+        TypeError: non-numeric dtype.
+        ValueError: wrong rank or shape, empty batch, NaN or Inf.
+    """
+    if isinstance(x, (tf.Tensor, tf.Variable)):
+        x = x.numpy()
+    try:
+        array = np.asarray(x)
+    except Exception as error:  # ragged lists and the like
+        raise TypeError(
+            f"Expected `{name}` to be a numeric array. Received: {name} of type "
+            f"{type(x).__name__} ({error})"
+        ) from error
+    if array.dtype.kind not in "fiu":
+        raise TypeError(
+            f"Expected `{name}` to have a numeric dtype (float or int). "
+            f"Received: {name} with dtype={array.dtype}"
+        )
+    expected = (None,) + tuple(feature_shape)
+    if array.ndim != len(expected):
+        raise ValueError(
+            f"Expected `{name}` of rank {len(expected)} with shape {expected} (a batch of "
+            f"the model's inputs). Received: {name}.shape={array.shape}"
+        )
+    for want, got in zip(expected[1:], array.shape[1:]):
+        if want is not None and want != got:
+            raise ValueError(
+                f"Expected `{name}` with shape {expected}. Received: {name}.shape={array.shape}"
+            )
+    if array.shape[0] == 0:
+        raise ValueError(f"Expected a non-empty batch. Received: {name}.shape={array.shape}")
+    array = array.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(
+            f"Expected finite values in `{name}`. Received: {name} with {bad} NaN or Inf "
+            "values"
+        )
+    return array
+
+
+def as_target_indices(targets, batch, num_classes):
+    """Validates ``None``/int/(B,) int targets; returns int32 (B,), -1 meaning predicted."""
+    if targets is None:
+        if num_classes is None:
+            raise ValueError(
+                "Expected `targets` (a score function) for a model without a class axis. "
+                "Received: targets=None"
+            )
+        return np.full((batch,), -1, np.int32)
+    array = np.asarray(targets)
+    if array.dtype.kind not in "iu":
+        raise TypeError(
+            "Expected `targets` to be None, an int, a (B,) int array or a callable. "
+            f"Received: targets={targets!r}"
+        )
+    if array.ndim == 0:
+        array = np.full((batch,), int(array))
+    if array.shape != (batch,):
+        raise ValueError(
+            f"Expected `targets` of shape ({batch},), one per input. "
+            f"Received: targets.shape={array.shape}"
+        )
+    if num_classes is None:
+        raise ValueError(
+            "Expected `targets` to be a score function for a model without a class axis. "
+            f"Received: targets={targets!r}"
+        )
+    if array.min() < 0 or array.max() >= num_classes:
+        raise ValueError(
+            f"Expected `targets` in [0, {num_classes}). Received: targets with values in "
+            f"[{array.min()}, {array.max()}]"
+        )
+    return array.astype(np.int32)
+
+
+def check_positive_int(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(
+            f"Expected `{name}` to be an integer >= {minimum}. Received: {name}={value!r}"
+        )
+    return int(value)

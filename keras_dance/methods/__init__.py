@@ -1,0 +1,54 @@
+"""Saliency methods: one per module, registered here by string id."""
+
+from keras_dance.methods.base import SaliencyMethod
+from keras_dance.methods.competitive import CGI, Competitive, compete
+from keras_dance.methods.gradient import Gradient
+from keras_dance.methods.gradient_x_input import GradientXInput
+from keras_dance.methods.integrated_gradients import IntegratedGradients
+from keras_dance.methods.smoothgrad import SmoothGrad
+
+_REGISTRY = {
+    cls.name: cls
+    for cls in (Gradient, GradientXInput, IntegratedGradients, SmoothGrad, CGI, Competitive)
+}
+
+#: The method ids ``Explainer(method=...)`` accepts.
+METHOD_NAMES = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "cgi")
+
+
+def get(identifier):
+    """Returns a method instance from a name, a ``{"name", "config"}`` dict or an instance.
+
+    Raises:
+        ValueError: for an unknown name; the message lists the valid ones.
+        TypeError: for anything else.
+    """
+    if isinstance(identifier, SaliencyMethod):
+        return identifier
+    if isinstance(identifier, dict) and "name" in identifier:
+        cls = _lookup(identifier["name"])
+        config = dict(identifier.get("config") or {})
+        if "method" in config and isinstance(config["method"], dict):
+            config["method"] = get(config["method"])
+        return cls.from_config(config)
+    if isinstance(identifier, str):
+        return _lookup(identifier)()
+    raise TypeError(
+        "Expected `method` to be a method name or a keras_dance.methods instance. "
+        f"Received: method={identifier!r} of type {type(identifier).__name__}"
+    )
+
+
+def _lookup(name):
+    if name not in _REGISTRY:
+        raise ValueError(
+            f"Expected `method` to be one of {sorted(_REGISTRY)} or a "
+            f"keras_dance.methods instance. Received: method={name!r}"
+        )
+    return _REGISTRY[name]
+
+
+__all__ = [
+    "CGI", "Competitive", "Gradient", "GradientXInput", "IntegratedGradients",
+    "METHOD_NAMES", "SaliencyMethod", "SmoothGrad", "compete", "get",
+]

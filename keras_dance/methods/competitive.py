@@ -1,0 +1,113 @@
+"""Competition for pixels (Gupta & Arora 2019): CGI and a wrapper for complete methods."""
+
+import tensorflow as tf
+
+from keras_dance._chunking import chunked_reduce
+from keras_dance._targets import IndexTargets
+from keras_dance.methods.base import SaliencyMethod, expand, fold, inner_budget, per_pass
+from keras_dance.methods.gradient_x_input import GradientXInput
+
+
+def compete(target_map, class_max, class_min):
+    """The competition rule, per coordinate ``i`` (PAPERS.md §2, ties keep the value).
+
+    ``out_i = m_y(i)`` if ``m_y(i) > 0`` and ``m_y(i) >= max_k m_k(i)``;
+    ``out_i = m_y(i)`` if ``m_y(i) < 0`` and ``m_y(i) <= min_k m_k(i)``; else ``0``.
+
+    Args:
+        target_map: ``m_y``, the target label's map.
+        class_max: ``max_k m_k`` over every label (the target included).
+        class_min: ``min_k m_k`` over every label (the target included).
+    """
+    wins_positive = (target_map > 0) & (target_map >= class_max)
+    wins_negative = (target_map < 0) & (target_map <= class_min)
+    return tf.where(wins_positive | wins_negative, target_map, tf.zeros_like(target_map))
+
+
+class Competitive(SaliencyMethod):
+    """Makes a (complete) method competitive: labels compete for every input coordinate.
+
+    The wrapped method's map ``m_k`` is computed for every label ``k`` — batched over
+    labels, in chunks bounded by the explainer's ``batch_size`` — and the target keeps
+    coordinate ``i`` only where it wins (``compete``). ``Competitive(GradientXInput())`` is
+    CGI. Scores are the model's logits; targets must be class indices.
+
+    Args:
+        method: the wrapped method, ideally complete (Gradient⊙Input, Integrated
+            Gradients). Defaults to Gradient⊙Input.
+
+    Example:
+        >>> import keras_dance as kd
+        >>> competitive_ig = kd.methods.Competitive(kd.methods.IntegratedGradients())
+    """
+
+    name = "competitive"
+
+    def __init__(self, method=None):
+        from keras_dance.methods import get as get_method
+
+        self.method = get_method("gradient_x_input" if method is None else method)
+
+    def expansion(self, num_classes):
+        if num_classes is None:
+            raise ValueError(
+                "Expected a model with a class axis for a competitive method. "
+                "Received: num_classes=None"
+            )
+        return int(num_classes) * self.method.expansion(num_classes)
+
+    def __call__(self, x, forward, targets, max_expansion=None):
+        if not isinstance(targets, IndexTargets):
+            raise ValueError(
+                "Expected class-index `targets` for a competitive method (labels compete "
+                "for coordinates). Received: targets=a score function"
+            )
+        num_classes = getattr(forward, "num_classes", None)
+        self.expansion(num_classes)  # validates num_classes
+        inner_rows = self.method.expansion(num_classes)
+        classes_per_pass = per_pass(max_expansion, inner_rows) or num_classes
+        batch = tf.shape(x)[0]
+        target_one_hot = tf.one_hot(targets.indices, num_classes, dtype=x.dtype)  # (B, C)
+        extra = [1] * (len(x.shape) - 1)
+
+        def chunk(start, size):
+            classes = start + tf.range(size)
+            rows = expand(x, size)
+            maps = fold(
+                self.method(rows, forward, IndexTargets(tf.repeat(classes, batch)),
+                            inner_budget(max_expansion, size)),
+                size,
+            )  # (size, B, *f)
+            is_target = tf.transpose(tf.slice(target_one_hot, [0, start], [-1, size]))
+            is_target = tf.reshape(is_target, tf.concat([[size, batch], extra], 0))
+            return (tf.reduce_sum(maps * is_target, axis=0),
+                    tf.reduce_max(maps, axis=0), tf.reduce_min(maps, axis=0))
+
+        def combine(acc, value):
+            return acc[0] + value[0], tf.maximum(acc[1], value[1]), tf.minimum(acc[2], value[2])
+
+        init = (tf.zeros_like(x), tf.fill(tf.shape(x), -float("inf")),
+                tf.fill(tf.shape(x), float("inf")))
+        target_map, class_max, class_min = chunked_reduce(
+            chunk, num_classes, classes_per_pass, init, combine)
+        return compete(target_map, class_max, class_min)
+
+    def get_config(self):
+        return {"method": {"name": self.method.name, "config": self.method.get_config()}}
+
+
+class CGI(Competitive):
+    """Competitive Gradient⊙Input (CGI): ``Competitive(GradientXInput())``.
+
+    Example:
+        >>> import keras_dance as kd
+        >>> explainer_method = kd.methods.CGI()
+    """
+
+    name = "cgi"
+
+    def __init__(self):
+        super().__init__(GradientXInput())
+
+    def get_config(self):
+        return {}

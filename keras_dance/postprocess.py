@@ -1,0 +1,47 @@
+"""The DANCE paper's display recipe for saliency maps."""
+
+import numpy as np
+
+
+def postprocess(maps, percentile=95.0, channel_axis=-1, reduce_channels=None):
+    """Absolute value, max over channels, winsorise, scale to [0, 1] — per sample.
+
+    ``S = min(max_c |E|, q) / q`` with ``q`` the ``percentile``-th percentile of
+    ``max_c |E|`` over the sample's positions (DANCE paper, after Smilkov et al.). A map
+    that is zero everywhere stays zero.
+
+    Args:
+        maps: array ``(B, *spatial, C)`` (or ``(B, *features)`` with
+            ``reduce_channels=False``).
+        percentile: winsorising percentile in (0, 100]. Defaults to 95.
+        channel_axis: the channel axis. Defaults to -1.
+        reduce_channels: take the max over ``channel_axis``. Defaults to True for inputs
+            of rank >= 3 (images, sequences) and False for feature vectors.
+
+    Returns:
+        float32 array ``(B, *spatial)`` (channels reduced) in [0, 1].
+
+    Example:
+        >>> import numpy as np, keras_dance as kd
+        >>> kd.postprocess(np.array([[[1.0], [-4.0]]])).tolist()
+        [[0.2631579041481018, 1.0]]
+    """
+    array = np.asarray(maps, dtype=np.float32)
+    if array.ndim < 2:
+        raise ValueError(
+            f"Expected `maps` with a batch axis, of rank >= 2. Received: maps.shape={array.shape}"
+        )
+    if not 0 < percentile <= 100:
+        raise ValueError(
+            f"Expected `percentile` in (0, 100]. Received: percentile={percentile!r}"
+        )
+    array = np.abs(array)
+    if reduce_channels is None:
+        reduce_channels = array.ndim >= 3
+    if reduce_channels:
+        array = array.max(axis=channel_axis)
+    flat = array.reshape(len(array), -1)
+    top = np.percentile(flat, percentile, axis=1)
+    top = np.where(top > 0, top, flat.max(axis=1))
+    scale = np.where(top > 0, top, 1.0).reshape((-1,) + (1,) * (array.ndim - 1))
+    return np.clip(array / scale, 0.0, 1.0).astype(np.float32)
