@@ -11,6 +11,14 @@ import keras
 from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
 
+class _Linear(keras.layers.Layer):
+    """Stands in for an output ``Softmax`` layer: returns its input (the logits)."""
+
+    def call(self, inputs, mask=None):
+        del mask
+        return inputs
+
+
 def _is_linear(activation):
     return activation is None or getattr(activation, "__name__", "") == "linear"
 
@@ -55,7 +63,7 @@ class LogitsModel:
             if id(layer) not in originals:
                 return layer  # shared: the user's layer, weights always current
             if isinstance(layer, keras.layers.Softmax):
-                clone = keras.layers.Identity(name=layer.name)
+                clone = _Linear(name=layer.name)
             else:
                 clone = layer.__class__.from_config(layer.get_config())
             clones[id(layer)] = clone

@@ -164,6 +164,12 @@ class Explainer:
         batch = _validation.as_input_batch(x, self.input_shape)
         self._logits.sync()
         if callable(targets):
+            if self.method.needs_class_indices:
+                raise ValueError(
+                    f"Expected class-index `targets` for the competitive method "
+                    f"{self.method.name!r} (labels compete for coordinates). "
+                    "Received: targets=a score function"
+                )
             return self._callable_function(targets)(tf.constant(batch)).numpy()
         indices = _validation.as_target_indices(targets, len(batch), self.num_classes)
         maps, _ = self._indexed(tf.constant(batch), tf.constant(indices))

@@ -37,6 +37,11 @@ class SaliencyMethod:
         """Whether the attributions sum to the score (minus a baseline's score)."""
         return False
 
+    @property
+    def needs_class_indices(self):
+        """Whether targets must be class indices (not a score function)."""
+        return False
+
     def get_config(self):
         return {}
 

@@ -48,6 +48,10 @@ class Competitive(SaliencyMethod):
 
         self.method = get_method("gradient_x_input" if method is None else method)
 
+    @property
+    def needs_class_indices(self):
+        return True
+
     def expansion(self, num_classes):
         if num_classes is None:
             raise ValueError(

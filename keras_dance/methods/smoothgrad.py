@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_dance import _random as random
 from keras_dance._chunking import chunked_sum
 from keras_dance.methods.base import SaliencyMethod, fold, inner_budget, per_pass
 
@@ -14,7 +15,7 @@ class SmoothGrad(SaliencyMethod):
     ``σ = noise_level · (hi − lo)``: ``(lo, hi) = value_range`` when given, otherwise each
     input's own ``(min, max)`` (the SmoothGrad paper's choice).
 
-    Noise draw ``j`` is ``stateless_normal(seed=(seed, j))``, shared by every input of a
+    Noise draw ``j`` is ``keras_dance._random.normal(seed, stream=j)``, shared by every input of a
     call (common random numbers): a map depends only on its input and the seed, never on
     how the batch was split by ``batch_size``. Samples are evaluated in chunks bounded by
     the explainer's ``batch_size``.
@@ -69,6 +70,10 @@ class SmoothGrad(SaliencyMethod):
     def is_complete(self):
         return False
 
+    @property
+    def needs_class_indices(self):
+        return self.method.needs_class_indices
+
     def expansion(self, num_classes):
         return self.num_samples * self.method.expansion(num_classes)
 
@@ -87,7 +92,7 @@ class SmoothGrad(SaliencyMethod):
         seed = self.seed
 
         def noise(j):
-            return tf.random.stateless_normal(feature_shape, seed=tf.stack([seed, j]))
+            return random.normal(feature_shape, seed, j)
 
         def chunk(start, size):
             draws = tf.map_fn(noise, start + tf.range(size),

@@ -1,0 +1,50 @@
+"""Counter-based random numbers that are bit-identical in graph mode and under XLA.
+
+TensorFlow's stateless RNG ops give different numbers under XLA when the seed is a
+runtime value (seen with TF 2.21: ``stateless_normal`` inside a ``tf.map_fn`` body), which
+would make ``jit_compile=True`` change the maps. These generators use only integer
+arithmetic that every backend evaluates identically: element ``k`` of stream ``s`` under
+``seed`` is a murmur3-finalised hash of ``(seed, s, k)``.
+"""
+
+import math
+
+import tensorflow as tf
+
+_MASK = 0xFFFFFFFF
+
+
+def _fmix32(h):
+    """murmur3's 32-bit finaliser on int64 tensors holding values in [0, 2^32)."""
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+    h = tf.bitwise.bitwise_and(h * 0x85EBCA6B, _MASK)
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 13))
+    h = tf.bitwise.bitwise_and(h * 0xC2B2AE35, _MASK)
+    return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+
+
+def _bits(count, seed, stream, salt):
+    key = _fmix32(tf.bitwise.bitwise_and(
+        tf.cast(seed, tf.int64) * 0x9E3779B1 + tf.cast(stream, tf.int64) * 0x85EBCA77 + salt,
+        _MASK))
+    counter = tf.range(tf.cast(count, tf.int64), dtype=tf.int64)
+    return _fmix32(tf.bitwise.bitwise_and(counter * 0xC2B2AE3D + key, _MASK))
+
+
+def uniform(shape, seed, stream):
+    """Uniform numbers in (0, 1), float32, of ``shape`` (a 1-D int tensor)."""
+    count = tf.reduce_prod(shape)
+    bits = tf.bitwise.right_shift(_bits(count, seed, stream, 0x27D4EB2F), 8)  # 24 bits
+    values = (tf.cast(bits, tf.float32) + 0.5) * (1.0 / (1 << 24))
+    return tf.reshape(values, shape)
+
+
+def normal(shape, seed, stream):
+    """Standard normal numbers (Box–Muller), float32, of ``shape``."""
+    count = tf.reduce_prod(shape)
+    u1 = (tf.cast(tf.bitwise.right_shift(_bits(count, seed, stream, 0x165667B1), 8),
+                  tf.float32) + 0.5) * (1.0 / (1 << 24))
+    u2 = (tf.cast(tf.bitwise.right_shift(_bits(count, seed, stream, 0x61C88647), 8),
+                  tf.float32) + 0.5) * (1.0 / (1 << 24))
+    values = tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos((2.0 * math.pi) * u2)
+    return tf.reshape(values, shape)
