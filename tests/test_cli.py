@@ -1,0 +1,53 @@
+"""The command line end to end on the shipped model, in a subprocess."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_dance as kd
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = ROOT / "saved_models" / "digits_cnn.keras"
+IMAGES = sorted((ROOT / "examples" / "data").glob("digit_*.png"))
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "keras_dance.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_explain_writes_maps_and_overlays(tmp_path, digits_model):
+    out = tmp_path / "out"
+    result = cli("explain", MODEL, *IMAGES[:2], "--method=gradient", f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout
+    maps = np.load(out / "maps.npy")
+    inputs = np.load(out / "inputs.npy")
+    assert maps.shape == (2, 32, 32, 1)
+    assert len(list(out.glob("*_overlay.png"))) == 2
+    expected = kd.Explainer(digits_model).explain(inputs)
+    np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda tmp: ["explain", tmp / "missing.keras", IMAGES[0]], "model not found"),
+    (lambda tmp: ["explain", MODEL, tmp / "missing.png"], "input file not found"),
+    (lambda tmp: ["explain", MODEL, tmp / "corrupt.png"], "cannot read image"),
+    (lambda tmp: ["explain", MODEL, tmp / "big.png"], "the model expects"),
+    (lambda tmp: ["explain", MODEL, IMAGES[0], "--method=nope"], "Expected `method`"),
+])
+def test_explain_errors_exit_nonzero_and_leave_nothing(tmp_path, make_args, message):
+    from PIL import Image
+
+    (tmp_path / "corrupt.png").write_bytes(b"not a png")
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "big.png")
+    out = tmp_path / "out"
+    result = cli(*make_args(tmp_path), f"--out={out}")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()[-1]) > 0
+    assert not out.exists()
+    assert not list(tmp_path.glob(".keras-dance-*"))
