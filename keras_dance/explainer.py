@@ -1,13 +1,19 @@
 """The Explainer: validates, builds the score function, compiles once, returns numpy."""
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_dance import _validation
+from keras_dance._chunking import chunked_reduce
 from keras_dance._logits import LogitsModel
 from keras_dance._targets import CallableTargets, IndexTargets
+from keras_dance.aggregate import Reducer
+from keras_dance.decoys import DecoyEngine
 from keras_dance.methods import get as get_method
+from keras_dance.methods.base import fold
 
 
 class _Forward:
@@ -32,6 +38,11 @@ class Explainer:
         model: a built ``keras.Model`` with one input. Never mutated.
         method: a name from ``kd.methods.METHOD_NAMES`` or a ``kd.methods`` instance.
             Defaults to "gradient".
+        decoys: a ``kd.DecoyConfig`` for decoy-enhanced (DANCE) maps: the method's map of
+            every decoy, aggregated per feature; ``None`` for the plain method. Defaults
+            to None.
+        aggregation: "range" (DANCE Eq. 3, max − min over decoys) or "mean" (the paper's
+            ablation). Used with ``decoys``. Defaults to "range".
         batch_size: the memory knob — the most model rows (inputs × noise samples ×
             integration steps × classes) evaluated in one forward and backward pass.
             Defaults to 128.
@@ -46,7 +57,8 @@ class Explainer:
         (4, 32, 32, 1)
     """
 
-    def __init__(self, model, method="gradient", batch_size=128, jit_compile=False):
+    def __init__(self, model, method="gradient", decoys=None, aggregation="range",
+                 batch_size=128, jit_compile=False):
         _validation.check_backend()
         if not isinstance(model, keras.Model):
             raise TypeError(
@@ -72,16 +84,60 @@ class Explainer:
         single = len(outputs) == 1 and len(outputs[0].shape) >= 2
         self.num_classes = int(outputs[0].shape[-1]) if single else None
         self._forward = _Forward(self._logits, self.num_classes)
+        self._reducer = Reducer(aggregation)
+        self.aggregation = aggregation
+        self.decoy_config = decoys
+        self.decoys = None if decoys is None else DecoyEngine(model, decoys, self.input_shape)
         expansion = self.method.expansion(self.num_classes) if self.num_classes else 1
-        # Inputs per pass and the rows per input left for the method's own expansion.
-        self.inputs_per_pass = max(1, self.batch_size // max(1, expansion))
-        self.max_expansion = max(1, self.batch_size // self.inputs_per_pass)
+        if self.decoys is None:
+            # Inputs per pass and the rows per input left for the method's own expansion.
+            self.inputs_per_pass = max(1, self.batch_size // max(1, expansion))
+            self.max_expansion = max(1, self.batch_size // self.inputs_per_pass)
+        else:
+            # Decoys held at once ≤ batch_size rows; their maps in sub-chunks of the same.
+            count = self.decoys.num_decoys
+            self.inputs_per_pass = max(1, self.batch_size // count)
+            self.decoys_per_pass = max(1, min(count, self.batch_size // self.inputs_per_pass))
+            self.decoys_per_map_pass = max(1, min(
+                self.decoys_per_pass, self.batch_size // max(1, expansion) // self.inputs_per_pass))
+            self.max_expansion = max(
+                1, self.batch_size // (self.decoys_per_map_pass * self.inputs_per_pass))
         self._indexed = self._build_indexed_function()
         self._callable_functions = {}
 
     # ------------------------------------------------------------------ compiled parts
     def _maps_for_chunk(self, x, targets):
-        return self.method(x, self._forward, targets, self.max_expansion)
+        """Maps ``(b, …)`` plus per-input decoy statistics (fraction feasible, mean change)."""
+        if self.decoys is None:
+            batch = tf.shape(x)[0]
+            maps = self.method(x, self._forward, targets, self.max_expansion)
+            return maps, tf.ones([batch]), tf.zeros([batch])
+        engine, reducer = self.decoys, self._reducer
+        per_map_pass = self.decoys_per_map_pass
+
+        def decoy_chunk(start, size):
+            decoys, found, change = engine.solve(x, start, size)  # (size, b, …)
+
+            def map_chunk(first, count):
+                part = tf.slice(decoys, tf.concat([[first], tf.zeros([len(x.shape)], tf.int32)], 0),
+                                tf.concat([[count], tf.shape(decoys)[1:]], 0))
+                rows = tf.reshape(part, tf.concat([[-1], tf.shape(x)[1:]], 0))
+                maps = self.method(rows, self._forward, targets.tile(count), self.max_expansion)
+                return reducer.partial(fold(maps, count))
+
+            state = chunked_reduce(map_chunk, size, per_map_pass, reducer.init(x), reducer.merge)
+            return (state, tf.reduce_sum(tf.cast(found, tf.float32), axis=0),
+                    tf.reduce_sum(change, axis=0))
+
+        def combine(acc, value):
+            return reducer.merge(acc[0], value[0]), acc[1] + value[1], acc[2] + value[2]
+
+        batch = tf.shape(x)[0]
+        init = (reducer.init(x), tf.zeros([batch]), tf.zeros([batch]))
+        count = engine.num_decoys
+        state, found, change = chunked_reduce(decoy_chunk, count, self.decoys_per_pass, init,
+                                              combine)
+        return reducer.result(state, count), found / count, change / count
 
     def _build_indexed_function(self):
         spec = tf.TensorSpec((None,) + self.input_shape, tf.float32)
@@ -92,33 +148,36 @@ class Explainer:
             if self.num_classes is not None:
                 predicted = tf.argmax(self._forward(x), axis=-1, output_type=tf.int32)
                 targets = tf.where(targets < 0, predicted, targets)
-            return self._maps_for_chunk(x, IndexTargets(targets)), targets
+            maps, feasible, change = self._maps_for_chunk(x, IndexTargets(targets))
+            return maps, targets, feasible, change
 
         @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int32)])
         def explain_function(x, targets):
-            """Maps and resolved targets for a batch, split in chunks of the memory knob."""
+            """Maps, resolved targets and decoy statistics, in chunks of the memory knob."""
             count = tf.shape(x)[0]
             chunks = (count + per_pass - 1) // per_pass
-            maps = tf.TensorArray(tf.float32, size=chunks, infer_shape=False,
-                                  element_shape=tf.TensorShape((None,) + self.input_shape))
-            resolved = tf.TensorArray(tf.int32, size=chunks, infer_shape=False,
-                                      element_shape=tf.TensorShape((None,)))
+            arrays = [
+                tf.TensorArray(dtype, size=chunks, infer_shape=False,
+                               element_shape=tf.TensorShape((None,) + shape))
+                for dtype, shape in ((tf.float32, self.input_shape), (tf.int32, ()),
+                                     (tf.float32, ()), (tf.float32, ()))
+            ]
             for i in tf.range(chunks):
                 start = i * per_pass
                 stop = tf.minimum(start + per_pass, count)
-                chunk_maps, chunk_targets = chunk_function(x[start:stop], targets[start:stop])
-                maps = maps.write(i, chunk_maps)
-                resolved = resolved.write(i, chunk_targets)
-            return maps.concat(), resolved.concat()
+                results = chunk_function(x[start:stop], targets[start:stop])
+                arrays = [array.write(i, value) for array, value in zip(arrays, results)]
+            return tuple(array.concat() for array in arrays)
 
         return explain_function
 
     @property
     def function(self):
-        """The compiled ``tf.function(inputs, targets) -> (maps, targets)``.
+        """The compiled ``tf.function(inputs, targets)``.
 
         ``inputs``: float32 ``(None, *input_shape)``; ``targets``: int32 ``(None,)`` where
-        -1 means the predicted class. Traced once; use it inside your own graphs.
+        -1 means the predicted class. Returns ``(maps, targets, feasible_fraction,
+        mean_perturbation)``. Traced once; use it inside your own graphs.
         """
         return self._indexed
 
@@ -127,7 +186,7 @@ class Explainer:
         if function is None:
             @tf.function(jit_compile=self.jit_compile)
             def function(x):
-                return self._maps_for_chunk(x, CallableTargets(score_fn))
+                return self._maps_for_chunk(x, CallableTargets(score_fn))[0]
 
             if len(self._callable_functions) >= 8:
                 self._callable_functions.pop(next(iter(self._callable_functions)))
@@ -135,7 +194,7 @@ class Explainer:
         return function
 
     # ------------------------------------------------------------------ public API
-    def explain(self, x, targets=None):
+    def explain(self, x, targets=None, return_details=False):
         """Saliency maps for a batch of inputs.
 
         Args:
@@ -144,9 +203,13 @@ class Explainer:
             targets: ``None`` (each input's predicted class), an int, a ``(B,)`` int
                 array, or a callable score function ``fn(outputs) -> (B,)`` on the logits
                 (tf-keras-vis ``Score`` objects work; a callable sees whole batches).
+            return_details: also return a dict of per-input arrays: ``targets``,
+                ``num_decoys``, ``feasible_fraction`` (decoy problems that reached a
+                feasible iterate) and ``mean_perturbation`` (mean |x̃ − x| over each
+                decoy's patch). Defaults to False.
 
         Returns:
-            float32 numpy array of ``x``'s shape: raw, signed maps.
+            float32 numpy array of ``x``'s shape: raw, signed maps (and the details).
 
         Raises:
             TypeError / ValueError: for invalid ``x`` or ``targets``, naming the argument.
@@ -157,11 +220,14 @@ class Explainer:
                     "Expected `targets` to be None or a callable when `x` is a "
                     f"tf.data.Dataset. Received: targets={targets!r}"
                 )
-            results = [self.explain(_first(batch), targets) for batch in x]
+            results = [self.explain(_first(batch), targets, True) for batch in x]
             if not results:
                 raise ValueError("Expected a non-empty batch. Received: an empty dataset x")
-            return np.concatenate(results, axis=0)
-        batch = _validation.as_input_batch(x, self.input_shape)
+            maps = np.concatenate([maps for maps, _ in results], axis=0)
+            details = {key: np.concatenate([d[key] for _, d in results])
+                       for key in results[0][1]}
+            return (maps, details) if return_details else maps
+        batch = self._validate(x)
         self._logits.sync()
         if callable(targets):
             if self.method.needs_class_indices:
@@ -170,10 +236,71 @@ class Explainer:
                     f"{self.method.name!r} (labels compete for coordinates). "
                     "Received: targets=a score function"
                 )
-            return self._callable_function(targets)(tf.constant(batch)).numpy()
+            maps = self._callable_function(targets)(tf.constant(batch)).numpy()
+            details = {"targets": np.full(len(batch), -1, np.int32)}
+            return self._finish(maps, details, return_details)
         indices = _validation.as_target_indices(targets, len(batch), self.num_classes)
-        maps, _ = self._indexed(tf.constant(batch), tf.constant(indices))
-        return maps.numpy()
+        maps, resolved, feasible, change = self._indexed(tf.constant(batch), tf.constant(indices))
+        details = {"targets": resolved.numpy()}
+        if self.decoys is not None:
+            details.update(
+                num_decoys=np.full(len(batch), self.decoys.num_decoys, np.int32),
+                feasible_fraction=feasible.numpy(), mean_perturbation=change.numpy())
+        return self._finish(maps.numpy(), details, return_details)
+
+    def _validate(self, x):
+        batch = _validation.as_input_batch(x, self.input_shape)
+        if self.decoys is not None:
+            lo, hi = self.decoys.config.value_range
+            if batch.min() < lo or batch.max() > hi:
+                raise ValueError(
+                    f"Expected `x` inside the decoys' value_range ({lo}, {hi}). Received: x "
+                    f"with values in [{batch.min()}, {batch.max()}]"
+                )
+        return batch
+
+    def _finish(self, maps, details, return_details):
+        if self.decoys is not None and self.aggregation == "range":
+            flat = np.abs(maps.reshape(len(maps), -1)).max(axis=1)
+            zero = int(np.sum(flat == 0))
+            if zero:
+                warnings.warn(
+                    f"The decoy range map is identically zero for {zero} of {len(maps)} "
+                    "inputs. This happens when the model is linear in the input (DANCE "
+                    "Theorem 1: the range is driven by second-order interactions, zero for "
+                    "a linear model) or when every decoy equals its input.",
+                    stacklevel=3,
+                )
+        return (maps, details) if return_details else maps
+
+    def generate_decoys(self, x):
+        """Every decoy of every input, for inspection.
+
+        Args:
+            x: ``(B, *input_shape)`` inside the decoys' value range.
+
+        Returns:
+            ``(decoys, feasible)``: float32 ``(B, D, *input_shape)`` and bool ``(B, D)``,
+            ``D = explainer.decoys.num_decoys``; an infeasible problem's decoy is ``x``.
+        """
+        if self.decoys is None:
+            raise ValueError("Expected an explainer built with `decoys`. Received: decoys=None")
+        batch = self._validate(x)
+        engine, per_pass = self.decoys, self.decoys_per_pass
+        decoys, feasible = [], []
+        for start in range(0, engine.num_decoys, per_pass):
+            size = min(per_pass, engine.num_decoys - start)
+            chunk, found, _ = self._solve_function(size)(tf.constant(batch), tf.constant(start))
+            decoys.append(np.swapaxes(chunk.numpy(), 0, 1))
+            feasible.append(found.numpy().T)
+        return np.concatenate(decoys, axis=1), np.concatenate(feasible, axis=1)
+
+    def _solve_function(self, size):
+        cache = self.__dict__.setdefault("_solve_functions", {})
+        if size not in cache:
+            cache[size] = tf.function(lambda x, start: self.decoys.solve(x, start, size),
+                                      jit_compile=self.jit_compile, reduce_retracing=True)
+        return cache[size]
 
     def predict_classes(self, x):
         """The predicted class of each input (argmax of the logits)."""
@@ -184,6 +311,8 @@ class Explainer:
     def get_config(self):
         return {
             "method": {"name": self.method.name, "config": self.method.get_config()},
+            "decoys": None if self.decoy_config is None else self.decoy_config.get_config(),
+            "aggregation": self.aggregation,
             "batch_size": self.batch_size,
             "jit_compile": self.jit_compile,
         }

@@ -1,0 +1,153 @@
+"""DecoyConfig: the settings of the decoy engine (frozen, validated, serialisable)."""
+
+import dataclasses
+import math
+from typing import Optional, Tuple, Union
+
+import numpy as np
+
+IntOrTuple = Union[int, Tuple[int, ...]]
+
+
+def _positive_ints(value, name, allow_none=False):
+    if value is None and allow_none:
+        return None
+    values = (value,) if np.isscalar(value) else tuple(value)
+    if not values or any(
+        isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values
+    ):
+        raise ValueError(
+            f"Expected `{name}` to be a positive int or a tuple of them (one per spatial "
+            f"axis). Received: {name}={value!r}"
+        )
+    return int(values[0]) if len(values) == 1 and np.isscalar(value) else tuple(map(int, values))
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoyConfig:
+    """How decoys are made (DANCE, Lu et al. ICML 2021, Eq. 2; PAPERS.md §1).
+
+    For every patch ``M`` and sign ``s ∈ {+1, −1}`` the engine solves
+
+        maximise ‖((x̃ − x)·s)⁺‖₁  s.t.  ‖F_l(x̃) − F_l(x)‖∞ ≤ ε,  x̃ ∈ [lo, hi]^d,
+        (x̃ − x)∘(1 − M) = 0,  |x̃ − x| ≤ τ (when ``tau`` is given)
+
+    with projected Adam on ``−Σ_patch s·(x̃ − x)/|M| + λ·relu(viol − ε)/ε`` and a
+    per-problem multiplier λ (raised ×``multiplier_growth`` while violated, lowered
+    ÷``multiplier_growth`` while feasible), keeping the best feasible iterate. The solver is
+    our reconstruction (the paper's appendix was not available); defaults come from
+    ``benchmarks/decoy_defaults.py`` (see docs/decoys.md).
+
+    Args:
+        layer: name or index of the intermediate layer ``l`` of the model.
+        patch: patch side, an int or one per spatial axis. Defaults to 3.
+        stride: patch stride, int or tuple. Defaults to the patch (tiling patches); a final
+            patch is aligned to the far border so every feature is covered.
+        epsilon: tolerance on layer ``l`` (> 0). Defaults to 0.1.
+        relative_epsilon: when True, ε = ``epsilon`` × max|F_l(x)| per input; else
+            ``epsilon`` is absolute. Defaults to True.
+        value_range: the box ``(lo, hi)``; inputs must lie inside it. Defaults to (0, 1).
+        tau: optional cap on each feature's change (input units, > 0). Defaults to None.
+        steps: maximum Adam steps per problem. Defaults to 60.
+        learning_rate: Adam step as a fraction of ``hi − lo``. Defaults to 0.05.
+        initial_multiplier: the initial Lagrange multiplier λ (> 0). Defaults to 1.0.
+        multiplier_growth: factor by which λ moves each step (> 1). Defaults to 1.5.
+        patience: stop a problem after this many steps without a better feasible iterate;
+            the loop exits when every problem has stopped. 0 disables early exit.
+            Defaults to 15.
+        kind: "optimized" (Eq. 2, two decoys per patch) or "constant" (the paper's
+            ablation: one decoy per patch with the patch set to the input's mean value).
+            Defaults to "optimized".
+        crop: "auto" evaluates the constraint on receptive-field crops when the sub-model
+            is local and the crop is verified exact; False always uses the full input.
+            Defaults to "auto".
+        seed: seed of the random start inside each patch. Defaults to 0.
+
+    Example:
+        >>> import keras_dance as kd
+        >>> config = kd.DecoyConfig(layer="conv2", patch=3, epsilon=0.1)
+    """
+
+    layer: Union[str, int]
+    patch: IntOrTuple = 3
+    stride: Optional[IntOrTuple] = None
+    epsilon: float = 0.1
+    relative_epsilon: bool = True
+    value_range: Tuple[float, float] = (0.0, 1.0)
+    tau: Optional[float] = None
+    steps: int = 60
+    learning_rate: float = 0.05
+    initial_multiplier: float = 1.0
+    multiplier_growth: float = 1.5
+    patience: int = 15
+    kind: str = "optimized"
+    crop: Union[str, bool] = "auto"
+    seed: int = 0
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        if isinstance(self.layer, bool) or not isinstance(self.layer, (str, int, np.integer)):
+            raise TypeError(
+                f"Expected `layer` to be a layer name or index. Received: layer={self.layer!r}"
+            )
+        set_("patch", _positive_ints(self.patch, "patch"))
+        set_("stride", _positive_ints(self.stride, "stride", allow_none=True))
+        for name in ("epsilon", "learning_rate", "initial_multiplier"):
+            value = getattr(self, name)
+            if not _is_number(value) or not value > 0 or not math.isfinite(value):
+                raise ValueError(f"Expected `{name}` > 0. Received: {name}={value!r}")
+            set_(name, float(value))
+        if not _is_number(self.multiplier_growth) or not self.multiplier_growth > 1:
+            raise ValueError(
+                f"Expected `multiplier_growth` > 1. Received: multiplier_growth="
+                f"{self.multiplier_growth!r}"
+            )
+        set_("multiplier_growth", float(self.multiplier_growth))
+        try:
+            lo, hi = (float(v) for v in self.value_range)
+        except (TypeError, ValueError):
+            lo, hi = math.nan, math.nan
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(
+                "Expected `value_range` to be (lo, hi) with finite lo < hi. "
+                f"Received: value_range={self.value_range!r}"
+            )
+        set_("value_range", (lo, hi))
+        if self.tau is not None:
+            if not _is_number(self.tau) or not self.tau > 0 or not math.isfinite(self.tau):
+                raise ValueError(f"Expected `tau` > 0 or None. Received: tau={self.tau!r}")
+            set_("tau", float(self.tau))
+        for name, minimum in (("steps", 1), ("patience", 0), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise ValueError(
+                    f"Expected `{name}` to be an integer >= {minimum}. Received: {name}={value!r}"
+                )
+            set_(name, int(value))
+        if self.kind not in ("optimized", "constant"):
+            raise ValueError(
+                "Expected `kind` to be 'optimized' or 'constant'. "
+                f"Received: kind={self.kind!r}"
+            )
+        if self.crop not in ("auto", False):
+            raise ValueError(f"Expected `crop` to be 'auto' or False. Received: crop={self.crop!r}")
+        if not isinstance(self.relative_epsilon, bool):
+            raise TypeError(
+                "Expected `relative_epsilon` to be a bool. "
+                f"Received: relative_epsilon={self.relative_epsilon!r}"
+            )
+
+    def get_config(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("patch", "stride", "value_range"):
+            if isinstance(config.get(key), list):
+                config[key] = tuple(config[key])
+        return cls(**config)
+
+
+def _is_number(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))

@@ -1,0 +1,369 @@
+"""The decoy engine: builds the sub-model, plans crops, and solves decoy problems in batches.
+
+Knows nothing of classes or saliency: given inputs, it returns decoys and their
+feasibility (PAPERS.md §1, Eq. 2; the solver is our reconstruction, see DecoyConfig).
+"""
+
+import logging
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_dance import _random
+from keras_dance.decoys import masks as masks_lib
+from keras_dance.decoys import receptive_field as rf
+from keras_dance.decoys.config import DecoyConfig
+
+logger = logging.getLogger("keras_dance")
+
+# Relative tolerance of the crop-exactness probe: float32 convolutions of different
+# sizes may pick different algorithms (Winograd tiles, oneDNN blocking).
+_PROBE_RTOL = 1e-5
+
+
+def resolve_layer(model, layer):
+    """The layer named (or indexed) by ``layer``; errors list the model's layer names."""
+    names = [item.name for item in model.layers]
+    if isinstance(layer, str):
+        if layer not in names:
+            raise ValueError(
+                f"Expected `layer` to name a layer of the model, one of {names}. "
+                f"Received: layer={layer!r}"
+            )
+        return model.get_layer(layer)
+    if not -len(names) <= int(layer) < len(names):
+        raise ValueError(
+            f"Expected `layer` to be an index in [{-len(names)}, {len(names)}) or one of "
+            f"{names}. Received: layer={layer!r}"
+        )
+    return model.layers[int(layer)]
+
+
+def _chain(sub_model):
+    """The sub-model's layers after its input, in order (``Model.layers`` is topological).
+
+    Every layer the local table accepts takes one input, so for such layers the order is
+    the chain from the input to layer ``l``; anything else (a layer called twice, a
+    branch) is caught by the probe in ``DecoyEngine._verify``.
+    """
+    return [layer for layer in sub_model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+class DecoyEngine:
+    """Solves every (input, patch, sign) decoy problem of a DecoyConfig, in batches.
+
+    Attributes:
+        sub_model: ``F_l``, a Keras model sharing the user's layers (nothing is copied or
+            changed).
+        num_patches: patches per input; ``num_decoys`` is twice that ("optimized") or
+            equal to it ("constant").
+        cropping: whether the constraint is evaluated on receptive-field crops (decided
+            and verified at construction; see ``crop_plan`` and ``reason``).
+        reason: why cropping is or is not used, in words.
+    """
+
+    def __init__(self, model, config, input_shape):
+        if not isinstance(config, DecoyConfig):
+            raise TypeError(
+                f"Expected `decoys` to be a kd.DecoyConfig or None. Received: decoys={config!r}"
+            )
+        self.config = config
+        self.input_shape = tuple(input_shape)
+        self.layer = resolve_layer(model, config.layer)
+        self.sub_model = keras.Model(model.inputs[0], self.layer.output,
+                                     name=f"{model.name}_to_{self.layer.name}")
+        has_channels = len(self.input_shape) >= 2
+        self.spatial_shape = self.input_shape[:-1] if has_channels else self.input_shape
+        self._has_channels = has_channels
+        ndim = len(self.spatial_shape)
+        patch = masks_lib.per_axis(config.patch, ndim, "patch")
+        stride = masks_lib.per_axis(config.stride if config.stride is not None else patch,
+                                    ndim, "stride")
+        for size, p in zip(self.spatial_shape, patch):
+            if p > size:
+                raise ValueError(
+                    f"Expected `patch` <= the input's spatial shape {self.spatial_shape}. "
+                    f"Received: patch={config.patch!r}"
+                )
+        self.patch, self.stride = patch, stride
+        self.starts = masks_lib.patch_grid(self.spatial_shape, patch, stride)
+        self.num_patches = len(self.starts)
+        self.num_decoys = self.num_patches * (2 if config.kind == "optimized" else 1)
+        self.patch_features = int(np.prod(patch)) * (self.input_shape[-1] if has_channels else 1)
+        self._full_masks = tf.constant(
+            masks_lib.patch_masks(self.spatial_shape, self.starts, patch)[..., None], tf.float32)
+        self.crop_plan, self.reason = self._plan(model)
+        self.cropping = self.crop_plan is not None
+        if self.cropping:
+            plan = self.crop_plan
+            crop_masks = masks_lib.patch_masks(plan.crop_shape, plan.patch_offsets, patch)
+            self._crop_masks = tf.constant(crop_masks[..., None], tf.float32)
+            self._footprints = tf.constant(plan.footprints[..., None], tf.float32)
+            self._offsets = tf.constant(plan.offsets, tf.int32)
+        self._starts = tf.constant(self.starts, tf.int32)
+        logger.info("decoys at layer %r: %d patches, %s", self.layer.name, self.num_patches,
+                    self.reason)
+
+    # ---------------------------------------------------------------- crop planning
+    def _plan(self, model):
+        if self.config.crop is False:
+            return None, "cropping disabled (crop=False): constraint on the full input"
+        if not self._has_channels:
+            return None, "feature-vector input: constraint on the full input"
+        chain = _chain(self.sub_model)
+        ndim = len(self.spatial_shape)
+        ops = []
+        for layer in chain:
+            layer_ops = rf.layer_ops(layer, ndim)
+            if layer_ops is None:
+                return None, (f"layer {layer.name!r} ({type(layer).__name__}) is not local: "
+                              "constraint on the full input")
+            ops.append(layer_ops)
+        try:
+            geometries = [rf.AxisGeometry.build([o[a] for o in ops], self.spatial_shape[a])
+                          for a in range(ndim)]
+        except ValueError as error:
+            return None, f"{error}: constraint on the full input"
+        plan = rf.plan_crops(geometries, self.starts, self.patch)
+        if plan is None:
+            return None, "crops would not be smaller than the input: constraint on the full input"
+        self._chain_layers = chain
+        mismatch = self._verify(plan)
+        if mismatch is not None:
+            return None, f"crop check failed ({mismatch}): constraint on the full input"
+        return plan, (f"constraint on {plan.crop_shape} crops of the {self.spatial_shape} input "
+                      f"({plan.fraction:.1%} of the area), verified exact on a probe")
+
+    def _chain_call(self, x):
+        for layer in self._chain_layers:
+            x = layer(x, training=False)
+        return x
+
+    def _verify(self, plan):
+        """Cropped evaluation equals the full sub-model on a probe, for every patch."""
+        lo, hi = self.config.value_range
+        rng = np.random.default_rng(12345)
+        x = rng.uniform(lo, hi, size=(1,) + self.input_shape).astype(np.float32)
+        base = self.sub_model(x, training=False).numpy()[0]
+        scale = max(float(np.abs(base).max()), 1e-6)
+        patches = range(self.num_patches)
+        if self.num_patches > 64:
+            picks = rng.choice(self.num_patches, 48, replace=False).tolist()
+            patches = sorted(set(picks) | {0, self.num_patches - 1})
+        masks = self._full_masks.numpy()[list(patches)]
+        perturbed = np.where(masks > 0, rng.uniform(lo, hi, masks.shape[:1] + self.input_shape),
+                             x).astype(np.float32)
+        full = self.sub_model(perturbed, training=False).numpy()
+        for row, i in enumerate(patches):
+            window = tuple(slice(o, o + n) for o, n in zip(plan.offsets[i], plan.crop_shape))
+            cropped = self._chain_call(perturbed[(row,) + window][None]).numpy()[0]
+            index = np.argwhere(plan.footprints[i])
+            full_index = index + plan.offsets[i] // np.asarray(plan.jumps)
+            got = cropped[tuple(index.T)]
+            want = full[row][tuple(full_index.T)]
+            error = float(np.abs(got - want).max()) if len(index) else 0.0
+            if error > _PROBE_RTOL * scale:
+                return f"patch {i}: max difference {error:.2e} at scale {scale:.2e}"
+            outside = np.ones(full.shape[1:-1], bool)
+            outside[tuple(full_index.T)] = False
+            change = float(np.abs(full[row] - base)[outside].max()) if outside.any() else 0.0
+            if change > _PROBE_RTOL * scale:
+                return f"patch {i}: layer changes outside its footprint by {change:.2e}"
+        return None
+
+    # ---------------------------------------------------------------- solving (TF ops)
+    def _to_model(self, z):
+        return z if self._has_channels else z[..., 0]
+
+    def _from_model(self, x):
+        return x if self._has_channels else x[..., None]
+
+    def layer_scale(self, x):
+        """``max |F_l(x)|`` per input, ``(b,)``."""
+        f = self.sub_model(x, training=False)
+        return tf.reduce_max(tf.reshape(tf.abs(f), [tf.shape(f)[0], -1]), axis=1)
+
+    def epsilon(self, x):
+        """The tolerance ε per input, ``(b,)``."""
+        if self.config.relative_epsilon:
+            return self.config.epsilon * self.layer_scale(x)
+        return tf.fill([tf.shape(x)[0]], self.config.epsilon)
+
+    def solve(self, x, pair_start, pairs):
+        """Decoys for the pairs ``pair_start … pair_start + pairs − 1`` of every input.
+
+        Pair ``j`` is patch ``j // 2`` with sign ``+1`` (even ``j``) or ``−1`` (odd) for
+        "optimized" decoys, patch ``j`` for "constant" ones. ``pairs`` is a static int.
+
+        Args:
+            x: float32 ``(b, *input_shape)``, inside ``value_range``.
+            pair_start: int32 scalar.
+            pairs: Python int.
+
+        Returns:
+            ``(decoys (pairs, b, *input_shape), found (pairs, b) bool,
+            perturbation (pairs, b))`` — ``found``: some iterate was feasible (else the
+            decoy is ``x``); ``perturbation``: mean |x̃ − x| over the patch's features.
+        """
+        config = self.config
+        lo, hi = config.value_range
+        batch = tf.shape(x)[0]
+        pair = pair_start + tf.range(pairs)
+        optimized = config.kind == "optimized"
+        patch_index = pair // 2 if optimized else pair
+        rows_patch = tf.repeat(patch_index, batch)
+        x_rows = self._from_model(_expand(x, pairs))  # (K, *spatial, C)
+        full_mask = tf.gather(self._full_masks, rows_patch)
+        if not optimized:
+            axes = list(range(1, len(x_rows.shape) - 1))
+            mean = tf.reduce_mean(x_rows, axis=axes, keepdims=True)
+            decoys = tf.where(full_mask > 0, mean + tf.zeros_like(x_rows), x_rows)
+            change = tf.reduce_sum(tf.abs(decoys - x_rows), axis=list(range(1, len(x_rows.shape))))
+            return (tf.reshape(self._to_model(decoys), tf.concat([[pairs, batch], self.input_shape], 0)),
+                    tf.ones([pairs, batch], tf.bool),
+                    tf.reshape(change / self.patch_features, [pairs, batch]))
+        sign = tf.repeat(1.0 - 2.0 * tf.cast(pair % 2, tf.float32), batch)
+        epsilon = tf.tile(self.epsilon(x), [pairs])
+
+        if self.cropping:
+            plan = self.crop_plan
+            offsets = tf.gather(self._offsets, rows_patch)
+            base = _crop(x_rows, offsets, plan.crop_shape)
+            mask = tf.gather(self._crop_masks, rows_patch)
+            footprint = tf.gather(self._footprints, rows_patch)
+            reference = self._chain_call(base)
+
+            def violation(z):
+                return _max_rows(tf.abs(self._chain_call(z) - reference) * footprint)
+        else:
+            base, mask = x_rows, full_mask
+            reference = _expand(self.sub_model(x, training=False), pairs)
+
+            def violation(z):
+                return _max_rows(tf.abs(self.sub_model(self._to_model(z), training=False)
+                                        - reference))
+
+        best, found, _ = self._optimise(base, mask, sign, epsilon, violation, pair, batch)
+        if self.cropping:
+            patch_offsets = tf.constant(self.crop_plan.patch_offsets, tf.int32)
+            values = _crop(best, tf.gather(patch_offsets, rows_patch), self.patch)
+            decoys = tf.tensor_scatter_nd_update(
+                x_rows, _scatter_indices(tf.gather(self._starts, rows_patch), self.patch), values)
+        else:
+            decoys = best
+        change = tf.reduce_sum(tf.abs(decoys - x_rows), axis=list(range(1, len(x_rows.shape))))
+        return (tf.reshape(self._to_model(decoys), tf.concat([[pairs, batch], self.input_shape], 0)),
+                tf.reshape(found, [pairs, batch]),
+                tf.reshape(change / self.patch_features, [pairs, batch]))
+
+    def _optimise(self, base, mask, sign, epsilon, violation, pair, batch):
+        """Projected Adam with a per-problem multiplier; keeps the best feasible iterate."""
+        config = self.config
+        lo, hi = config.value_range
+        step = config.learning_rate * (hi - lo)
+        growth = config.multiplier_growth
+        shape = tf.shape(base)
+        sign = tf.reshape(sign, [-1] + [1] * (len(base.shape) - 1))
+        safe_epsilon = tf.maximum(epsilon, 1e-12)
+        axes = list(range(1, len(base.shape)))
+        min_gain = 0.05 * step
+
+        def project(z):
+            delta = (z - base) * mask
+            if config.tau is not None:
+                delta = tf.clip_by_value(delta, -config.tau, config.tau)
+            return tf.clip_by_value(base + delta, lo, hi)
+
+        def objective(z):
+            return tf.reduce_sum(tf.nn.relu(sign * (z - base)), axis=axes)
+
+        # Random start one step into the patch (common to every input of a pair).
+        draws = tf.map_fn(
+            lambda j: _random.uniform(shape[1:], config.seed, j), pair,
+            fn_output_signature=tf.TensorSpec(base.shape[1:], tf.float32))
+        z = project(base + sign * mask * step * tf.repeat(draws, batch, axis=0))
+
+        rows = tf.shape(base)[0]
+        state = dict(
+            t=tf.constant(0, tf.int32), z=z, m=tf.zeros_like(z), v=tf.zeros_like(z),
+            lam=tf.fill([rows], config.initial_multiplier), best=base,
+            best_obj=tf.zeros([rows]), found=tf.zeros([rows], tf.bool),
+            stall=tf.zeros([rows], tf.int32),
+        )
+
+        def record(s, viol):
+            obj = objective(s["z"])
+            feasible = viol <= epsilon
+            better = feasible & (obj > s["best_obj"])
+            where = tf.reshape(better, [-1] + [1] * len(axes))
+            gained = feasible & (obj > s["best_obj"] + min_gain)
+            return dict(
+                s, best=tf.where(where, s["z"], s["best"]),
+                best_obj=tf.where(better, obj, s["best_obj"]), found=s["found"] | feasible,
+                stall=tf.where(gained, 0, s["stall"] + 1))
+
+        def body(s):
+            with tf.GradientTape() as tape:
+                tape.watch(s["z"])
+                viol = violation(s["z"])
+                surrogate = -tf.reduce_sum(sign * (s["z"] - base) * mask, axis=axes)
+                surrogate = surrogate / float(self.patch_features)
+                penalty = s["lam"] * tf.nn.relu(viol - epsilon) / safe_epsilon
+                loss = tf.reduce_sum(surrogate + penalty)
+            grad = tape.gradient(loss, s["z"]) * mask
+            s = record(s, viol)
+            lam = tf.where(viol > epsilon, s["lam"] * growth,
+                           tf.maximum(s["lam"] / growth, 1e-6))
+            t = s["t"] + 1
+            m = 0.9 * s["m"] + 0.1 * grad
+            v = 0.999 * s["v"] + 0.001 * tf.square(grad)
+            tf_t = tf.cast(t, tf.float32)
+            m_hat = m / (1.0 - tf.pow(0.9, tf_t))
+            v_hat = v / (1.0 - tf.pow(0.999, tf_t))
+            z = project(s["z"] - step * m_hat / (tf.sqrt(v_hat) + 1e-12))
+            return (dict(s, t=t, z=z, m=m, v=v, lam=lam),)
+
+        def cond(s):
+            running = s["t"] < config.steps
+            if config.patience:
+                running = running & tf.reduce_any(s["stall"] < config.patience)
+            return running
+
+        (state,) = tf.while_loop(cond, body, (state,))
+        state = record(state, violation(state["z"]))  # the last iterate counts too
+        return state["best"], state["found"], state["t"]
+
+
+def _expand(x, copies):
+    return tf.reshape(tf.tile(x[None], [copies] + [1] * len(x.shape)),
+                      tf.concat([[-1], tf.shape(x)[1:]], 0))
+
+
+def _max_rows(t):
+    return tf.reduce_max(tf.reshape(t, [tf.shape(t)[0], -1]), axis=1)
+
+
+def _crop(t, offsets, lengths):
+    """Per-row windows: ``t[r, o_r0 : o_r0 + n0, o_r1 : o_r1 + n1, …]``."""
+    for axis, length in enumerate(lengths):
+        index = offsets[:, axis:axis + 1] + tf.range(length)[None]
+        t = tf.gather(t, index, axis=axis + 1, batch_dims=1)
+    return t
+
+
+def _scatter_indices(starts, lengths):
+    """``(K, *lengths, 1 + ndim)`` indices of each row's window starting at ``starts``."""
+    rows = tf.shape(starts)[0]
+    ndim = len(lengths)
+    grids = [tf.range(rows)]
+    for axis, length in enumerate(lengths):
+        grids.append(starts[:, axis:axis + 1] + tf.range(length)[None])
+    parts = []
+    for axis, grid in enumerate(grids):
+        shape = [-1] + [1] * ndim
+        if axis:
+            shape[axis] = lengths[axis - 1]
+        part = tf.reshape(grid, shape)
+        parts.append(tf.broadcast_to(part, tf.concat([[rows], lengths], 0)))
+    return tf.stack(parts, axis=-1)
