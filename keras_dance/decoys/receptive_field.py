@@ -4,7 +4,7 @@ A patch changes only the layer-``l`` positions whose receptive field meets it (i
 *footprint*), and only the input inside the footprint's receptive fields can reach them.
 For a chain of local layers the constraint can therefore be evaluated on a crop of the
 input. Per spatial axis and layer, with ``k`` the effective kernel, ``s`` the stride and
-``b`` the padding before (negative for cropping):
+``b`` the padding before:
 
     P ← P + b·J,    R ← R + (k − 1)·J,    J ← J·s          (start: J = 1, R = 1, P = 0)
 
@@ -41,7 +41,7 @@ class AxisOp:
     kernel: int = 1
     stride: int = 1
     padding: str = "valid"  # "valid" | "same" | "causal" | "pad"
-    before: int = 0  # explicit padding before ("pad"; negative for cropping)
+    before: int = 0  # explicit zero padding before ("pad")
     after: int = 0
 
     def pad_before(self, size):
@@ -67,8 +67,7 @@ class AxisOp:
 def layer_ops(layer, ndim):
     """The per-axis ops of a local layer, or ``None`` if the layer is not local.
 
-    Local: convolutions, pooling, zero-padding, cropping, and layers acting on each
-    position alone (activations, BatchNorm at inference, dropout at inference …).
+    Local: convolutions, pooling, zero-padding, and layers acting on each position alone (activations, BatchNorm at inference, dropout at inference …).
     """
     def tup(value):
         return tuple(value) if isinstance(value, (tuple, list)) else (value,) * ndim
@@ -89,13 +88,12 @@ def layer_ops(layer, ndim):
         if len(tup(layer.pool_size)) != ndim:
             return None
         return [AxisOp(k, s, layer.padding) for k, s in zip(tup(layer.pool_size), tup(layer.strides))]
+    # Cropping layers are not local for our purpose: inside a crop they would remove
+    # positions that hold real data, which the receptive-field margin does not cover.
     padding_layers = tuple(getattr(keras.layers, n) for n in ("ZeroPadding1D", "ZeroPadding2D"))
-    cropping_layers = tuple(getattr(keras.layers, n) for n in ("Cropping1D", "Cropping2D"))
-    if isinstance(layer, padding_layers + cropping_layers):
-        amounts = layer.padding if isinstance(layer, padding_layers) else layer.cropping
-        amounts = [amounts] if ndim == 1 else list(amounts)
-        sign = 1 if isinstance(layer, padding_layers) else -1
-        return [AxisOp(padding="pad", before=sign * a, after=sign * b) for a, b in amounts]
+    if isinstance(layer, padding_layers):
+        amounts = [layer.padding] if ndim == 1 else list(layer.padding)
+        return [AxisOp(padding="pad", before=a, after=b) for a, b in amounts]
     return None
 
 
