@@ -267,7 +267,9 @@ class DecoyEngine:
         sign = tf.reshape(sign, [-1] + [1] * (len(base.shape) - 1))
         safe_epsilon = tf.maximum(epsilon, 1e-12)
         axes = list(range(1, len(base.shape)))
-        min_gain = 0.05 * step
+        # A problem has stalled when its best feasible objective has not grown by 1% of
+        # one full Adam step over the patch since the last time it did.
+        min_gain = 0.01 * step * self.patch_features
 
         def project(z):
             delta = (z - base) * mask
@@ -289,7 +291,7 @@ class DecoyEngine:
             t=tf.constant(0, tf.int32), z=z, m=tf.zeros_like(z), v=tf.zeros_like(z),
             lam=tf.fill([rows], config.initial_multiplier), best=base,
             best_obj=tf.zeros([rows]), found=tf.zeros([rows], tf.bool),
-            stall=tf.zeros([rows], tf.int32),
+            stall=tf.zeros([rows], tf.int32), anchor=tf.zeros([rows]),
         )
 
         def record(s, viol):
@@ -297,11 +299,12 @@ class DecoyEngine:
             feasible = viol <= epsilon
             better = feasible & (obj > s["best_obj"])
             where = tf.reshape(better, [-1] + [1] * len(axes))
-            gained = feasible & (obj > s["best_obj"] + min_gain)
+            best_obj = tf.where(better, obj, s["best_obj"])
+            gained = best_obj > s["anchor"] + min_gain
             return dict(
-                s, best=tf.where(where, s["z"], s["best"]),
-                best_obj=tf.where(better, obj, s["best_obj"]), found=s["found"] | feasible,
-                stall=tf.where(gained, 0, s["stall"] + 1))
+                s, best=tf.where(where, s["z"], s["best"]), best_obj=best_obj,
+                found=s["found"] | feasible, stall=tf.where(gained, 0, s["stall"] + 1),
+                anchor=tf.where(gained, best_obj, s["anchor"]))
 
         def body(s):
             with tf.GradientTape() as tape:
