@@ -4,7 +4,8 @@ TensorFlow's stateless RNG ops give different numbers under XLA when the seed is
 runtime value (seen with TF 2.21: ``stateless_normal`` inside a ``tf.map_fn`` body), which
 would make ``jit_compile=True`` change the maps. These generators use only integer
 arithmetic that every backend evaluates identically: element ``k`` of stream ``s`` under
-``seed`` is a murmur3-finalised hash of ``(seed, s, k)``.
+``seed`` is a murmur3-finalised hash of ``(seed, s, k)``; many streams are drawn in
+one vectorised call.
 """
 
 import math
@@ -23,28 +24,32 @@ def _fmix32(h):
     return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
 
 
-def _bits(count, seed, stream, salt):
+def _bits(shape, seed, streams, salt):
+    """Hash bits for ``streams`` (a 1-D int tensor) × ``prod(shape)`` counters."""
+    streams = tf.reshape(tf.cast(streams, tf.int64), [-1, 1])
     key = _fmix32(tf.bitwise.bitwise_and(
-        tf.cast(seed, tf.int64) * 0x9E3779B1 + tf.cast(stream, tf.int64) * 0x85EBCA77 + salt,
-        _MASK))
-    counter = tf.range(tf.cast(count, tf.int64), dtype=tf.int64)
+        tf.cast(seed, tf.int64) * 0x9E3779B1 + streams * 0x85EBCA77 + salt, _MASK))
+    counter = tf.range(tf.cast(tf.reduce_prod(shape), tf.int64), dtype=tf.int64)[None]
     return _fmix32(tf.bitwise.bitwise_and(counter * 0xC2B2AE3D + key, _MASK))
 
 
-def uniform(shape, seed, stream):
-    """Uniform numbers in (0, 1), float32, of ``shape`` (a 1-D int tensor)."""
-    count = tf.reduce_prod(shape)
-    bits = tf.bitwise.right_shift(_bits(count, seed, stream, 0x27D4EB2F), 8)  # 24 bits
-    values = (tf.cast(bits, tf.float32) + 0.5) * (1.0 / (1 << 24))
-    return tf.reshape(values, shape)
+def _unit(bits):
+    """24 high bits to a float32 in (0, 1)."""
+    return (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * (1.0 / (1 << 24))
 
 
-def normal(shape, seed, stream):
-    """Standard normal numbers (Box–Muller), float32, of ``shape``."""
-    count = tf.reduce_prod(shape)
-    u1 = (tf.cast(tf.bitwise.right_shift(_bits(count, seed, stream, 0x165667B1), 8),
-                  tf.float32) + 0.5) * (1.0 / (1 << 24))
-    u2 = (tf.cast(tf.bitwise.right_shift(_bits(count, seed, stream, 0x61C88647), 8),
-                  tf.float32) + 0.5) * (1.0 / (1 << 24))
+def uniform(shape, seed, streams):
+    """Uniform numbers in (0, 1), float32, ``(len(streams), *shape)``.
+
+    Row ``r`` depends only on ``(seed, streams[r])``, never on the other rows.
+    """
+    values = _unit(_bits(shape, seed, streams, 0x27D4EB2F))
+    return tf.reshape(values, tf.concat([[-1], shape], 0))
+
+
+def normal(shape, seed, streams):
+    """Standard normal numbers (Box–Muller), float32, ``(len(streams), *shape)``."""
+    u1 = _unit(_bits(shape, seed, streams, 0x165667B1))
+    u2 = _unit(_bits(shape, seed, streams, 0x61C88647))
     values = tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos((2.0 * math.pi) * u2)
-    return tf.reshape(values, shape)
+    return tf.reshape(values, tf.concat([[-1], shape], 0))

@@ -15,7 +15,7 @@ class SmoothGrad(SaliencyMethod):
     ``σ = noise_level · (hi − lo)``: ``(lo, hi) = value_range`` when given, otherwise each
     input's own ``(min, max)`` (the SmoothGrad paper's choice).
 
-    Noise draw ``j`` is ``keras_dance._random.normal(seed, stream=j)``, shared by every input of a
+    Noise draw ``j`` is ``keras_dance._random.normal(seed, streams=[j])``, shared by every input of a
     call (common random numbers): a map depends only on its input and the seed, never on
     how the batch was split by ``batch_size``. Samples are evaluated in chunks bounded by
     the explainer's ``batch_size``.
@@ -91,12 +91,8 @@ class SmoothGrad(SaliencyMethod):
         feature_shape = tf.shape(x)[1:]
         seed = self.seed
 
-        def noise(j):
-            return random.normal(feature_shape, seed, j)
-
         def chunk(start, size):
-            draws = tf.map_fn(noise, start + tf.range(size),
-                              fn_output_signature=tf.TensorSpec(x.shape[1:], tf.float32))
+            draws = random.normal(feature_shape, seed, start + tf.range(size))
             noisy = x[None] + sigma * draws[:, None]  # (size, B, *f)
             rows = tf.reshape(noisy, tf.concat([[-1], feature_shape], 0))
             maps = self.method(rows, forward, targets.tile(size),

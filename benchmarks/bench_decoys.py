@@ -1,0 +1,167 @@
+"""The decoy engine against a straightforward full-image solver, in one run.
+
+1. A 64×64×3 conv model, layer ``conv2`` (two 3×3 convolutions deep), patch 4, stride 4
+   (256 patches, 512 problems per input), fixed steps (no early exit): our engine
+   (receptive-field crops) against the same solver on the full image (``crop=False``:
+   one tf.function, the same steps, the same feasibility check). Time per input, ratio,
+   fraction feasible.
+2. The engine's sub-model forward+backward throughput (crops per second through the
+   solver loop) against a bare batched forward+backward of the same sub-model on the
+   same crops in a ``tf.while_loop``.
+3. Peak memory (RSS, in a fresh process each) of ``explain`` as the number of decoys per
+   call grows 10× (1 input → 10 inputs) at a fixed ``batch_size``.
+4. End-to-end DANCE time per input on the shipped digits model with the defaults.
+
+Run: .venv/bin/python benchmarks/bench_decoys.py [--steps 20]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_dance as kd  # noqa: E402
+
+
+def conv_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((64, 64, 3))
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inputs)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(h)
+    h = keras.layers.MaxPooling2D(4)(h)
+    h = keras.layers.Flatten()(h)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(h))
+
+
+def images(count, seed=0):
+    """Smooth random images in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(size=(count, 8, 8, 3)).astype(np.float32)
+    return tf.image.resize(coarse, (64, 64), method="bicubic").numpy().clip(0, 1)
+
+
+def timed(fn, repeats=2):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def memory_probe(count, steps, batch_size):
+    """Runs in a fresh process: peak RSS of explain() on ``count`` inputs."""
+    import resource
+
+    model = conv_model()
+    config = kd.DecoyConfig(layer="conv2", patch=4, stride=4, steps=steps, patience=0)
+    explainer = kd.Explainer(model, decoys=config, batch_size=batch_size)
+    explainer.explain(images(1))  # compile
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    explainer.explain(images(count))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"before_mb": before / 1024, "peak_mb": after / 1024,
+                      "decoys": count * explainer.decoys.num_decoys}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--memory-probe", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        memory_probe(args.memory_probe, args.steps, args.batch_size)
+        return
+
+    model = conv_model()
+    x = images(1)
+    config = dict(layer="conv2", patch=4, stride=4, steps=args.steps, patience=0)
+    engine_explainer = kd.Explainer(model, decoys=kd.DecoyConfig(**config),
+                                    batch_size=args.batch_size)
+    full_explainer = kd.Explainer(model, decoys=kd.DecoyConfig(crop=False, **config),
+                                  batch_size=args.batch_size)
+    engine = engine_explainer.decoys
+    print(f"1. 64×64×3 model, layer conv2, patch 4 stride 4: {engine.num_decoys} problems "
+          f"per input, {args.steps} fixed steps, batch_size={args.batch_size}")
+    print(f"   engine: {engine.reason}")
+    t_engine = timed(lambda: engine_explainer.generate_decoys(x))
+    t_full = timed(lambda: full_explainer.generate_decoys(x), repeats=1)
+    _, feasible_engine = engine_explainer.generate_decoys(x)
+    _, feasible_full = full_explainer.generate_decoys(x)
+    print(f"   time per input: engine {t_engine:.3f} s, full-image solver {t_full:.3f} s, "
+          f"ratio {t_full / t_engine:.1f}×")
+    print(f"   fraction feasible: engine {feasible_engine.mean():.3f}, "
+          f"full-image {feasible_full.mean():.3f}")
+
+    # 2. Throughput against a bare forward+backward loop on the same crops.
+    plan = engine.crop_plan
+    crops = tf.constant(np.random.default_rng(0).uniform(
+        size=(engine.num_decoys,) + plan.crop_shape + (3,)).astype(np.float32))
+    steps = args.steps
+
+    @tf.function
+    def bare(z):
+        def body(i, z):
+            with tf.GradientTape() as tape:
+                tape.watch(z)
+                total = tf.reduce_sum(engine._chain_call(z))
+            return i + 1, z - 1e-3 * tape.gradient(total, z)
+        return tf.while_loop(lambda i, z: i < steps, body, (0, z))[1]
+
+    t_bare = timed(lambda: bare(crops).numpy(), repeats=3)
+    bare_rate = engine.num_decoys * steps / t_bare
+    xt, zero = tf.constant(x), tf.constant(0)
+    print(f"2. sub-model forward+backward samples/s: bare loop {bare_rate:,.0f}")
+    for fuse in (True, False):
+        kd.decoys.DecoyEngine.fuse = fuse
+        solve = kd.Explainer(model, decoys=kd.DecoyConfig(**config), batch_size=args.batch_size
+                             )._solve_function(engine.num_decoys)
+        one_step = kd.Explainer(model, decoys=kd.DecoyConfig(**{**config, "steps": 1}),
+                                batch_size=args.batch_size)._solve_function(engine.num_decoys)
+        t_solve = timed(lambda: solve(xt, zero)[0].numpy(), repeats=3)
+        t_one = timed(lambda: one_step(xt, zero)[0].numpy(), repeats=3)
+        call_rate = engine.num_decoys * steps / t_solve
+        loop_rate = engine.num_decoys * (steps - 1) / (t_solve - t_one)
+        print(f"   engine ({'XLA-fused' if fuse else 'unfused'} element-wise work): whole solve "
+              f"call (crop gathers, reference pass, decoy scatter included) {call_rate:,.0f} "
+              f"(ratio {call_rate / bare_rate:.2f}); loop alone, per step from a {steps}- and "
+              f"a 1-step run, {loop_rate:,.0f} (ratio {loop_rate / bare_rate:.2f})")
+    kd.decoys.DecoyEngine.fuse = True
+
+    # 3. Peak memory as decoys grow 10×.
+    results = []
+    for count in (1, 10):
+        output = subprocess.run(
+            [sys.executable, __file__, f"--memory-probe={count}", f"--steps={args.steps}",
+             f"--batch-size={args.batch_size}"], capture_output=True, text=True, check=True)
+        results.append(json.loads(output.stdout.strip().splitlines()[-1]))
+    print(f"3. peak RSS of explain(): {results[0]['decoys']} decoys {results[0]['peak_mb']:.0f} MB "
+          f"(after compile {results[0]['before_mb']:.0f} MB); {results[1]['decoys']} decoys "
+          f"{results[1]['peak_mb']:.0f} MB (after compile {results[1]['before_mb']:.0f} MB); "
+          f"ratio {results[1]['peak_mb'] / results[0]['peak_mb']:.2f}")
+
+    # 4. End to end on the shipped digits model, defaults.
+    digits = kd.datasets.load_digits_model()
+    sample = kd.datasets.load_digits()[2][:8]
+    for method in ("gradient", "smoothgrad"):
+        explainer = kd.Explainer(digits, method, decoys=kd.DecoyConfig(layer="conv2", patch=4))
+        explainer.explain(sample[:1])
+        start = time.perf_counter()
+        explainer.explain(sample)
+        seconds = (time.perf_counter() - start) / len(sample)
+        print(f"4. DANCE({method}) on the digits CNN, layer conv2, patch 4, defaults "
+              f"({explainer.decoys.num_decoys} decoys): {seconds:.3f} s per input")
+
+
+if __name__ == "__main__":
+    main()
