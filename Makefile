@@ -18,7 +18,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/keras-dance explain saved_models/digits_cnn.keras examples/data/digit_*.png --method=smoothgrad --out=out/demo
+	$(BIN)/keras-dance explain saved_models/digits_cnn.keras examples/data/digit_*.png --method=gradient --decoy_layer=conv2 --patch=4 --out=out/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

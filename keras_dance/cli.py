@@ -2,6 +2,7 @@
 
 Usage:
     keras-dance explain MODEL INPUTS... [--method=gradient] [--out=out] [--batch_size=128]
+        [--decoy_layer=conv2 --patch=4 --epsilon=0.1 --aggregation=range]  (DANCE)
 
 INPUTS are ``.npy`` batches or images (PNG/JPEG, scaled to [0, 1]). Writes, under
 ``--out``: ``maps.npy`` (raw maps, one per input, in order), ``inputs.npy``,
@@ -21,6 +22,12 @@ flags.DEFINE_string("method", "gradient", "Saliency method id.")
 flags.DEFINE_string("out", "out", "Output directory.")
 flags.DEFINE_integer("batch_size", 128, "Memory knob: most model rows per pass.")
 flags.DEFINE_bool("unsafe", False, "Load models that need arbitrary code (Keras safe_mode=False).")
+flags.DEFINE_string("decoy_layer", None, "DANCE: layer name (or index) of the decoy constraint; "
+                    "unset for the plain method.")
+flags.DEFINE_integer("patch", 3, "DANCE: patch side.")
+flags.DEFINE_integer("stride", None, "DANCE: patch stride (defaults to the patch).")
+flags.DEFINE_float("epsilon", 0.1, "DANCE: tolerance on the layer, relative to max |F_l(x)|.")
+flags.DEFINE_enum("aggregation", "range", ["range", "mean"], "DANCE: decoy aggregation.")
 
 COMMANDS = ("explain",)
 
@@ -86,8 +93,14 @@ def explain(argv):
     if len(argv) < 2:
         raise UsageError("explain needs MODEL and at least one INPUT")
     model = _load_model(argv[0], FLAGS.unsafe)
+    decoys = None
     try:
-        explainer = kd.Explainer(model, method=FLAGS.method, batch_size=FLAGS.batch_size)
+        if FLAGS.decoy_layer is not None:
+            layer = int(FLAGS.decoy_layer) if FLAGS.decoy_layer.lstrip("-").isdigit() else FLAGS.decoy_layer
+            decoys = kd.DecoyConfig(layer=layer, patch=FLAGS.patch, stride=FLAGS.stride,
+                                    epsilon=FLAGS.epsilon)
+        explainer = kd.Explainer(model, method=FLAGS.method, decoys=decoys,
+                                 aggregation=FLAGS.aggregation, batch_size=FLAGS.batch_size)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from error
     x, names = _load_inputs(argv[1:], explainer.input_shape)
@@ -104,9 +117,10 @@ def explain(argv):
         np.save(staging / "maps.npy", maps)
         np.save(staging / "inputs.npy", x)
         np.save(staging / "targets.npy", targets)
+        label = explainer.method.name + (" + decoys" if decoys is not None else "")
         for name, image, saliency, target in zip(names, x, maps, targets):
             viz.save_overlay(staging / f"{name}_overlay.png", image, saliency,
-                             title=f"{explainer.method.name}, class {target}")
+                             title=f"{label}, class {target}")
         out.mkdir(exist_ok=True)
         written = []
         for item in sorted(staging.iterdir()):
@@ -114,6 +128,8 @@ def explain(argv):
             written.append(item.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if explainer.decoys is not None:
+        print(f"decoys: {explainer.decoys.num_decoys} per input; {explainer.decoys.reason}")
     print(f"explained {len(x)} inputs with {explainer.method.name}; predicted classes "
           f"{targets.tolist()}")
     print(f"wrote {len(written)} files to {out}/: maps.npy (raw maps {maps.shape}), "

@@ -32,12 +32,25 @@ def test_explain_writes_maps_and_overlays(tmp_path, digits_model):
     np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_explain_with_decoys(tmp_path, digits_model):
+    out = tmp_path / "dance"
+    result = cli("explain", MODEL, IMAGES[0], "--decoy_layer=conv2", "--patch=8",
+                 f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    assert "decoys: 32 per input" in result.stdout
+    inputs = np.load(out / "inputs.npy")
+    expected = kd.Explainer(digits_model, decoys=kd.DecoyConfig(layer="conv2", patch=8)).explain(
+        inputs)
+    np.testing.assert_allclose(np.load(out / "maps.npy"), expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("make_args, message", [
     (lambda tmp: ["explain", tmp / "missing.keras", IMAGES[0]], "model not found"),
     (lambda tmp: ["explain", MODEL, tmp / "missing.png"], "input file not found"),
     (lambda tmp: ["explain", MODEL, tmp / "corrupt.png"], "cannot read image"),
     (lambda tmp: ["explain", MODEL, tmp / "big.png"], "the model expects"),
     (lambda tmp: ["explain", MODEL, IMAGES[0], "--method=nope"], "Expected `method`"),
+    (lambda tmp: ["explain", MODEL, IMAGES[0], "--decoy_layer=nope"], "Expected `layer`"),
 ])
 def test_explain_errors_exit_nonzero_and_leave_nothing(tmp_path, make_args, message):
     from PIL import Image
