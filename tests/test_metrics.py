@@ -55,3 +55,83 @@ def test_deletion_bad_input():
         kd.metrics.deletion(model, x, np.zeros((2, 5)))
     with pytest.raises(ValueError, match="steps"):
         kd.metrics.deletion(model, x, x, steps=0)
+
+
+def test_fidelity_extremes_and_neutral_value():
+    model = sum_model()
+    x = np.array([[0.9, 0.2, 0.5, 0.1, 0.7, 0.3]], np.float32)
+    best = kd.metrics.fidelity(model, x, x, targets=0, normalise="minmax")
+    worst = kd.metrics.fidelity(model, x, -x, targets=0, normalise="minmax")
+    constant = kd.metrics.fidelity(model, x, np.full_like(x, 0.4), targets=0)
+    assert best[0] < 0 < worst[0]
+    np.testing.assert_allclose(constant, 0.0, atol=1e-6)
+
+
+def test_fidelity_against_a_numpy_reference():
+    model = sum_model(4)
+    x = np.array([[0.4, 0.1, 0.8, 0.3]], np.float32)
+    maps = np.array([[0.2, -0.9, 0.1, 0.5]], np.float32)
+    got = kd.metrics.fidelity(model, x, maps, targets=0, normalise="minmax")
+    e = (maps[0] - maps[0].min()) / (maps[0].max() - maps[0].min())
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731 — logits (sum, 0) → p = σ(sum)
+    expected = -np.log(sigmoid((e * x[0]).sum()) / sigmoid((e.mean() * x[0]).sum()))
+    np.testing.assert_allclose(got[0], expected, rtol=1e-5)
+
+
+def test_sparseness_reference_and_extremes():
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(3, 5, 4))
+    got = kd.metrics.sparseness(maps)
+    for m, g in zip(maps, got):
+        a = np.sort(np.abs(m).ravel())
+        n = len(a)
+        reference = 1 - 2 * sum(a[k] / a.sum() * (n - (k + 1) + 0.5) / n for k in range(n))
+        np.testing.assert_allclose(g, reference, rtol=1e-5)
+    one_hot = np.zeros((1, 10))
+    one_hot[0, 3] = -2.0
+    np.testing.assert_allclose(kd.metrics.sparseness(one_hot), [0.9], rtol=1e-6)
+    np.testing.assert_allclose(kd.metrics.sparseness(np.ones((1, 10))), [0.0], atol=1e-7)
+    np.testing.assert_allclose(kd.metrics.sparseness(np.zeros((1, 10))), [0.0])
+
+
+def test_localisation_reference_and_extremes():
+    masks = np.zeros((2, 4, 4), bool)
+    masks[:, 1:3, 1:3] = True
+    perfect = masks[..., None].astype(np.float32)
+    np.testing.assert_allclose(kd.metrics.relevance_mass(perfect, masks), [1, 1])
+    uniform = np.ones((2, 4, 4, 1))
+    np.testing.assert_allclose(kd.metrics.relevance_mass(uniform, masks), [0.25, 0.25])
+    maps = np.random.default_rng(0).normal(size=(2, 4, 4, 3))
+    reference = [np.abs(m).max(-1)[k].sum() / np.abs(m).max(-1).sum() for m, k in zip(maps, masks)]
+    np.testing.assert_allclose(kd.metrics.relevance_mass(maps, masks), reference, rtol=1e-6)
+    outside = np.zeros((2, 4, 4, 1))
+    outside[:, 0, 0] = 5.0
+    assert kd.metrics.pointing_game(perfect, masks).all()
+    assert not kd.metrics.pointing_game(outside, masks).any()
+
+
+def test_sensitivity_reference():
+    rng = np.random.default_rng(0)
+    maps, other = rng.normal(size=(2, 2, 5, 5, 1))
+    x = rng.uniform(size=(2, 5, 5, 1))
+    y = x + 0.1
+    got = kd.metrics.sensitivity(maps, other, x, y)
+    shown, shown_other = kd.postprocess(maps), kd.postprocess(other)
+    expected = [np.linalg.norm(a - b) / np.linalg.norm(p - q)
+                for a, b, p, q in zip(shown, shown_other, x, y)]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(kd.metrics.sensitivity(maps, maps, x, y), [0, 0])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: kd.metrics.relevance_mass(np.zeros((2, 4, 4, 1)), np.zeros((2, 3, 4), bool)), "masks"),
+    (lambda: kd.metrics.sensitivity(np.zeros((2, 3)), np.zeros((2, 4)), np.zeros((2, 3)),
+                                    np.ones((2, 3))), "perturbed_maps"),
+    (lambda: kd.metrics.sensitivity(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 3)),
+                                    np.zeros((2, 3))), "differ"),
+    (lambda: kd.metrics.fidelity(sum_model(), np.zeros((2, 6)), np.zeros((2, 5))), "maps"),
+    (lambda: kd.metrics.sparseness(np.zeros(3)), "rank >= 2"),
+])
+def test_metric_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
