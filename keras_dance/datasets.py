@@ -54,3 +54,139 @@ def load_digits_model(path=None):
             f"Received: path={str(path)!r}"
         )
     return keras.models.load_model(path, safe_mode=True)
+
+
+# ---------------------------------------------------------------- ground-truth tasks
+
+SHAPE_CLASSES = ("cross", "square", "triangle", "ell")
+
+
+def _stamp(kind, size):
+    """A ``size × size`` binary stamp of a class-determining shape."""
+    s = size
+    grid = np.zeros((s, s), bool)
+    c = s // 2
+    if kind == "cross":
+        grid[c, :] = True
+        grid[:, c] = True
+    elif kind == "square":
+        grid[0, :] = grid[-1, :] = grid[:, 0] = grid[:, -1] = True
+    elif kind == "triangle":
+        for r in range(s):
+            half = (r * c) // max(s - 1, 1)
+            grid[r, c - half:c + half + 1] = True
+    elif kind == "ell":
+        grid[:, 0] = True
+        grid[-1, :] = True
+    else:
+        raise ValueError(f"unknown shape {kind!r}")
+    return grid
+
+
+def make_shapes(count, size=32, shape_size=7, distractors=3, seed=0):
+    """Images where a small shape decides the class; ground-truth masks returned.
+
+    Each grayscale image has a smooth random texture (values 0.1–0.4), ``distractors``
+    filled discs (present in every class, so carrying no class information) and one
+    class-determining outline shape (cross, square, triangle or ell, brightness 0.9) at a
+    random place that does not overlap them. Deterministic under ``seed``.
+
+    Returns:
+        ``(images (N, size, size, 1) float32 in [0, 1], labels (N,) int32,
+        masks (N, size, size) bool)`` — the mask covers the shape's pixels.
+    """
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, size, size, 1), np.float32)
+    labels = rng.integers(0, len(SHAPE_CLASSES), count).astype(np.int32)
+    masks = np.zeros((count, size, size), bool)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(count):
+        coarse = rng.uniform(0.1, 0.4, size=(size // 4 + 1, size // 4 + 1))
+        texture = np.kron(coarse, np.ones((4, 4)))[:size, :size]
+        texture += rng.normal(0, 0.03, size=(size, size))
+        occupied = np.zeros((size, size), bool)
+        for _ in range(distractors):
+            r, cy, cx = rng.integers(2, 4), rng.integers(3, size - 3), rng.integers(3, size - 3)
+            disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+            texture = np.where(disc, 0.75, texture)
+            occupied |= disc
+        stamp = _stamp(SHAPE_CLASSES[labels[i]], shape_size)
+        for _ in range(100):
+            top, left = rng.integers(0, size - shape_size + 1, size=2)
+            window = occupied[top:top + shape_size, left:left + shape_size]
+            if not window.any():
+                break
+        placed = np.zeros((size, size), bool)
+        placed[top:top + shape_size, left:left + shape_size] = stamp
+        images[i, ..., 0] = np.clip(np.where(placed, 0.9, texture), 0, 1)
+        masks[i] = placed
+    return images, labels, masks
+
+
+MOTIFS = ("TGACGT", "CCAATG")
+
+
+def make_motifs(count, length=100, seed=0):
+    """One-hot DNA-like sequences whose label needs two motifs together.
+
+    Label 1 iff both motifs (``MOTIFS``) are present; negatives are split evenly between
+    sequences with only the first motif, only the second, and neither — so either motif
+    alone carries no evidence for class 1: the interaction DANCE claims to capture.
+
+    Returns:
+        ``(x (N, length, 4) float32 one-hot over ACGT, labels (N,) int32,
+        masks (N, length) bool marking the planted motifs' positions)``.
+    """
+    rng = np.random.default_rng(seed)
+    alphabet = "ACGT"
+    x = np.zeros((count, length, 4), np.float32)
+    labels = np.zeros(count, np.int32)
+    masks = np.zeros((count, length), bool)
+    kinds = rng.integers(0, 6, count)  # 0-2 positive, 3: first only, 4: second only, 5: none
+    for i in range(count):
+        sequence = rng.integers(0, 4, length)
+        plant = {0: (0, 1), 1: (0, 1), 2: (0, 1), 3: (0,), 4: (1,), 5: ()}[int(kinds[i])]
+        labels[i] = int(len(plant) == 2)
+        used = np.zeros(length, bool)
+        for motif_index in plant:
+            motif = MOTIFS[motif_index]
+            for _ in range(100):
+                start = rng.integers(0, length - len(motif) + 1)
+                if not used[start:start + len(motif)].any():
+                    break
+            sequence[start:start + len(motif)] = [alphabet.index(c) for c in motif]
+            used[start:start + len(motif)] = True
+        x[i, np.arange(length), sequence] = 1.0
+        masks[i] = used
+    return x, labels, masks
+
+
+def load_cancer(test_fraction=0.25, seed=0):
+    """scikit-learn's bundled breast-cancer data, scaled to [0, 1] with training stats.
+
+    Columns are reordered so that each of the ten measurements' three statistics (mean,
+    standard error, worst) are adjacent: a patch of 3 with stride 3 is one measurement, the
+    natural feature group for swappable features.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test, feature_names)``.
+    """
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    order = [i + 10 * k for i in range(10) for k in range(3)]
+    x = data.data[:, order].astype(np.float32)
+    names = [data.feature_names[i] for i in order]
+    y = data.target.astype(np.int32)
+    permutation = np.random.RandomState(seed).permutation(len(y))
+    cut = int(round(len(y) * (1 - test_fraction)))
+    train, test = permutation[:cut], permutation[cut:]
+    low, high = x[train].min(0), x[train].max(0)
+    scaled = np.clip((x - low) / np.where(high > low, high - low, 1), 0, 1).astype(np.float32)
+    return scaled[train], y[train], scaled[test], y[test], names
+
+
+def load_model(name):
+    """Loads a shipped model from ``saved_models/`` (``digits_cnn``, ``shapes_cnn``,
+    ``motifs_cnn``, ``cancer_mlp``, …) with Keras's safe mode."""
+    return load_digits_model(SAVED_MODELS / f"{name}.keras")
