@@ -1,10 +1,11 @@
 """keras_dance: saliency maps people can trust, for Keras 3 / TensorFlow classifiers."""
 
-from keras_dance import datasets, methods, metrics
+from keras_dance import attacks, datasets, methods, metrics, sanity
 from keras_dance.decoys import DecoyConfig
 from keras_dance.explainer import Explainer
 from keras_dance.postprocess import postprocess
 
 __version__ = "0.1.0"
 
-__all__ = ["DecoyConfig", "Explainer", "datasets", "methods", "metrics", "postprocess", "__version__"]
+__all__ = ["DecoyConfig", "Explainer", "attacks", "datasets", "methods", "metrics", "postprocess", "sanity",
+           "__version__"]

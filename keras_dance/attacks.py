@@ -1,0 +1,232 @@
+"""Interpretation attacks (Ghorbani, Abid & Zou, AAAI 2019) against any explainer.
+
+Small input perturbations, within an L∞ budget and the value range and never changing the
+predicted label, that move a saliency map as much as possible:
+
+- ``"topk"``: lower the saliency of the original top-k features;
+- ``"targeted"``: raise the saliency of a chosen region (default: the bottom-right 4×4);
+- ``"mass_center"``: move the map's centre of mass away from where it was.
+
+The attack gradient is the gradient of the objective through the *base* method's map on
+a copy of the network with ReLU replaced by softplus (a ReLU network's saliency has zero
+input-gradient almost everywhere). For a decoy-enhanced explainer this is a transfer
+attack: the perturbation is crafted on the base map and its effect measured on the
+explainer's own (DANCE) map — the robustness question the DANCE paper asks. Each
+iteration takes a signed step; a step that changes the predicted label is rejected for
+that input; every ``check_every`` steps the explainer's real maps are measured and the best
+perturbation so far is kept.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_dance._similarity import spearman
+from keras_dance._targets import IndexTargets
+from keras_dance.metrics.sensitivity import sensitivity
+from keras_dance.postprocess import postprocess
+
+KINDS = ("topk", "targeted", "mass_center")
+
+
+def softplus_copy(model, beta=10.0):
+    """A copy of ``model`` with every ReLU replaced by ``softplus(β·x)/β`` (weights copied)."""
+    def smooth(t):
+        return tf.nn.softplus(beta * t) / beta
+
+    def clone_function(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.ReLU):
+            return keras.layers.Activation(smooth, name=layer.name)
+        if getattr(layer, "activation", None) is keras.activations.relu or config.get(
+                "activation") == "relu":
+            clone = layer.__class__.from_config(config)
+            clone.activation = smooth
+            return clone
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone_function)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+@dataclasses.dataclass
+class AttackResult:
+    """What an attack did, per input.
+
+    Attributes:
+        x_adv: the perturbed inputs (the best found; ``x`` itself if nothing helped).
+        topk_intersection: fraction of the original top-k features still in the top k.
+        spearman: rank correlation of the post-processed maps before and after.
+        center_shift: distance between the maps' centres of mass (in positions).
+        sensitivity: ``‖P(E(x)) − P(E(x̂))‖₂ / ‖x − x̂‖₂`` (NaN where x̂ = x).
+        label_kept: the predicted label is unchanged (always True by construction).
+    """
+
+    x_adv: np.ndarray
+    topk_intersection: np.ndarray
+    spearman: np.ndarray
+    center_shift: np.ndarray
+    sensitivity: np.ndarray
+    label_kept: np.ndarray
+
+
+def _coordinates(spatial_shape):
+    grids = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in spatial_shape], indexing="ij")
+    return np.stack([g.ravel() for g in grids], axis=-1)  # (positions, ndim)
+
+
+def _centers(shown, coordinates):
+    flat = shown.reshape(len(shown), -1)
+    mass = np.maximum(flat.sum(1, keepdims=True), 1e-12)
+    return flat @ coordinates / mass
+
+
+def _topk(shown, k):
+    flat = shown.reshape(len(shown), -1)
+    return np.argsort(-flat, axis=1, kind="stable")[:, :k]
+
+
+def attack(explainer, x, kind="topk", epsilon=8 / 255, step_size=1 / 255, iterations=100,
+           k=None, region=None, value_range=(0.0, 1.0), beta=10.0, check_every=10, targets=None):
+    """Runs one interpretation attack on a batch.
+
+    Args:
+        explainer: a ``kd.Explainer`` (plain or decoy-enhanced).
+        x: inputs ``(B, *input_shape)`` inside ``value_range``.
+        kind: one of ``KINDS``. Defaults to "topk".
+        epsilon: L∞ budget as a fraction of the value range (> 0). Defaults to 8/255.
+        step_size: signed step as a fraction of the value range (> 0). Defaults to 1/255.
+        iterations: number of steps (>= 1). Defaults to 100.
+        k: features in the top-k set. Defaults to 5% of the positions.
+        region: boolean mask of the spatial positions to raise ("targeted"); defaults to
+            the bottom-right 4×4 (images) or last 4 positions.
+        value_range: the box. Defaults to (0, 1).
+        beta: softplus sharpness of the attack copy. Defaults to 10.
+        check_every: measure the real maps every this many steps. Defaults to 10.
+        targets: classes to explain; None: the predictions.
+
+    Returns:
+        An ``AttackResult``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"Expected `kind` to be one of {list(KINDS)}. Received: kind={kind!r}")
+    for name, value in (("epsilon", epsilon), ("step_size", step_size), ("beta", beta)):
+        if not np.isscalar(value) or not value > 0:
+            raise ValueError(f"Expected `{name}` > 0. Received: {name}={value!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"Expected `iterations` >= 1. Received: iterations={iterations!r}")
+    lo, hi = value_range
+    if not lo < hi:
+        raise ValueError(f"Expected `value_range` (lo, hi) with lo < hi. Received: {value_range!r}")
+    x = np.asarray(x, np.float32)
+    if x.min() < lo or x.max() > hi:
+        raise ValueError(f"Expected `x` inside value_range {value_range}. Received: values in "
+                         f"[{x.min()}, {x.max()}]")
+    budget, step = epsilon * (hi - lo), step_size * (hi - lo)
+    has_channels = x.ndim >= 3
+    spatial_shape = x.shape[1:-1] if has_channels else x.shape[1:]
+    positions = int(np.prod(spatial_shape))
+    k = max(1, int(round(0.05 * positions))) if k is None else int(k)
+    if region is None:
+        region = np.zeros(spatial_shape, bool)
+        region[tuple(slice(-4, None) for _ in spatial_shape)] = True
+    region = np.asarray(region, bool)
+    if region.shape != tuple(spatial_shape):
+        raise ValueError(f"Expected `region` of shape {tuple(spatial_shape)}. "
+                         f"Received: region.shape={region.shape}")
+    coordinates = _coordinates(spatial_shape)
+
+    labels = explainer.predict_classes(x)
+    targets = labels if targets is None else np.asarray(targets, np.int32)
+    original = postprocess(explainer.explain(x, targets), reduce_channels=has_channels)
+    original_topk = _topk(original, k)
+    original_center = _centers(original, coordinates)
+
+    surrogate = _surrogate_step(explainer, softplus_copy(explainer.model, beta), kind,
+                                original_topk, region, original_center, coordinates,
+                                has_channels)
+
+    def measure(candidate):
+        shown = postprocess(explainer.explain(candidate, targets), reduce_channels=has_channels)
+        topk = _topk(shown, k)
+        intersection = np.array([len(np.intersect1d(a, b)) / k for a, b in zip(original_topk, topk)])
+        shift = np.linalg.norm(_centers(shown, coordinates) - original_center, axis=1)
+        mass = (shown.reshape(len(shown), -1) * region.ravel()).sum(1) / np.maximum(
+            shown.reshape(len(shown), -1).sum(1), 1e-12)
+        score = {"topk": -intersection, "targeted": mass, "mass_center": shift}[kind]
+        return score, shown
+
+    best = x.copy()
+    best_score, _ = measure(x)
+    current = x.copy()
+    targets_t = tf.constant(targets, tf.int32)
+    for iteration in range(1, iterations + 1):
+        direction = surrogate(tf.constant(current), targets_t).numpy()
+        proposal = np.clip(current - step * np.sign(direction), x - budget, x + budget)
+        proposal = np.clip(proposal, lo, hi).astype(np.float32)
+        kept = explainer.predict_classes(proposal) == labels
+        current = np.where(kept.reshape((-1,) + (1,) * (x.ndim - 1)), proposal, current)
+        if iteration % check_every == 0 or iteration == iterations:
+            score, _ = measure(current)
+            improved = score > best_score
+            best[improved] = current[improved]
+            best_score = np.where(improved, score, best_score)
+
+    shown = postprocess(explainer.explain(best, targets), reduce_channels=has_channels)
+    topk = _topk(shown, k)
+    moved = np.abs(best - x).reshape(len(x), -1).max(1) > 0
+    raw_sensitivity = np.full(len(x), np.nan, np.float32)
+    if moved.any():
+        raw_sensitivity[moved] = sensitivity(original[moved], shown[moved], x[moved], best[moved],
+                                             processed=True)
+    return AttackResult(
+        x_adv=best,
+        topk_intersection=np.array([len(np.intersect1d(a, b)) / k
+                                    for a, b in zip(original_topk, topk)], np.float32),
+        spearman=spearman(original, shown),
+        center_shift=np.linalg.norm(_centers(shown, coordinates) - original_center,
+                                    axis=1).astype(np.float32),
+        sensitivity=raw_sensitivity,
+        label_kept=explainer.predict_classes(best) == labels,
+    )
+
+
+def _surrogate_step(explainer, smooth_model, kind, original_topk, region, original_center,
+                    coordinates, has_channels):
+    """``tf.function(x, targets) -> d objective / d x`` through the softplus copy's map."""
+    from keras_dance.explainer import Explainer
+
+    surrogate = Explainer(smooth_model, method=explainer.method, batch_size=explainer.batch_size)
+    topk_mask = np.zeros((len(original_topk), int(np.prod(region.shape))), np.float32)
+    for row, index in enumerate(original_topk):
+        topk_mask[row, index] = 1.0
+    topk_mask = tf.constant(topk_mask)
+    region_flat = tf.constant(region.ravel().astype(np.float32))
+    center = tf.constant(original_center, tf.float32)
+    coords = tf.constant(coordinates)
+
+    @tf.function
+    def gradient(x, targets):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            maps = surrogate.method(x, surrogate._forward, IndexTargets(targets),
+                                    surrogate.max_expansion)
+            relevance = tf.abs(maps)
+            if has_channels:
+                relevance = tf.reduce_sum(relevance, axis=-1)
+            flat = tf.reshape(relevance, [tf.shape(x)[0], -1])
+            total = tf.reduce_sum(flat, axis=1) + 1e-12
+            if kind == "topk":
+                objective = tf.reduce_sum(flat * topk_mask, axis=1) / total
+            elif kind == "targeted":
+                objective = -tf.reduce_sum(flat * region_flat, axis=1) / total
+            else:
+                centers = tf.matmul(flat, coords) / total[:, None]
+                objective = -tf.norm(centers - center + 1e-9, axis=1)
+            loss = tf.reduce_sum(objective)
+        return tape.gradient(loss, x)
+
+    return gradient

@@ -1,0 +1,102 @@
+"""Sanity checks (Adebayo et al., NeurIPS 2018): does the map depend on the model?
+
+A method passes when its maps change as the trained weights are replaced by random ones
+(model-parameter randomisation) and when the model is retrained on shuffled labels.
+Similarity is measured by ``keras_dance._similarity.compare``: Spearman rank correlation
+of absolute and of signed maps, SSIM and HOG-feature Pearson correlation — low values
+mean the maps changed (the method passes).
+"""
+
+import keras
+import numpy as np
+
+from keras_dance._similarity import compare
+
+
+def _explainer_like(explainer, model):
+    from keras_dance.explainer import Explainer
+
+    return Explainer(model, method=explainer.method, decoys=explainer.decoy_config,
+                     aggregation=explainer.aggregation, batch_size=explainer.batch_size)
+
+
+def _copy(model):
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _randomise(layer, seed):
+    for index, variable in enumerate(layer.weights):
+        name = variable.name.split("/")[-1]
+        initializer = getattr(layer, f"{name}_initializer", None)
+        if initializer is None:
+            initializer = keras.initializers.RandomNormal(stddev=0.05)
+        config = keras.initializers.serialize(initializer)
+        if isinstance(config, dict) and "seed" in config.get("config", {}):
+            config = dict(config, config={**config["config"], "seed": seed + index})
+        initializer = keras.initializers.deserialize(config)
+        variable.assign(initializer(variable.shape, dtype=variable.dtype))
+
+
+def weighted_layers(model):
+    """The model's layers that hold weights, input side first."""
+    return [layer for layer in model.layers if layer.weights]
+
+
+def model_randomisation(explainer, x, targets=None, mode="cascading", seed=0):
+    """Maps of randomised copies of the model against the trained model's maps.
+
+    Args:
+        explainer: a ``kd.Explainer``; its model is copied, never changed.
+        x: inputs.
+        targets: classes to explain; None: the trained model's predictions (kept fixed for
+            every randomised copy). Defaults to None.
+        mode: "cascading" (randomise from the top layer down, cumulatively) or
+            "independent" (one layer at a time). Defaults to "cascading".
+        seed: seed of the re-initialisation. Defaults to 0.
+
+    Returns:
+        A list, one entry per step (top layer first): ``{"layer": name, "spearman_abs",
+        "spearman_signed", "ssim", "hog_pearson"}`` with per-input arrays.
+    """
+    if mode not in ("cascading", "independent"):
+        raise ValueError(
+            f"Expected `mode` 'cascading' or 'independent'. Received: mode={mode!r}"
+        )
+    if targets is None:
+        targets = explainer.predict_classes(x)
+    reference = explainer.explain(x, targets)
+    layers = [layer.name for layer in weighted_layers(explainer.model)][::-1]
+    results = []
+    copy = _copy(explainer.model)
+    for step, name in enumerate(layers):
+        if mode == "independent":
+            copy = _copy(explainer.model)
+        _randomise(copy.get_layer(name), seed + 1000 * step)
+        maps = _explainer_like(explainer, copy).explain(x, targets)
+        results.append({"layer": name, **compare(reference, maps)})
+    return results
+
+
+def random_label_check(explainer, random_model, x, targets=None):
+    """Maps of a model trained on shuffled labels against the trained model's maps.
+
+    Args:
+        explainer: explainer of the model trained on true labels.
+        random_model: the same architecture trained on randomly permuted labels.
+        x: inputs; targets: classes (None: the trained model's predictions).
+
+    Returns:
+        ``compare(...)``'s dict of per-input arrays.
+    """
+    if targets is None:
+        targets = explainer.predict_classes(x)
+    reference = explainer.explain(x, targets)
+    return compare(reference, _explainer_like(explainer, random_model).explain(x, targets))
+
+
+def summarise(results):
+    """Means over inputs (NaN-aware) of ``model_randomisation`` results."""
+    return [{key: (value if key == "layer" else float(np.nanmean(value)))
+             for key, value in entry.items()} for entry in results]
