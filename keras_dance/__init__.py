@@ -1,11 +1,11 @@
 """keras_dance: saliency maps people can trust, for Keras 3 / TensorFlow classifiers."""
 
-from keras_dance import attacks, datasets, methods, metrics, sanity
+from keras_dance import attacks, callbacks, datasets, methods, metrics, sanity
 from keras_dance.decoys import DecoyConfig
 from keras_dance.explainer import Explainer
 from keras_dance.postprocess import postprocess
 
 __version__ = "0.1.0"
 
-__all__ = ["DecoyConfig", "Explainer", "attacks", "datasets", "methods", "metrics", "postprocess", "sanity",
+__all__ = ["DecoyConfig", "Explainer", "attacks", "callbacks", "datasets", "methods", "metrics", "postprocess", "sanity",
            "__version__"]

@@ -139,11 +139,12 @@ class Explainer:
                                               combine)
         return reducer.result(state, count), found / count, change / count
 
-    def _build_indexed_function(self):
+    def _build_indexed_function(self, jit_compile=None):
         spec = tf.TensorSpec((None,) + self.input_shape, tf.float32)
         per_pass = self.inputs_per_pass
+        jit_compile = self.jit_compile if jit_compile is None else jit_compile
 
-        @tf.function(jit_compile=self.jit_compile, reduce_retracing=True)
+        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
         def chunk_function(x, targets):
             if self.num_classes is not None:
                 predicted = tf.argmax(self._forward(x), axis=-1, output_type=tf.int32)
@@ -307,6 +308,28 @@ class Explainer:
         batch = _validation.as_input_batch(x, self.input_shape)
         self._logits.sync()
         return np.argmax(self._logits(batch).numpy(), axis=-1).astype(np.int32)
+
+    def export(self, path, overwrite=False):
+        """Writes a SavedModel with serving signatures for TF Serving.
+
+        Signatures: ``serving_default`` (``inputs`` → ``predictions``), ``explain``
+        (``inputs`` → ``saliency``, ``target``: the predicted class) and ``explain_target``
+        (``inputs``, ``target`` → ``saliency``, ``target``). Loading needs TensorFlow only.
+        The maps are those of ``explain`` with the model's weights at export time.
+
+        Args:
+            path: the version directory TF Serving expects, e.g. ``models/digits/1``.
+            overwrite: replace an existing non-empty directory. Defaults to False.
+
+        Raises:
+            FileExistsError: ``path`` exists, is not empty and ``overwrite`` is False.
+
+        The directory appears whole or not at all: it is written next to ``path`` and
+        renamed into place.
+        """
+        from keras_dance.export import export
+
+        export(self, path, overwrite=overwrite)
 
     def get_config(self):
         return {

@@ -1,0 +1,122 @@
+"""ExplanationCallback: saliency maps in TensorBoard whenever the model is evaluated."""
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_dance.postprocess import postprocess
+
+
+def _colour(shown, cmap="inferno"):
+    from matplotlib import colormaps
+
+    return colormaps[cmap](shown)[..., :3].astype(np.float32)
+
+
+def overlays(x, maps, alpha=0.55):
+    """RGB overlays ``(B, H, W, 3)`` in [0, 1]: the grey input under the coloured map."""
+    x = np.asarray(x, np.float32)
+    shown = postprocess(maps)
+    grey = x.mean(axis=-1) if x.shape[-1] != 1 else x[..., 0]
+    low = grey.reshape(len(grey), -1).min(1).reshape(-1, 1, 1)
+    high = grey.reshape(len(grey), -1).max(1).reshape(-1, 1, 1)
+    grey = (grey - low) / np.where(high > low, high - low, 1.0)
+    return (1 - alpha) * np.repeat(grey[..., None], 3, -1) + alpha * _colour(shown)
+
+
+class ExplanationCallback(keras.callbacks.Callback):
+    """Recomputes maps of fixed probe inputs each time an evaluation ends.
+
+    Runs at the end of ``model.evaluate`` and of every validation pass of ``model.fit``,
+    with the model's current weights, and writes to TensorBoard under ``log_dir``:
+    image summaries ``explanations/input`` and ``explanations/overlay`` (images only) and
+    scalars ``explanations/sparseness`` (Gini of |E|) and ``explanations/deletion_auc``
+    (lower is better). Targets are ``y`` when given, otherwise the predictions. It never
+    changes the model, the optimiser or the training's random state.
+
+    Args:
+        explainer: a ``kd.Explainer`` of the model being trained or evaluated.
+        x: probe inputs (a small batch).
+        y: their labels, used as targets. Defaults to None (the predictions).
+        log_dir: TensorBoard log directory. Defaults to "logs/explanations".
+        save_maps: also write ``maps_{step:04d}.npz`` (inputs, maps, targets) in
+            ``log_dir``. Defaults to False.
+        max_images: images per image summary. Defaults to 8.
+        deletion_steps: points of the deletion curve. Defaults to 16.
+
+    Example:
+        >>> callback = kd.callbacks.ExplanationCallback(explainer, x_val[:8], y_val[:8],
+        ...                                             log_dir="logs/run1")
+        >>> model.fit(x, y, validation_data=(x_val, y_val), callbacks=[callback])
+    """
+
+    def __init__(self, explainer, x, y=None, log_dir="logs/explanations", save_maps=False,
+                 max_images=8, deletion_steps=16):
+        super().__init__()
+        from keras_dance.explainer import Explainer
+
+        if not isinstance(explainer, Explainer):
+            raise TypeError(f"Expected `explainer` to be a kd.Explainer. Received: {explainer!r}")
+        self.explainer = explainer
+        self.x = explainer._validate(x)
+        self.y = None if y is None else np.asarray(y).astype(np.int32)
+        if self.y is not None and self.y.shape != (len(self.x),):
+            raise ValueError(f"Expected `y` of shape ({len(self.x)},). Received: y.shape={self.y.shape}")
+        self.log_dir = str(log_dir)
+        self.save_maps = bool(save_maps)
+        self.max_images = int(max_images)
+        self.deletion_steps = int(deletion_steps)
+        self._writer = None
+        self._epoch = None
+        self._evaluations = 0
+
+    def set_model(self, model):
+        super().set_model(model)
+        if model is not self.explainer.model:
+            raise ValueError(
+                "Expected the callback's model to be the explainer's model. Received: a "
+                f"callback on {model.name!r} for an explainer of {self.explainer.model.name!r}"
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_end(self, logs=None):
+        self._epoch = None
+
+    def on_test_end(self, logs=None):
+        step = self._epoch if self._epoch is not None else self._evaluations
+        self._evaluations += 1
+        self.write(step)
+
+    def write(self, step):
+        """Computes the maps and writes the summaries for ``step``."""
+        from keras_dance.metrics import deletion, sparseness
+
+        maps, details = self.explainer.explain(self.x, self.y, return_details=True)
+        targets = details["targets"]
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        gini = sparseness(maps)
+        auc = deletion(self.explainer.model, self.x, maps, targets, steps=self.deletion_steps)
+        with self._writer.as_default(step=step):
+            tf.summary.scalar("explanations/sparseness", float(np.mean(gini)))
+            tf.summary.scalar("explanations/deletion_auc", float(np.mean(auc)))
+            if self.x.ndim == 4:
+                shown = self.x[:self.max_images]
+                low, high = float(shown.min()), float(shown.max())
+                image = (shown - low) / (high - low) if high > low else np.zeros_like(shown)
+                tf.summary.image("explanations/input", image, max_outputs=self.max_images)
+                tf.summary.image("explanations/overlay",
+                                 overlays(self.x[:self.max_images], maps[:self.max_images]),
+                                 max_outputs=self.max_images)
+        self._writer.flush()
+        if self.save_maps:
+            os.makedirs(self.log_dir, exist_ok=True)
+            final = Path(self.log_dir) / f"maps_{step:04d}.npz"
+            temporary = final.with_suffix(".tmp.npz")
+            np.savez(temporary, inputs=self.x, maps=maps, targets=targets)
+            os.replace(temporary, final)

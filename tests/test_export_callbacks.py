@@ -1,0 +1,169 @@
+"""SavedModel export round trips, TensorBoard callback, and the export command line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_dance as kd
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+LOADER = """
+import sys
+sys.modules["keras_dance"] = None  # this process cannot import keras_dance
+import json, numpy as np, tensorflow as tf
+x = np.load(sys.argv[2])
+loaded = tf.saved_model.load(sys.argv[1])
+explain = loaded.signatures["explain"](inputs=tf.constant(x))
+targeted = loaded.signatures["explain_target"](inputs=tf.constant(x),
+                                              target=tf.constant(np.ones(len(x), np.int32)))
+predictions = loaded.signatures["serving_default"](inputs=tf.constant(x))["predictions"]
+np.savez(sys.argv[3], saliency=explain["saliency"].numpy(), target=explain["target"].numpy(),
+         targeted=targeted["saliency"].numpy(), targeted_target=targeted["target"].numpy(),
+         predictions=predictions.numpy())
+print(json.dumps({name: {"inputs": {k: [str(v.dtype.name), v.shape.as_list()]
+                                    for k, v in fn.structured_input_signature[1].items()},
+                         "outputs": {k: [str(v.dtype.name), v.shape.as_list()]
+                                     for k, v in fn.structured_outputs.items()}}
+                  for name, fn in loaded.signatures.items()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model = kd.datasets.load_digits_model()
+    return model, np.load(ROOT / "examples" / "data" / "digits_samples.npy")
+
+
+@pytest.mark.parametrize("kind", ["plain", "dance"])
+def test_export_round_trip_without_keras_dance(tmp_path, digits, kind):
+    model, x = digits
+    if kind == "plain":
+        explainer = kd.Explainer(model, kd.methods.SmoothGrad(num_samples=5))
+    else:
+        explainer = kd.Explainer(model, decoys=kd.DecoyConfig(layer="conv2", patch=8, steps=8))
+    path = tmp_path / "digits" / "1"
+    explainer.export(path)
+    np.save(tmp_path / "x.npy", x)
+    result = subprocess.run([sys.executable, "-c", LOADER, str(path), str(tmp_path / "x.npy"),
+                             str(tmp_path / "out.npz")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    signatures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert signatures["explain"] == {
+        "inputs": {"inputs": ["float32", [None, 32, 32, 1]]},
+        "outputs": {"saliency": ["float32", [None, 32, 32, 1]], "target": ["int32", [None]]}}
+    assert signatures["explain_target"]["inputs"] == {
+        "inputs": ["float32", [None, 32, 32, 1]], "target": ["int32", [None]]}
+    assert signatures["serving_default"]["outputs"] == {"predictions": ["float32", [None, 10]]}
+    out = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(out["saliency"], explainer.explain(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out["target"], explainer.predict_classes(x))
+    np.testing.assert_allclose(out["targeted"], explainer.explain(x, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out["targeted_target"], 1)
+    np.testing.assert_allclose(out["predictions"], model.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    shown = subprocess.run([str(BIN / "saved_model_cli"), "show", "--dir", str(path), "--all"],
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0
+    assert "signature_def['explain_target']" in shown.stdout and "DT_INT32" in shown.stdout
+
+
+def test_export_refuses_to_overwrite_and_interrupted_export_leaves_nothing(tmp_path, digits,
+                                                                          monkeypatch):
+    model, _ = digits
+    explainer = kd.Explainer(model)
+    target = tmp_path / "m" / "1"
+    target.mkdir(parents=True)
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        explainer.export(target)
+    assert (target / "keep.txt").read_text() == "mine"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tf.saved_model, "save", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        explainer.export(tmp_path / "m" / "2")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1"]
+    monkeypatch.undo()
+    explainer.export(target, overwrite=True)
+    assert (target / "saved_model.pb").exists() and not (target / "keep.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1"]
+
+
+def _read_events(log_dir):
+    scalars, images = {}, {}
+    for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tensor = tf.make_ndarray(value.tensor)
+                if value.tag.endswith("/input") or value.tag.endswith("/overlay"):
+                    images.setdefault(value.tag, []).append((event.step, tensor))
+                else:
+                    scalars.setdefault(value.tag, []).append((event.step, float(tensor)))
+    return scalars, images
+
+
+def _small_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+        keras.layers.MaxPooling2D(4), keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="softmax", name="out")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_callback_in_fit_and_evaluate_writes_events_and_changes_nothing(tmp_path):
+    x_train, y_train, x_test, y_test = kd.datasets.load_digits()
+    x_train, y_train = x_train[:128], y_train[:128]
+    probe, labels = x_test[:4], y_test[:4]
+
+    reference = _small_model()
+    keras.utils.set_random_seed(1)
+    reference.fit(x_train, y_train, epochs=2, batch_size=32, validation_data=(x_test[:32], y_test[:32]),
+                  verbose=0)
+
+    model = _small_model()
+    callback = kd.callbacks.ExplanationCallback(kd.Explainer(model), probe, labels,
+                                                log_dir=tmp_path / "logs", save_maps=True)
+    keras.utils.set_random_seed(1)
+    model.fit(x_train, y_train, epochs=2, batch_size=32, validation_data=(x_test[:32], y_test[:32]),
+              callbacks=[callback], verbose=0)
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    scalars, images = _read_events(tmp_path / "logs")
+    assert [step for step, _ in scalars["explanations/sparseness"]] == [0, 1]
+    assert len(scalars["explanations/deletion_auc"]) == 2
+    assert all(0 <= value <= 1 for _, value in scalars["explanations/sparseness"])
+    assert len(images["explanations/overlay"]) == 2 and len(images["explanations/input"]) == 2
+    saved = np.load(tmp_path / "logs" / "maps_0001.npz")
+    np.testing.assert_allclose(saved["maps"], kd.Explainer(model).explain(probe, labels),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(saved["targets"], labels)
+
+    model.evaluate(x_test[:32], y_test[:32], callbacks=[callback], verbose=0)
+    scalars, _ = _read_events(tmp_path / "logs")
+    assert len(scalars["explanations/sparseness"]) == 3
+
+
+def test_callback_bad_input():
+    model = _small_model()
+    explainer = kd.Explainer(model)
+    with pytest.raises(TypeError, match="explainer"):
+        kd.callbacks.ExplanationCallback(model, np.zeros((1, 32, 32, 1)))
+    with pytest.raises(ValueError, match="y"):
+        kd.callbacks.ExplanationCallback(explainer, np.zeros((2, 32, 32, 1)), np.zeros(3))
+    callback = kd.callbacks.ExplanationCallback(explainer, np.zeros((2, 32, 32, 1)))
+    with pytest.raises(ValueError, match="explainer's model"):
+        callback.set_model(_small_model())
