@@ -19,6 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/keras-dance explain saved_models/digits_cnn.keras examples/data/digit_*.png --method=gradient --decoy_layer=conv2 --patch=4 --out=out/demo
+	$(BIN)/keras-dance export saved_models/digits_cnn.keras --decoy_layer=conv2 --patch=4 --out=out/demo/serving/digits/1 --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,12 +1,19 @@
 """``keras-dance``: the command line (absl flags). Thin: public API only.
 
 Usage:
-    keras-dance explain MODEL INPUTS... [--method=gradient] [--out=out] [--batch_size=128]
+    keras-dance explain MODEL INPUTS... [--method=gradient] [--out=out/explain]
         [--decoy_layer=conv2 --patch=4 --epsilon=0.1 --aggregation=range]  (DANCE)
+    keras-dance export MODEL --out=models/NAME/1 [--method=...] [--decoy_layer=...]
+    keras-dance evaluate MODEL DATA [--method=...] [--decoy_layer=...] [--limit=64]
+    keras-dance COMMAND --help
 
-INPUTS are ``.npy`` batches or images (PNG/JPEG, scaled to [0, 1]). Writes, under
-``--out``: ``maps.npy`` (raw maps, one per input, in order), ``inputs.npy``,
-``targets.npy`` and one ``*_overlay.png`` per input.
+explain: INPUTS are ``.npy`` batches or images (PNG/JPEG, scaled to [0, 1]); writes
+``maps.npy`` (raw maps, in order), ``inputs.npy``, ``targets.npy`` and one
+``*_overlay.png`` per input under ``--out``. export: a SavedModel for TF Serving.
+evaluate: DATA is an ``.npz`` with ``x`` (and optionally ``y`` labels, ``masks`` ground
+truth); prints the quality metrics of the method as a table.
+
+Errors print one line and exit with status 1; nothing half-written is left in --out.
 """
 
 import os
@@ -18,8 +25,10 @@ from pathlib import Path
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("method", "gradient", "Saliency method id.")
-flags.DEFINE_string("out", "out", "Output directory.")
+flags.DEFINE_string("method", "gradient", "Saliency method id (gradient, gradient_x_input, "
+                    "integrated_gradients, smoothgrad, cgi).")
+flags.DEFINE_string("out", None, "Output directory (explain: default out/explain; export: "
+                    "the SavedModel version directory, required).")
 flags.DEFINE_integer("batch_size", 128, "Memory knob: most model rows per pass.")
 flags.DEFINE_bool("unsafe", False, "Load models that need arbitrary code (Keras safe_mode=False).")
 flags.DEFINE_string("decoy_layer", None, "DANCE: layer name (or index) of the decoy constraint; "
@@ -28,12 +37,23 @@ flags.DEFINE_integer("patch", 3, "DANCE: patch side.")
 flags.DEFINE_integer("stride", None, "DANCE: patch stride (defaults to the patch).")
 flags.DEFINE_float("epsilon", 0.1, "DANCE: tolerance on the layer, relative to max |F_l(x)|.")
 flags.DEFINE_enum("aggregation", "range", ["range", "mean"], "DANCE: decoy aggregation.")
+flags.DEFINE_bool("overwrite", False, "export: replace an existing SavedModel directory.")
+flags.DEFINE_integer("limit", 64, "evaluate: use at most this many examples.")
 
-COMMANDS = ("explain",)
+_EXPLAINER_FLAGS = ["method", "batch_size", "decoy_layer", "patch", "stride", "epsilon",
+                    "aggregation", "unsafe"]
+COMMANDS = {
+    "explain": ("explain MODEL INPUTS... — maps, overlays and raw arrays for images or .npy",
+                _EXPLAINER_FLAGS + ["out"]),
+    "export": ("export MODEL --out=DIR — a SavedModel with serving_default, explain and "
+               "explain_target signatures", _EXPLAINER_FLAGS + ["out", "overwrite"]),
+    "evaluate": ("evaluate MODEL DATA.npz — deletion, insertion, sparseness, fidelity "
+                 "(and localisation with masks) as a table", _EXPLAINER_FLAGS + ["limit"]),
+}
 
 
 class UsageError(Exception):
-    """A user error: printed as one line, exit status 2."""
+    """A user error: printed as one line, exit status 1."""
 
 
 def _load_inputs(paths, input_shape):
@@ -70,54 +90,80 @@ def _load_inputs(paths, input_shape):
             )
         batches.append(array[None])
         names.append(path.stem)
-    return np.concatenate(batches, axis=0), names
+    try:
+        return np.concatenate(batches, axis=0), names
+    except ValueError as error:
+        raise UsageError(f"inputs do not share one shape: {error}") from error
 
 
-def _load_model(path, unsafe):
+def _load_model(path):
     import keras
 
     if not Path(path).exists():
         raise UsageError(f"model not found: {path}")
     try:
-        return keras.models.load_model(path, safe_mode=not unsafe)
+        return keras.models.load_model(path, safe_mode=not FLAGS.unsafe)
     except Exception as error:
-        raise UsageError(f"cannot load model {path}: {error}") from error
+        hint = "" if FLAGS.unsafe else " (if it needs custom code you trust, add --unsafe)"
+        raise UsageError(f"cannot load model {path}: {error}{hint}") from error
+
+
+def _explainer(model):
+    import keras_dance as kd
+
+    try:
+        decoys = None
+        if FLAGS.decoy_layer is not None:
+            layer = FLAGS.decoy_layer
+            layer = int(layer) if layer.lstrip("-").isdigit() else layer
+            decoys = kd.DecoyConfig(layer=layer, patch=FLAGS.patch, stride=FLAGS.stride,
+                                    epsilon=FLAGS.epsilon)
+        return kd.Explainer(model, method=FLAGS.method, decoys=decoys,
+                            aggregation=FLAGS.aggregation, batch_size=FLAGS.batch_size)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from error
+
+
+def _explain_with_progress(explainer, x, targets):
+    """Explains in pieces with a progress bar when there is more than a moment of work."""
+    import keras
+    import numpy as np
+
+    long_run = explainer.decoys is not None or len(x) > 64
+    piece = max(1, explainer.inputs_per_pass) if explainer.decoys is not None else 64
+    if not long_run or len(x) <= piece:
+        return explainer.explain(x, targets=targets)
+    bar = keras.utils.Progbar(len(x), unit_name="input", stateful_metrics=None)
+    maps = []
+    for start in range(0, len(x), piece):
+        maps.append(explainer.explain(x[start:start + piece], targets=targets[start:start + piece]))
+        bar.update(min(start + piece, len(x)))
+    return np.concatenate(maps)
 
 
 def explain(argv):
     import numpy as np
 
-    import keras_dance as kd
     from keras_dance import viz
 
     if len(argv) < 2:
         raise UsageError("explain needs MODEL and at least one INPUT")
-    model = _load_model(argv[0], FLAGS.unsafe)
-    decoys = None
-    try:
-        if FLAGS.decoy_layer is not None:
-            layer = int(FLAGS.decoy_layer) if FLAGS.decoy_layer.lstrip("-").isdigit() else FLAGS.decoy_layer
-            decoys = kd.DecoyConfig(layer=layer, patch=FLAGS.patch, stride=FLAGS.stride,
-                                    epsilon=FLAGS.epsilon)
-        explainer = kd.Explainer(model, method=FLAGS.method, decoys=decoys,
-                                 aggregation=FLAGS.aggregation, batch_size=FLAGS.batch_size)
-    except (TypeError, ValueError) as error:
-        raise UsageError(str(error)) from error
+    explainer = _explainer(_load_model(argv[0]))
     x, names = _load_inputs(argv[1:], explainer.input_shape)
     try:
         targets = explainer.predict_classes(x)
-        maps = explainer.explain(x, targets=targets)
+        maps = _explain_with_progress(explainer, x, targets)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from error
 
-    out = Path(FLAGS.out)
+    out = Path(FLAGS.out or "out/explain")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".keras-dance-", dir=out.parent))
     try:
         np.save(staging / "maps.npy", maps)
         np.save(staging / "inputs.npy", x)
         np.save(staging / "targets.npy", targets)
-        label = explainer.method.name + (" + decoys" if decoys is not None else "")
+        label = explainer.method.name + (" + decoys" if explainer.decoys is not None else "")
         for name, image, saliency, target in zip(names, x, maps, targets):
             viz.save_overlay(staging / f"{name}_overlay.png", image, saliency,
                              title=f"{label}, class {target}")
@@ -136,14 +182,82 @@ def explain(argv):
           f"inputs.npy, targets.npy, {len(names)} overlays (*_overlay.png)")
 
 
+def export(argv):
+    if len(argv) != 1:
+        raise UsageError("export needs exactly one MODEL")
+    if not FLAGS.out:
+        raise UsageError("export needs --out=DIR (the SavedModel version directory, e.g. "
+                         "models/digits/1)")
+    explainer = _explainer(_load_model(argv[0]))
+    try:
+        path = Path(FLAGS.out)
+        explainer.export(path, overwrite=FLAGS.overwrite)
+    except FileExistsError as error:
+        raise UsageError(f"{error}; pass --overwrite to replace it") from error
+    print(f"exported {argv[0]} ({explainer.method.name}"
+          f"{' + decoys' if explainer.decoys is not None else ''}) to {path}/ with signatures "
+          "serving_default, explain, explain_target")
+
+
+def evaluate(argv):
+    import numpy as np
+
+    import keras_dance as kd
+
+    if len(argv) != 2:
+        raise UsageError("evaluate needs MODEL and DATA (an .npz with x, optional y and masks)")
+    model = _load_model(argv[0])
+    explainer = _explainer(model)
+    path = Path(argv[1])
+    if not path.is_file():
+        raise UsageError(f"data file not found: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+        x = np.asarray(data["x"], np.float32)[:FLAGS.limit]
+        y = np.asarray(data["y"], np.int32)[:FLAGS.limit] if "y" in data else None
+        masks = np.asarray(data["masks"])[:FLAGS.limit] if "masks" in data else None
+    except (KeyError, ValueError, OSError) as error:
+        raise UsageError(f"cannot read {path} (needs an array named x): {error}") from error
+    try:
+        targets = explainer.predict_classes(x) if y is None else y
+        maps = _explain_with_progress(explainer, x, targets)
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from error
+    rows = [
+        ("deletion AUC (lower is better)", kd.metrics.deletion(model, x, maps, targets)),
+        ("insertion AUC (higher is better)", kd.metrics.insertion(model, x, maps, targets)),
+        ("sparseness, Gini (higher is sparser)", kd.metrics.sparseness(maps)),
+        ("fidelity (lower is better)", kd.metrics.fidelity(model, x, maps, targets)),
+    ]
+    if masks is not None:
+        rows.append(("relevance mass in ground truth", kd.metrics.relevance_mass(maps, masks)))
+        rows.append(("pointing game", kd.metrics.pointing_game(maps, masks).astype(np.float32)))
+    name = explainer.method.name + (" + decoys" if explainer.decoys is not None else "")
+    print(f"{name} on {len(x)} examples of {path.name}")
+    width = max(len(label) for label, _ in rows)
+    print(f"{'metric':<{width}}  {'mean':>8}  {'std err':>8}")
+    for label, values in rows:
+        se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+        print(f"{label:<{width}}  {values.mean():8.4f}  {se:8.4f}")
+
+
+def _command_help(name):
+    summary, names = COMMANDS[name]
+    lines = [f"usage: keras-dance {summary}", "", "flags:"]
+    for flag in names:
+        item = FLAGS[flag]
+        lines.append(f"  --{flag}: {item.help} (default: {item.default!r})")
+    return "\n".join(lines)
+
+
 def main(argv):
     args = argv[1:]
     if not args or args[0] not in COMMANDS:
-        print(f"usage: keras-dance {{{'|'.join(COMMANDS)}}} ... (--help for flags)",
+        print(f"usage: keras-dance {{{'|'.join(COMMANDS)}}} ... (keras-dance COMMAND --help)",
               file=sys.stderr)
         return 2
     try:
-        {"explain": explain}[args[0]](args[1:])
+        {"explain": explain, "export": export, "evaluate": evaluate}[args[0]](args[1:])
     except UsageError as error:
         print(f"keras-dance: error: {error}", file=sys.stderr)
         return 1
@@ -152,6 +266,10 @@ def main(argv):
 
 def run():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = sys.argv
+    if len(argv) >= 3 and argv[1] in COMMANDS and argv[2] in ("--help", "-h", "help"):
+        print(_command_help(argv[1]))
+        return
     app.run(lambda argv: sys.exit(main(argv)))
 
 

@@ -64,3 +64,32 @@ def test_explain_errors_exit_nonzero_and_leave_nothing(tmp_path, make_args, mess
     assert len(result.stderr.strip().splitlines()[-1]) > 0
     assert not out.exists()
     assert not list(tmp_path.glob(".keras-dance-*"))
+
+
+def test_export_and_evaluate_commands(tmp_path, digits_model):
+    out = tmp_path / "models" / "digits" / "1"
+    result = cli("export", MODEL, f"--out={out}")
+    assert result.returncode == 0, result.stderr
+    assert (out / "saved_model.pb").exists() and "explain_target" in result.stdout
+    again = cli("export", MODEL, f"--out={out}")
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+    x_train, y_train, x_test, y_test = kd.datasets.load_digits()
+    np.savez(tmp_path / "data.npz", x=x_test[:6], y=y_test[:6])
+    result = cli("evaluate", MODEL, tmp_path / "data.npz", "--method=cgi")
+    assert result.returncode == 0, result.stderr
+    assert "deletion AUC" in result.stdout and "cgi on 6 examples" in result.stdout
+    shapes, labels, masks = kd.datasets.make_shapes(4, seed=1)
+    np.savez(tmp_path / "shapes.npz", x=shapes, y=labels, masks=masks)
+    result = cli("evaluate", ROOT / "saved_models" / "shapes_cnn.keras", tmp_path / "shapes.npz")
+    assert result.returncode == 0 and "pointing game" in result.stdout
+    np.savez(tmp_path / "bad.npz", z=np.zeros(3))
+    bad = cli("evaluate", MODEL, tmp_path / "bad.npz")
+    assert bad.returncode == 1 and "needs an array named x" in bad.stderr
+
+
+def test_per_command_help():
+    result = subprocess.run([sys.executable, "-c", "from keras_dance.cli import run; run()",
+                             "export", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "usage: keras-dance export" in result.stdout and "--overwrite" in result.stdout
+    assert "--limit" not in result.stdout
