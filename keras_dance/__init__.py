@@ -7,5 +7,14 @@ from keras_dance.postprocess import postprocess
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # kd.viz imports matplotlib; load it only when it is used.
+    if name == "viz":
+        import importlib
+
+        return importlib.import_module("keras_dance.viz")
+    raise AttributeError(f"module 'keras_dance' has no attribute {name!r}")
+
 __all__ = ["DecoyConfig", "Explainer", "attacks", "callbacks", "datasets", "methods", "metrics", "postprocess", "sanity",
            "__version__"]

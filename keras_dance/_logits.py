@@ -8,7 +8,6 @@ modified.
 """
 
 import keras
-from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
 
 class _Linear(keras.layers.Layer):
@@ -56,6 +55,9 @@ class LogitsModel:
         if not needs_linear_copy(model):
             self.model = model
             return
+        # Imported here: tf-keras-vis imports matplotlib, which `import keras_dance` avoids.
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
         originals = {id(layer): layer for layer in output_layers(model)}
         clones = {}
 
