@@ -6,12 +6,15 @@ import numpy as np
 import keras_dance as kd
 
 
-def test_importing_keras_dance_does_not_import_pyplot():
-    # Keras itself imports matplotlib when it is installed; pyplot (figures) is ours to load.
-    code = "import sys, keras_dance; print('matplotlib.pyplot' in sys.modules)"
+def test_importing_keras_dance_adds_no_matplotlib_modules():
+    # Keras itself imports matplotlib when it is installed; we add nothing until kd.viz.
+    code = ("import sys, keras\n"
+            "before = {m for m in sys.modules if m.startswith('matplotlib')}\n"
+            "import keras_dance\n"
+            "print(sorted({m for m in sys.modules if m.startswith('matplotlib')} - before))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
-    assert result.stdout.strip().splitlines()[-1] == "False"
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_overlay_and_method_grid_write_pngs(tmp_path, digits_model, digits_samples):
