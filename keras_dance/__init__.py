@@ -1,6 +1,6 @@
 """keras_dance: saliency maps people can trust, for Keras 3 / TensorFlow classifiers."""
 
-from keras_dance import attacks, callbacks, datasets, methods, metrics, sanity
+from keras_dance import attacks, callbacks, datasets, methods, metrics, sanity, training
 from keras_dance.decoys import DecoyConfig
 from keras_dance.explainer import Explainer
 from keras_dance.postprocess import postprocess
@@ -16,5 +16,5 @@ def __getattr__(name):
         return importlib.import_module("keras_dance.viz")
     raise AttributeError(f"module 'keras_dance' has no attribute {name!r}")
 
-__all__ = ["DecoyConfig", "Explainer", "attacks", "callbacks", "datasets", "methods", "metrics", "postprocess", "sanity",
+__all__ = ["DecoyConfig", "Explainer", "attacks", "callbacks", "datasets", "methods", "metrics", "postprocess", "sanity", "training",
            "__version__"]
