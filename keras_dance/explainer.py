@@ -13,18 +13,7 @@ from keras_dance._targets import CallableTargets, IndexTargets
 from keras_dance.aggregate import Reducer
 from keras_dance.decoys import DecoyEngine
 from keras_dance.methods import get as get_method
-from keras_dance.methods.base import fold
-
-
-class _Forward:
-    """``x -> logits`` plus the class count methods need for their budgets."""
-
-    def __init__(self, logits, num_classes):
-        self._logits = logits
-        self.num_classes = num_classes
-
-    def __call__(self, x):
-        return self._logits(x)
+from keras_dance.methods.base import ModelFunction, fold
 
 
 class Explainer:
@@ -83,7 +72,7 @@ class Explainer:
         outputs = self._logits.model.outputs
         single = len(outputs) == 1 and len(outputs[0].shape) >= 2
         self.num_classes = int(outputs[0].shape[-1]) if single else None
-        self._forward = _Forward(self._logits, self.num_classes)
+        self._forward = ModelFunction(self._logits, self.num_classes)
         self._reducer = Reducer(aggregation)
         self.aggregation = aggregation
         self.decoy_config = decoys

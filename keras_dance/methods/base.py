@@ -3,6 +3,22 @@
 import tensorflow as tf
 
 
+class ModelFunction:
+    """``forward(x) -> logits`` plus the class count methods need for their budgets.
+
+    Args:
+        fn: a callable from a batch of inputs to the model's logits.
+        num_classes: the size of the class axis, or None (no class axis).
+    """
+
+    def __init__(self, fn, num_classes):
+        self.fn = fn
+        self.num_classes = num_classes
+
+    def __call__(self, x):
+        return self.fn(x)
+
+
 class SaliencyMethod:
     """Base class of saliency methods: settings only, no model.
 

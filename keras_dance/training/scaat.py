@@ -24,6 +24,7 @@ import tensorflow as tf
 from keras_dance._logits import LogitsModel, needs_linear_copy
 from keras_dance._targets import IndexTargets
 from keras_dance.methods import get as get_method
+from keras_dance.methods.base import ModelFunction
 
 
 def _check(name, value, minimum, strict):
@@ -104,7 +105,7 @@ class SCAAT(keras.Model):
     def budgets(self, x, labels):
         """Per-feature budgets ``ε · (hi − lo) · (1 − S)^γ`` (same shape as ``x``)."""
         self._logits.sync()
-        forward = _Forward(self._logits, int(self.model.outputs[0].shape[-1]))
+        forward = ModelFunction(self._logits, int(self.model.outputs[0].shape[-1]))
         saliency = tf.abs(self.method(x, forward, IndexTargets(labels)))
         axes = list(range(1, len(x.shape)))
         peak = tf.reduce_max(saliency, axis=axes, keepdims=True)
@@ -164,15 +165,6 @@ class SCAAT(keras.Model):
             "method": {"name": self.method.name, "config": self.method.get_config()},
             "seed": self.seed,
         }
-
-
-class _Forward:
-    def __init__(self, logits, num_classes):
-        self._logits = logits
-        self.num_classes = num_classes
-
-    def __call__(self, x):
-        return self._logits(x)
 
 
 def _kl(p, q):
