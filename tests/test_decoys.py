@@ -363,3 +363,25 @@ def dataclass_error():
     import dataclasses
 
     return dataclasses.FrozenInstanceError
+
+
+def test_tabular_feature_groups_as_swappable_features():
+    # Breast-cancer MLP: columns ordered so that a patch of 3 is one measurement's
+    # (mean, error, worst) — ten groups, twenty decoys, every constraint held.
+    model = kd.datasets.load_model("cancer_mlp")
+    x = kd.datasets.load_cancer()[2][:2]
+    config = kd.DecoyConfig(layer="hidden1", patch=3, steps=20)
+    explainer = kd.Explainer(model, decoys=config)
+    assert explainer.decoys.num_patches == 10 and not explainer.decoys.cropping
+    decoys, feasible = explainer.generate_decoys(x)
+    sub = explainer.decoys.sub_model
+    for b in range(2):
+        base = sub(x[b:b + 1]).numpy()
+        change = np.abs(sub(decoys[b]).numpy() - base).max(axis=1)
+        assert np.all(change <= config.epsilon * np.abs(base).max() * (1 + 1e-5) + 1e-7)
+        for j in range(20):
+            outside = np.ones(30, bool)
+            outside[3 * (j // 2):3 * (j // 2) + 3] = False
+            np.testing.assert_array_equal(decoys[b, j][outside], x[b][outside])
+    maps = explainer.explain(x)
+    assert maps.shape == x.shape and np.abs(maps).max() > 0
