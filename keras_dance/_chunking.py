@@ -32,8 +32,11 @@ def chunked_reduce(fn, num_items, per_pass, init, combine):
         def body(i, acc):
             return i + 1, combine(acc, fn(i * per_pass, per_pass))
 
+        # parallel_iterations=1: the chunks are independent of each other, so TensorFlow
+        # would otherwise run up to ten of them at once and multiply the memory bound.
         _, acc = tf.while_loop(
-            lambda i, acc: i < full, body, (tf.constant(0, tf.int32), acc)
+            lambda i, acc: i < full, body, (tf.constant(0, tf.int32), acc),
+            parallel_iterations=1,
         )
     if remainder:
         acc = combine(acc, fn(tf.constant(full * per_pass, tf.int32), remainder))

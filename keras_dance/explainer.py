@@ -153,6 +153,8 @@ class Explainer:
                                      (tf.float32, ()), (tf.float32, ()))
             ]
             for i in tf.range(chunks):
+                # One chunk at a time: the memory knob bounds the whole call.
+                tf.autograph.experimental.set_loop_options(parallel_iterations=1)
                 start = i * per_pass
                 stop = tf.minimum(start + per_pass, count)
                 results = chunk_function(x[start:stop], targets[start:stop])
