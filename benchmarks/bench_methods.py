@@ -120,12 +120,13 @@ def main():
 
     print(f"{'method':<20}{'bare s':>9}{'ours(knob) s':>14}{'ours(full) s':>14}"
           f"{'tf-keras-vis s':>16}{'full/bare':>11}{'knob/bare':>11}{'vis/ours':>10}")
-    for name, t_bare, t_default, knob, t_full, t_vis in rows:
+    for name, t_bare, t_default, _, t_full, t_vis in rows:
         vis_ratio = f"{t_vis / t_full:10.1f}" if t_vis else f"{'-':>10}"
         vis_time = f"{t_vis:16.3f}" if t_vis else f"{'-':>16}"
         print(f"{name:<20}{t_bare:9.3f}{t_default:14.3f}{t_full:14.3f}{vis_time}"
               f"{t_full / t_bare:11.2f}{t_default / t_bare:11.2f}{vis_ratio}")
-    print(f"(ours(knob): default batch_size={knob} rows per pass; ours(full): batch_size = B×N)")
+    print(f"(ours(knob): default batch_size={rows[0][3]} rows per pass; "
+          "ours(full): batch_size = B×N)")
     print(f"IG ours vs bare max |difference|: {check:.2e}")
 
 

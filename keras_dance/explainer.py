@@ -93,6 +93,7 @@ class Explainer:
                 1, self.batch_size // (self.decoys_per_map_pass * self.inputs_per_pass))
         self._indexed = self._build_indexed_function()
         self._callable_functions = {}
+        self._solve_functions = {}
 
     # ------------------------------------------------------------------ compiled parts
     def _maps_for_chunk(self, x, targets):
@@ -288,11 +289,12 @@ class Explainer:
         return np.concatenate(decoys, axis=1), np.concatenate(feasible, axis=1)
 
     def _solve_function(self, size):
-        cache = self.__dict__.setdefault("_solve_functions", {})
-        if size not in cache:
-            cache[size] = tf.function(lambda x, start: self.decoys.solve(x, start, size),
-                                      jit_compile=self.jit_compile, reduce_retracing=True)
-        return cache[size]
+        """A compiled ``decoys.solve`` for chunks of ``size`` pairs (built once per size)."""
+        if size not in self._solve_functions:
+            self._solve_functions[size] = tf.function(
+                lambda x, start: self.decoys.solve(x, start, size),
+                jit_compile=self.jit_compile, reduce_retracing=True)
+        return self._solve_functions[size]
 
     def predict_classes(self, x):
         """The predicted class of each input (argmax of the logits)."""

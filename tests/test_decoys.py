@@ -3,8 +3,7 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from helpers import assert_unchanged, linear_model, snapshot
+from helpers import assert_unchanged, snapshot
 
 import keras_dance as kd
 from keras_dance import aggregate
@@ -124,12 +123,10 @@ def test_compiled_equals_xla():
 
 
 def test_linear_model_gives_a_zero_range_map_and_a_warning():
-    w = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
     inputs = keras.Input((6,))
     hidden = keras.layers.Dense(4, name="hidden")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(3, name="out")(hidden))
     model.get_layer("out").set_weights([np.ones((4, 3), np.float32), np.zeros(3, np.float32)])
-    del w
     explainer = kd.Explainer(model, decoys=kd.DecoyConfig(layer="hidden", patch=2, steps=10))
     x = np.random.default_rng(1).uniform(size=(2, 6)).astype(np.float32)
     with pytest.warns(UserWarning, match="identically zero"):

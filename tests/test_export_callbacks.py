@@ -1,7 +1,6 @@
 """SavedModel export round trips, TensorBoard callback, and the export command line."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
