@@ -94,22 +94,28 @@ def test_beta_zero_equals_plain_training_after_one_step():
 
 
 def test_scaat_lowers_the_loss_and_sparsifies_gradient_maps():
-    x, y = toy_data(1024)
-    plain = compile_(toy_model(seed=1))
+    # 2 informative features among 32, 256 training examples: plain training leans on
+    # the noise features; SCAAT's budgets let the noise move, so the model learns to
+    # ignore it. Measured: Gini 0.57 (plain) vs 0.82 (SCAAT).
+    x, y = toy_data(256, features=32)
+    x_test, y_test = toy_data(400, features=32, seed=9)
+    plain = compile_(toy_model(features=32, seed=1))
     keras.utils.set_random_seed(2)
-    plain.fit(x, y, batch_size=64, epochs=25, verbose=0)
-    model = toy_model(seed=1)
+    plain.fit(x, y, batch_size=32, epochs=40, verbose=0)
+    model = toy_model(features=32, seed=1)
     trainer = compile_(kd.training.SCAAT(model, epsilon=0.3, gamma=1.0, beta=2.0, steps=3))
     keras.utils.set_random_seed(2)
-    history = trainer.fit(x, y, batch_size=64, epochs=25, verbose=0)
+    history = trainer.fit(x, y, batch_size=32, epochs=40, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < 0.5 * losses[0]
-    probe = x[:200]
+    plain_loss, _ = plain.evaluate(x_test, y_test, verbose=0)
+    scaat_loss, accuracy = trainer.evaluate(x_test, y_test, verbose=0)
+    assert scaat_loss < plain_loss, (scaat_loss, plain_loss)
+    assert accuracy > 0.9
+    probe = x_test[:200]
     gini_plain = kd.metrics.sparseness(kd.Explainer(plain).explain(probe)).mean()
     gini_scaat = kd.metrics.sparseness(kd.Explainer(model).explain(probe)).mean()
-    assert gini_scaat > gini_plain + 0.02, (gini_scaat, gini_plain)
-    _, accuracy = trainer.evaluate(x, y, verbose=0)
-    assert accuracy > 0.9
+    assert gini_scaat > gini_plain + 0.1, (gini_scaat, gini_plain)
 
 
 @pytest.mark.parametrize("kwargs, message", [
