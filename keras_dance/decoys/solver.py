@@ -211,7 +211,6 @@ class DecoyEngine:
             decoy is ``x``); ``perturbation``: mean |x̃ − x| over the patch's features.
         """
         config = self.config
-        lo, hi = config.value_range
         batch = tf.shape(x)[0]
         pair = pair_start + tf.range(pairs)
         optimized = config.kind == "optimized"
@@ -219,14 +218,19 @@ class DecoyEngine:
         rows_patch = tf.repeat(patch_index, batch)
         x_rows = self._from_model(_expand(x, pairs))  # (K, *spatial, C)
         full_mask = tf.gather(self._full_masks, rows_patch)
+
+        def finish(decoys, found):
+            change = tf.reduce_sum(tf.abs(decoys - x_rows), axis=list(range(1, len(x_rows.shape))))
+            return (tf.reshape(self._to_model(decoys),
+                               tf.concat([[pairs, batch], self.input_shape], 0)),
+                    tf.reshape(found, [pairs, batch]),
+                    tf.reshape(change / self.patch_features, [pairs, batch]))
+
         if not optimized:
             axes = list(range(1, len(x_rows.shape) - 1))
             mean = tf.reduce_mean(x_rows, axis=axes, keepdims=True)
             decoys = tf.where(full_mask > 0, mean + tf.zeros_like(x_rows), x_rows)
-            change = tf.reduce_sum(tf.abs(decoys - x_rows), axis=list(range(1, len(x_rows.shape))))
-            return (tf.reshape(self._to_model(decoys), tf.concat([[pairs, batch], self.input_shape], 0)),
-                    tf.ones([pairs, batch], tf.bool),
-                    tf.reshape(change / self.patch_features, [pairs, batch]))
+            return finish(decoys, tf.ones([pairs * batch], tf.bool))
         sign = tf.repeat(1.0 - 2.0 * tf.cast(pair % 2, tf.float32), batch)
         epsilon = tf.tile(self.epsilon(x), [pairs])
 
@@ -254,10 +258,7 @@ class DecoyEngine:
                 x_rows, _scatter_indices(tf.gather(self._starts, rows_patch), self.patch), values)
         else:
             decoys = best
-        change = tf.reduce_sum(tf.abs(decoys - x_rows), axis=list(range(1, len(x_rows.shape))))
-        return (tf.reshape(self._to_model(decoys), tf.concat([[pairs, batch], self.input_shape], 0)),
-                tf.reshape(found, [pairs, batch]),
-                tf.reshape(change / self.patch_features, [pairs, batch]))
+        return finish(decoys, found)
 
     def _optimise(self, base, mask, sign, epsilon, features, reference, footprint, pair, batch):
         """Projected Adam with a per-problem multiplier; keeps the best feasible iterate.
