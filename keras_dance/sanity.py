@@ -79,6 +79,37 @@ def model_randomisation(explainer, x, targets=None, mode="cascading", seed=0):
     return results
 
 
+def train_on_random_labels(model, x, y, epochs=10, batch_size=32, seed=0,
+                           loss="sparse_categorical_crossentropy", optimizer="adam"):
+    """The random-label model of the check: ``model``'s architecture, fresh weights,
+    trained on a seeded permutation of ``y`` (the user's model is not touched).
+
+    Returns:
+        The trained copy.
+    """
+    keras.utils.set_random_seed(seed)
+    copy = keras.models.clone_model(model)  # fresh initial weights
+    shuffled = np.random.default_rng(seed).permutation(np.asarray(y))
+    copy.compile(optimizer=optimizer, loss=loss)
+    copy.fit(np.asarray(x, np.float32), shuffled, epochs=epochs, batch_size=batch_size,
+             verbose=0)
+    return copy
+
+
+def passes(similarity, threshold=0.5):
+    """The verdict: the maps changed, i.e. mean Spearman of absolute maps < ``threshold``.
+
+    Args:
+        similarity: a ``random_label_check`` dict, or a ``model_randomisation`` list
+            (its last, fully randomised step is judged).
+        threshold: the rank correlation below which the maps count as changed.
+            Defaults to 0.5.
+    """
+    if isinstance(similarity, list):
+        similarity = similarity[-1]
+    return bool(np.nanmean(similarity["spearman_abs"]) < threshold)
+
+
 def random_label_check(explainer, random_model, x, targets=None):
     """Maps of a model trained on shuffled labels against the trained model's maps.
 

@@ -82,6 +82,14 @@ def test_random_label_check_compares_two_models(digits):
     same = sanity.random_label_check(kd.Explainer(model), model, x)
     np.testing.assert_allclose(same["spearman_abs"], 1.0, rtol=1e-5)
     np.testing.assert_allclose(same["ssim"], 1.0, rtol=1e-4)
+    assert not sanity.passes(same)
+    before = [w.copy() for w in model.get_weights()]
+    x_train, y_train, _, _ = kd.datasets.load_digits()
+    random = sanity.train_on_random_labels(model, x_train[:256], y_train[:256], epochs=3)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    changed = sanity.random_label_check(kd.Explainer(model), random, x)
+    assert sanity.passes(changed), changed["spearman_abs"]
 
 
 def test_generators_are_deterministic_and_masks_match():

@@ -15,8 +15,9 @@ def test_quality_quick_mode_writes_a_report(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     text = out.read_text()
     for heading in ("## What the numbers show", "## 1. Fidelity", "## 2. Sensitivity",
-                    "## 3. Sanity", "## 4. Localisation", "## 5. SCAAT"):
+                    "## 3. Sanity checks", "## 4. Localisation", "## 5. SCAAT"):
         assert heading in text
     assert "| integrated_gradients | constant + range |" in text
     assert "| DANCE(gradient) |" in text and "mass_center" in text
+    assert "random labels |" in text
     assert not list(tmp_path.glob("*.tmp"))
