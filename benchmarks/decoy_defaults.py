@@ -37,6 +37,14 @@ def run(model, x, targets, **overrides):
                 seconds=seconds)
 
 
+def row(label, result, columns):
+    """One markdown table row: the label, then the named measurements."""
+    cells = {"perturbation": f"{result['perturbation']:.4f}", "feasible": f"{result['feasible']:.3f}",
+             "deletion": f"{result['deletion']:.4f} ± {result['deletion_se']:.4f}",
+             "seconds": f"{result['seconds']:.3f}"}
+    return "| " + " | ".join([str(label)] + [cells[c] for c in columns]) + " |"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=16)
@@ -66,33 +74,29 @@ def main():
         "|---:|---:|---:|---:|---:|",
     ]
     for steps in (5, 10, 20, 40, 60, 100, 150):
-        r = run(model, x, targets, steps=steps, patience=0)
-        lines.append(f"| {steps} | {r['perturbation']:.4f} | {r['feasible']:.3f} | "
-                     f"{r['deletion']:.4f} ± {r['deletion_se']:.4f} | {r['seconds']:.3f} |")
+        lines.append(row(steps, run(model, x, targets, steps=steps, patience=0),
+                         ("perturbation", "feasible", "deletion", "seconds")))
         print(lines[-1], flush=True)
     lines += ["", "## 2. Deletion AUC versus ε (relative; 60 steps, early exit as default)", "",
               "| ε | mean \\|x̃ − x\\| in patch | feasible | deletion AUC | s / image |",
               "|---:|---:|---:|---:|---:|"]
     for epsilon in (0.02, 0.05, 0.1, 0.2, 0.4, 0.8):
-        r = run(model, x, targets, epsilon=epsilon)
-        lines.append(f"| {epsilon} | {r['perturbation']:.4f} | {r['feasible']:.3f} | "
-                     f"{r['deletion']:.4f} ± {r['deletion_se']:.4f} | {r['seconds']:.3f} |")
+        lines.append(row(epsilon, run(model, x, targets, epsilon=epsilon),
+                         ("perturbation", "feasible", "deletion", "seconds")))
         print(lines[-1], flush=True)
     lines += ["", "## 3. Early exit (ε = 0.1, 60 steps)", "",
               "| patience | mean \\|x̃ − x\\| in patch | deletion AUC | s / image |",
               "|---:|---:|---:|---:|"]
     for patience in (0, 30, 15, 5):
-        r = run(model, x, targets, patience=patience)
-        lines.append(f"| {patience or 'off'} | {r['perturbation']:.4f} | "
-                     f"{r['deletion']:.4f} ± {r['deletion_se']:.4f} | {r['seconds']:.3f} |")
+        lines.append(row(patience or "off", run(model, x, targets, patience=patience),
+                         ("perturbation", "deletion", "seconds")))
         print(lines[-1], flush=True)
     lines += ["", "## 4. Layer l (ε = 0.1, defaults otherwise)", "",
               "| layer | mean \\|x̃ − x\\| in patch | deletion AUC | s / image |",
               "|---|---:|---:|---:|"]
     for layer in ("conv1", "conv2", "conv3", "fc"):
-        r = run(model, x, targets, layer=layer)
-        lines.append(f"| {layer} | {r['perturbation']:.4f} | "
-                     f"{r['deletion']:.4f} ± {r['deletion_se']:.4f} | {r['seconds']:.3f} |")
+        lines.append(row(layer, run(model, x, targets, layer=layer),
+                         ("perturbation", "deletion", "seconds")))
         print(lines[-1], flush=True)
     lines += ["", f"Defaults in `DecoyConfig`: epsilon={defaults.epsilon}, "
               f"steps={defaults.steps}, patience={defaults.patience}, "
