@@ -104,9 +104,10 @@ class Explainer:
             return maps, tf.ones([batch]), tf.zeros([batch])
         engine, reducer = self.decoys, self._reducer
         per_map_pass = self.decoys_per_map_pass
+        layer_x = engine.sub_model(x, training=False)  # F_l(x), once for every chunk
 
         def decoy_chunk(start, size):
-            decoys, found, change = engine.solve(x, start, size)  # (size, b, …)
+            decoys, found, change = engine.solve(x, start, size, layer_x)  # (size, b, …)
 
             def map_chunk(first, count):
                 part = tf.slice(decoys, tf.concat([[first], tf.zeros([len(x.shape)], tf.int32)], 0),

@@ -188,13 +188,16 @@ class DecoyEngine:
         f = self.sub_model(x, training=False)
         return tf.reduce_max(tf.reshape(tf.abs(f), [tf.shape(f)[0], -1]), axis=1)
 
-    def epsilon(self, x):
-        """The tolerance ε per input, ``(b,)``."""
+    def epsilon(self, x, layer_x=None):
+        """The tolerance ε per input, ``(b,)`` (``layer_x``: ``F_l(x)`` if already known)."""
         if self.config.relative_epsilon:
-            return self.config.epsilon * self.layer_scale(x)
+            if layer_x is None:
+                return self.config.epsilon * self.layer_scale(x)
+            flat = tf.reshape(tf.abs(layer_x), [tf.shape(layer_x)[0], -1])
+            return self.config.epsilon * tf.reduce_max(flat, axis=1)
         return tf.fill([tf.shape(x)[0]], self.config.epsilon)
 
-    def solve(self, x, pair_start, pairs):
+    def solve(self, x, pair_start, pairs, layer_x=None):
         """Decoys for the pairs ``pair_start … pair_start + pairs − 1`` of every input.
 
         Pair ``j`` is patch ``j // 2`` with sign ``+1`` (even ``j``) or ``−1`` (odd) for
@@ -204,6 +207,8 @@ class DecoyEngine:
             x: float32 ``(b, *input_shape)``, inside ``value_range``.
             pair_start: int32 scalar.
             pairs: Python int.
+            layer_x: ``F_l(x)``, when the caller solves several chunks of one batch and
+                computed it once. Defaults to None (computed here).
 
         Returns:
             ``(decoys (pairs, b, *input_shape), found (pairs, b) bool,
@@ -232,7 +237,9 @@ class DecoyEngine:
             decoys = tf.where(full_mask > 0, mean + tf.zeros_like(x_rows), x_rows)
             return finish(decoys, tf.ones([pairs * batch], tf.bool))
         sign = tf.repeat(1.0 - 2.0 * tf.cast(pair % 2, tf.float32), batch)
-        epsilon = tf.tile(self.epsilon(x), [pairs])
+        if layer_x is None and not self.cropping:
+            layer_x = self.sub_model(x, training=False)
+        epsilon = tf.tile(self.epsilon(x, layer_x), [pairs])
 
         if self.cropping:
             plan = self.crop_plan
@@ -244,7 +251,7 @@ class DecoyEngine:
             features = self._chain_call
         else:
             base, mask, footprint = x_rows, full_mask, None
-            reference = _expand(self.sub_model(x, training=False), pairs)
+            reference = _expand(layer_x, pairs)
 
             def features(z):
                 return self.sub_model(self._to_model(z), training=False)
