@@ -26,3 +26,37 @@ def spatial(maps, has_channels):
     """``(B, *spatial)`` relevance: ``max_c |E|`` for inputs with a channel axis."""
     relevance = np.abs(maps)
     return relevance.max(axis=-1) if has_channels else relevance
+
+
+class ClassProbability:
+    """``p_c`` of rows of inputs, on logits (output activations removed, as the explainer
+    does): softmax over the classes, or a sigmoid for a single output unit.
+
+    Built once per metric call: the logits copy, the class count and the resolved targets
+    (``None``: each input's predicted class).
+    """
+
+    def __init__(self, model, x, targets, batch_size):
+        from keras_dance import _validation
+        from keras_dance._logits import LogitsModel
+
+        self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
+        self.logits = LogitsModel(model)
+        self.num_classes = int(self.logits.model.outputs[0].shape[-1])
+        if targets is None:
+            targets = np.argmax(self.logits(x).numpy(), axis=-1)
+        self.targets = _validation.as_target_indices(targets, len(x), self.num_classes)
+
+    def __call__(self, rows, classes):
+        """``(N,)`` float64 probabilities of ``classes`` (N,) for ``rows`` (N, …), in passes
+        of ``batch_size`` rows."""
+        import tensorflow as tf
+
+        probabilities = []
+        for start in range(0, len(rows), self.batch_size):
+            out = self.logits(np.asarray(rows[start:start + self.batch_size], np.float32))
+            out = tf.nn.softmax(out) if self.num_classes > 1 else tf.sigmoid(out)
+            probabilities.append(out.numpy())
+        probabilities = np.concatenate(probabilities).astype(np.float64)
+        index = np.asarray(classes) if self.num_classes > 1 else np.zeros(len(rows), int)
+        return probabilities[np.arange(len(rows)), index]

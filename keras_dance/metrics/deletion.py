@@ -1,10 +1,9 @@
 """Deletion and insertion curves (Petsiuk et al., RISE, BMVC 2018)."""
 
 import numpy as np
-import tensorflow as tf
 
 from keras_dance import _validation
-from keras_dance._logits import LogitsModel
+from keras_dance.metrics._common import ClassProbability
 
 
 def _order(maps, spatial_ndim, rank):
@@ -29,12 +28,7 @@ def _curve(model, x, maps, targets, steps, baseline, batch_size, insert, rank):
             f"Expected `maps` with the shape of `x` {x.shape}. Received: maps.shape={maps.shape}"
         )
     steps = _validation.check_positive_int(steps, "steps")
-    batch_size = _validation.check_positive_int(batch_size, "batch_size")
-    logits = LogitsModel(model)
-    num_classes = int(logits.model.outputs[0].shape[-1])
-    if targets is None:
-        targets = np.argmax(logits(x).numpy(), axis=-1)
-    targets = _validation.as_target_indices(targets, len(x), num_classes)
+    probability = ClassProbability(model, x, targets, batch_size)
     spatial_ndim = x.ndim - 2 if x.ndim >= 3 else 1
     order = _order(maps, spatial_ndim, rank)
     positions = order.shape[1]
@@ -56,12 +50,7 @@ def _curve(model, x, maps, targets, steps, baseline, batch_size, insert, rank):
             else:
                 rows.append(np.where(removed, fill, x[b]))
         rows = np.stack(rows).astype(np.float32)
-        probs = []
-        for start in range(0, len(rows), batch_size):
-            out = logits(rows[start:start + batch_size])
-            out = tf.nn.softmax(out) if num_classes > 1 else tf.sigmoid(out)
-            probs.append(out.numpy()[:, targets[b] if num_classes > 1 else 0])
-        curves[b] = np.concatenate(probs)
+        curves[b] = probability(rows, np.full(len(rows), probability.targets[b]))
     fractions = counts / positions
     auc = np.trapezoid(curves, fractions, axis=1) if hasattr(np, "trapezoid") else np.trapz(
         curves, fractions, axis=1)

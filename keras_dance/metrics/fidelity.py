@@ -1,11 +1,9 @@
 """Saliency fidelity (DANCE paper, after Dabkowski & Gal 2017) — our reading."""
 
 import numpy as np
-import tensorflow as tf
 
 from keras_dance import _validation
-from keras_dance._logits import LogitsModel
-from keras_dance.metrics._common import as_maps, same_shape
+from keras_dance.metrics._common import ClassProbability, as_maps, same_shape
 from keras_dance.postprocess import postprocess
 
 
@@ -50,18 +48,7 @@ def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=2
     has_channels = x.ndim >= 3
     weights = _normalise(maps, normalise, has_channels)
     mean = weights.reshape(len(weights), -1).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
-    logits = LogitsModel(model)
-    num_classes = int(logits.model.outputs[0].shape[-1])
-    if targets is None:
-        targets = np.argmax(logits(x).numpy(), axis=-1)
-    targets = _validation.as_target_indices(targets, len(x), num_classes)
+    probability = ClassProbability(model, x, targets, batch_size)
     masked = np.concatenate([weights * x, np.broadcast_to(mean, x.shape) * x]).astype(np.float32)
-    probabilities = []
-    for start in range(0, len(masked), batch_size):
-        out = logits(masked[start:start + batch_size])
-        probabilities.append((tf.nn.softmax(out) if num_classes > 1 else tf.sigmoid(out)).numpy())
-    probabilities = np.concatenate(probabilities)
-    index = np.concatenate([targets, targets]) if num_classes > 1 else np.zeros(2 * len(x), int)
-    p = probabilities[np.arange(len(masked)), index].astype(np.float64)
-    p = np.maximum(p, 1e-30)
+    p = np.maximum(probability(masked, np.tile(probability.targets, 2)), 1e-30)
     return (-np.log(p[:len(x)] / p[len(x):])).astype(np.float32)
