@@ -149,18 +149,20 @@ def attack(explainer, x, kind="topk", epsilon=8 / 255, step_size=1 / 255, iterat
                                 original_topk, region, original_center, coordinates,
                                 has_channels)
 
-    def measure(candidate):
-        shown = postprocess(explainer.explain(candidate, targets), reduce_channels=has_channels)
+    def measures(shown):
+        """Success measures of post-processed maps against the original ones."""
         topk = _topk(shown, k)
-        intersection = np.array([len(np.intersect1d(a, b)) / k for a, b in zip(original_topk, topk)])
-        shift = np.linalg.norm(_centers(shown, coordinates) - original_center, axis=1)
-        mass = (shown.reshape(len(shown), -1) * region.ravel()).sum(1) / np.maximum(
-            shown.reshape(len(shown), -1).sum(1), 1e-12)
+        intersection = np.array([len(np.intersect1d(a, b)) / k
+                                 for a, b in zip(original_topk, topk)], np.float32)
+        shift = np.linalg.norm(_centers(shown, coordinates) - original_center,
+                               axis=1).astype(np.float32)
+        flat = shown.reshape(len(shown), -1)
+        mass = (flat * region.ravel()).sum(1) / np.maximum(flat.sum(1), 1e-12)
         score = {"topk": -intersection, "targeted": mass, "mass_center": shift}[kind]
-        return score, shown
+        return score, intersection, shift
 
-    best = x.copy()
-    best_score, _ = measure(x)
+    best, best_shown = x.copy(), original.copy()
+    best_score = measures(original)[0]
     current = x.copy()
     targets_t = tf.constant(targets, tf.int32)
     for iteration in range(1, iterations + 1):
@@ -170,25 +172,23 @@ def attack(explainer, x, kind="topk", epsilon=8 / 255, step_size=1 / 255, iterat
         kept = explainer.predict_classes(proposal) == labels
         current = np.where(kept.reshape((-1,) + (1,) * (x.ndim - 1)), proposal, current)
         if iteration % check_every == 0 or iteration == iterations:
-            score, _ = measure(current)
+            shown = postprocess(explainer.explain(current, targets), reduce_channels=has_channels)
+            score = measures(shown)[0]
             improved = score > best_score
-            best[improved] = current[improved]
+            best[improved], best_shown[improved] = current[improved], shown[improved]
             best_score = np.where(improved, score, best_score)
 
-    shown = postprocess(explainer.explain(best, targets), reduce_channels=has_channels)
-    topk = _topk(shown, k)
+    _, intersection, shift = measures(best_shown)
     moved = np.abs(best - x).reshape(len(x), -1).max(1) > 0
     raw_sensitivity = np.full(len(x), np.nan, np.float32)
     if moved.any():
-        raw_sensitivity[moved] = sensitivity(original[moved], shown[moved], x[moved], best[moved],
-                                             processed=True)
+        raw_sensitivity[moved] = sensitivity(original[moved], best_shown[moved], x[moved],
+                                             best[moved], processed=True)
     return AttackResult(
         x_adv=best,
-        topk_intersection=np.array([len(np.intersect1d(a, b)) / k
-                                    for a, b in zip(original_topk, topk)], np.float32),
-        spearman=spearman(original, shown),
-        center_shift=np.linalg.norm(_centers(shown, coordinates) - original_center,
-                                    axis=1).astype(np.float32),
+        topk_intersection=intersection,
+        spearman=spearman(original, best_shown),
+        center_shift=shift,
         sensitivity=raw_sensitivity,
         label_kept=explainer.predict_classes(best) == labels,
     )
