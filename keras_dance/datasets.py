@@ -45,12 +45,15 @@ def load_digits(size=32, test_fraction=0.2, seed=0):
 
 def load_digits_model(path=None):
     """Loads the shipped digits CNN (``saved_models/digits_cnn.keras``) safely."""
+    return load_model("digits_cnn") if path is None else _load(Path(path))
+
+
+def _load(path):
     import keras
 
-    path = Path(path) if path is not None else SAVED_MODELS / DIGITS_MODEL
     if not path.exists():
         raise FileNotFoundError(
-            f"Expected the shipped model at {path} (run examples/train_digits.py). "
+            f"Expected a saved model at {path} (the scripts in examples/ train them). "
             f"Received: path={str(path)!r}"
         )
     return keras.models.load_model(path, safe_mode=True)
@@ -189,4 +192,4 @@ def load_cancer(test_fraction=0.25, seed=0):
 def load_model(name):
     """Loads a shipped model from ``saved_models/`` (``digits_cnn``, ``shapes_cnn``,
     ``motifs_cnn``, ``cancer_mlp``, …) with Keras's safe mode."""
-    return load_digits_model(SAVED_MODELS / f"{name}.keras")
+    return _load(SAVED_MODELS / f"{name}.keras")

@@ -75,7 +75,6 @@ class Explainer:
         self._forward = ModelFunction(self._logits, self.num_classes)
         self._reducer = Reducer(aggregation)
         self.aggregation = aggregation
-        self.decoy_config = decoys
         self.decoys = None if decoys is None else DecoyEngine(model, decoys, self.input_shape)
         expansion = self.method.expansion(self.num_classes) if self.num_classes else 1
         if self.decoys is None:
@@ -324,6 +323,11 @@ class Explainer:
         from keras_dance.export import export
 
         export(self, path, overwrite=overwrite)
+
+    @property
+    def decoy_config(self):
+        """The ``DecoyConfig`` this explainer was built with, or None."""
+        return None if self.decoys is None else self.decoys.config
 
     def get_config(self):
         return {
