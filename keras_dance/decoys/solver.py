@@ -101,8 +101,6 @@ class DecoyEngine:
         self.cropping = self.crop_plan is not None
         if self.cropping:
             plan = self.crop_plan
-            crop_masks = masks_lib.patch_masks(plan.crop_shape, plan.patch_offsets, patch)
-            self._crop_masks = tf.constant(crop_masks[..., None], tf.float32)
             self._footprints = tf.constant(plan.footprints[..., None], tf.float32)
             self._offsets = tf.constant(plan.offsets, tf.int32)
         self._starts = tf.constant(self.starts, tf.int32)
@@ -221,55 +219,64 @@ class DecoyEngine:
         optimized = config.kind == "optimized"
         patch_index = pair // 2 if optimized else pair
         rows_patch = tf.repeat(patch_index, batch)
-        x_rows = self._from_model(_expand(x, pairs))  # (K, *spatial, C)
-        full_mask = tf.gather(self._full_masks, rows_patch)
+        x_model = self._from_model(x)  # (b, *spatial, C)
+        # Row r of a chunk is input r % b: rows are ordered pair-major.
+        rows_input = tf.tile(tf.range(batch), [pairs])
 
-        def finish(decoys, found):
-            change = tf.reduce_sum(tf.abs(decoys - x_rows), axis=list(range(1, len(x_rows.shape))))
+        def finish(decoys, found, change):
             return (tf.reshape(self._to_model(decoys),
                                tf.concat([[pairs, batch], self.input_shape], 0)),
                     tf.reshape(found, [pairs, batch]),
                     tf.reshape(change / self.patch_features, [pairs, batch]))
 
+        def total_change(new, old):
+            return tf.reduce_sum(tf.abs(new - old), axis=list(range(1, len(new.shape))))
+
         if not optimized:
+            x_rows = _expand(x_model, pairs)
+            full_mask = tf.gather(self._full_masks, rows_patch)
             axes = list(range(1, len(x_rows.shape) - 1))
             mean = tf.reduce_mean(x_rows, axis=axes, keepdims=True)
             decoys = tf.where(full_mask > 0, mean + tf.zeros_like(x_rows), x_rows)
-            return finish(decoys, tf.ones([pairs * batch], tf.bool))
+            return finish(decoys, tf.ones([pairs * batch], tf.bool),
+                          total_change(decoys, x_rows))
         sign = tf.repeat(1.0 - 2.0 * tf.cast(pair % 2, tf.float32), batch)
         if layer_x is None and not self.cropping:
             layer_x = self.sub_model(x, training=False)
         epsilon = tf.tile(self.epsilon(x, layer_x), [pairs])
 
+        rows = tf.range(pairs * batch)
+        starts = tf.gather(self._starts, rows_patch)
         if self.cropping:
+            # The solver sees only each problem's crop, gathered straight from x.
             plan = self.crop_plan
-            offsets = tf.gather(self._offsets, rows_patch)
-            base = _crop(x_rows, offsets, plan.crop_shape)
-            mask = tf.gather(self._crop_masks, rows_patch)
+            base = tf.gather_nd(x_model, _window_indices(
+                rows_input, tf.gather(self._offsets, rows_patch), plan.crop_shape))
+            window = tf.gather(tf.constant(plan.patch_offsets, tf.int32), rows_patch)
+            features, reference = self._chain_call, self._chain_call(base)
             footprint = tf.gather(self._footprints, rows_patch)
-            reference = self._chain_call(base)
-            features = self._chain_call
         else:
-            base, mask, footprint = x_rows, full_mask, None
+            base, window, footprint = _expand(x_model, pairs), starts, None
             reference = _expand(layer_x, pairs)
 
             def features(z):
                 return self.sub_model(self._to_model(z), training=False)
 
-        best, found, _ = self._optimise(base, mask, sign, epsilon, features, reference,
-                                        footprint, pair, batch)
-        if self.cropping:
-            patch_offsets = tf.constant(self.crop_plan.patch_offsets, tf.int32)
-            values = _crop(best, tf.gather(patch_offsets, rows_patch), self.patch)
-            decoys = tf.tensor_scatter_nd_update(
-                x_rows, _scatter_indices(tf.gather(self._starts, rows_patch), self.patch), values)
-        else:
-            decoys = best
-        return finish(decoys, found)
+        index = _window_indices(rows, window, self.patch)
+        values, found, _ = self._optimise(base, index, sign, epsilon, features, reference,
+                                          footprint, pair, batch)
+        change = total_change(values, tf.gather_nd(base, index))
+        # The full-size decoys are written once, at the end, from the patch values.
+        decoys = tf.tensor_scatter_nd_update(
+            _expand(x_model, pairs), _window_indices(rows, starts, self.patch), values)
+        return finish(decoys, found, change)
 
-    def _optimise(self, base, mask, sign, epsilon, features, reference, footprint, pair, batch):
-        """Projected Adam with a per-problem multiplier; keeps the best feasible iterate.
+    def _optimise(self, base, index, sign, epsilon, features, reference, footprint, pair, batch):
+        """Projected Adam on the patch values, a per-problem multiplier, the best iterate.
 
+        The variables are the patch's values only (``index``: ``(K, *patch, 1 + ndim)``
+        indices of each problem's patch in ``base``); each iterate is ``base`` with its
+        patch replaced, so everything outside the patch is ``base`` bit for bit.
         ``features(z)`` is ``F_l`` of the (cropped) iterate; ``footprint`` marks the units
         compared with ``reference`` (None: all). Feasibility is the constraint itself,
         ``max_j |F_l(z) − F_l(x)|_j ≤ ε``. The penalty is the sum of the units' excess,
@@ -278,27 +285,33 @@ class DecoyEngine:
         violates) and back-propagated with ``output_gradients``, so the loop adds to the
         sub-model's own forward and backward pass only a few element-wise passes. With
         ``fuse=True`` (the default) those passes run as two XLA-fused kernels.
+
+        Returns:
+            ``(best patch values (K, *patch, C), found (K,) bool, steps taken)``.
         """
         config = self.config
         lo, hi = config.value_range
         step = config.learning_rate * (hi - lo)
         growth = config.multiplier_growth
-        shape = tf.shape(base)
-        per_row = [-1] + [1] * (len(base.shape) - 1)
+        start = tf.gather_nd(base, index)  # (K, *patch, C)
+        per_row = [-1] + [1] * (len(start.shape) - 1)
         sign = tf.reshape(sign, per_row)
-        axes = list(range(1, len(base.shape)))
+        axes = list(range(1, len(start.shape)))
         # A problem has stalled when its best feasible objective has not grown by 1% of
         # one full Adam step over the patch since the last time it did.
         min_gain = 0.01 * step * self.patch_features
-        surrogate_grad = -sign * mask / float(self.patch_features)
+        surrogate_grad = -sign / float(self.patch_features)
         tau = config.tau
         rows = tf.shape(base)[0]
 
-        def project(z):
-            delta = (z - base) * mask
+        def project(p):
+            delta = p - start
             if tau is not None:
                 delta = tf.clip_by_value(delta, -tau, tau)
-            return tf.clip_by_value(base + delta, lo, hi)
+            return tf.clip_by_value(start + delta, lo, hi)
+
+        def place(p):
+            return tf.tensor_scatter_nd_update(base, index, p)
 
         def constraint(f, lam):
             """``(dPenalty/dF_l, max violation)`` per row."""
@@ -313,19 +326,19 @@ class DecoyEngine:
 
         def update(s, grad, violation):
             """Records the evaluated iterate, then one projected Adam step."""
-            z = s["z"]
-            obj = tf.reduce_sum(tf.nn.relu(sign * (z - base)), axis=axes)
+            p = s["p"]
+            obj = tf.reduce_sum(tf.nn.relu(sign * (p - start)), axis=axes)
             feasible = violation <= epsilon
             better = feasible & (obj > s["best_obj"])
             best_obj = tf.where(better, obj, s["best_obj"])
             gained = best_obj > s["anchor"] + min_gain
             recorded = dict(
-                s, best=tf.where(tf.reshape(better, per_row), z, s["best"]), best_obj=best_obj,
+                s, best=tf.where(tf.reshape(better, per_row), p, s["best"]), best_obj=best_obj,
                 found=s["found"] | feasible, stall=tf.where(gained, 0, s["stall"] + 1),
                 anchor=tf.where(gained, best_obj, s["anchor"]))
             if grad is None:
                 return recorded
-            grad = (grad + surrogate_grad) * mask
+            grad = tf.gather_nd(grad, index) + surrogate_grad
             lam = tf.where(violation > epsilon, s["lam"] * growth,
                            tf.maximum(s["lam"] / growth, 1e-6))
             t = s["t"] + 1
@@ -334,8 +347,8 @@ class DecoyEngine:
             t_float = tf.cast(t, tf.float32)
             m_hat = m / (1.0 - tf.pow(0.9, t_float))
             v_hat = v / (1.0 - tf.pow(0.999, t_float))
-            z = project(z - step * m_hat / (tf.sqrt(v_hat) + 1e-12))
-            return dict(recorded, t=t, z=z, m=m, v=v, lam=lam)
+            p = project(p - step * m_hat / (tf.sqrt(v_hat) + 1e-12))
+            return dict(recorded, t=t, p=p, z=place(p), m=m, v=v, lam=lam)
 
         if self.fuse:
             constraint = tf.function(constraint, jit_compile=True)
@@ -344,11 +357,11 @@ class DecoyEngine:
             update_step = update
 
         # Random start one step into the patch (common to every input of a pair).
-        draws = _random.uniform(shape[1:], config.seed, pair)
-        z = project(base + sign * mask * step * tf.repeat(draws, batch, axis=0))
+        draws = _random.uniform(start.shape[1:], config.seed, pair)
+        p = project(start + sign * step * tf.repeat(draws, batch, axis=0))
         state = dict(
-            t=tf.constant(0, tf.int32), z=z, m=tf.zeros_like(z), v=tf.zeros_like(z),
-            lam=tf.fill([rows], config.initial_multiplier), best=base,
+            t=tf.constant(0, tf.int32), p=p, z=place(p), m=tf.zeros_like(p),
+            v=tf.zeros_like(p), lam=tf.fill([rows], config.initial_multiplier), best=start,
             best_obj=tf.zeros([rows]), found=tf.zeros([rows], tf.bool),
             stall=tf.zeros([rows], tf.int32), anchor=tf.zeros([rows]),
         )
@@ -378,19 +391,11 @@ def _expand(x, copies):
                       tf.concat([[-1], tf.shape(x)[1:]], 0))
 
 
-def _crop(t, offsets, lengths):
-    """Per-row windows: ``t[r, o_r0 : o_r0 + n0, o_r1 : o_r1 + n1, …]``."""
-    for axis, length in enumerate(lengths):
-        index = offsets[:, axis:axis + 1] + tf.range(length)[None]
-        t = tf.gather(t, index, axis=axis + 1, batch_dims=1)
-    return t
-
-
-def _scatter_indices(starts, lengths):
-    """``(K, *lengths, 1 + ndim)`` indices of each row's window starting at ``starts``."""
-    rows = tf.shape(starts)[0]
+def _window_indices(rows, starts, lengths):
+    """``(K, *lengths, 1 + ndim)`` indices ``[rows[k], starts[k] + offset]`` of K windows."""
+    count = tf.shape(starts)[0]
     ndim = len(lengths)
-    grids = [tf.range(rows)]
+    grids = [rows]
     for axis, length in enumerate(lengths):
         grids.append(starts[:, axis:axis + 1] + tf.range(length)[None])
     parts = []
@@ -399,5 +404,5 @@ def _scatter_indices(starts, lengths):
         if axis:
             shape[axis] = lengths[axis - 1]
         part = tf.reshape(grid, shape)
-        parts.append(tf.broadcast_to(part, tf.concat([[rows], lengths], 0)))
+        parts.append(tf.broadcast_to(part, tf.concat([[count], lengths], 0)))
     return tf.stack(parts, axis=-1)
