@@ -16,6 +16,7 @@ Run: .venv/bin/python benchmarks/bench_decoys.py [--steps 20]
 """
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -48,14 +49,26 @@ def images(count, seed=0):
     return tf.image.resize(coarse, (64, 64), method="bicubic").numpy().clip(0, 1)
 
 
-def timed(fn, repeats=2):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def interleaved(calls, rounds):
+    """Seconds of each call over ``rounds`` rounds; each round runs every call once.
+
+    The machine's speed drifts by tens of percent over seconds (shared cores), so ratios
+    are taken within a round, between calls run back to back, never across the run.
+    """
+    for call in calls.values():
+        call()  # trace and warm up
+    seconds = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: np.asarray(times) for name, times in seconds.items()}
+
+
+def _quartiles(values):
+    low, high = np.percentile(values, [25, 75])
+    return f"{low:.2f}–{high:.2f}"
 
 
 def _rss_mb():
@@ -98,6 +111,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--memory-probe", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
@@ -115,12 +129,14 @@ def main():
     print(f"1. 64×64×3 model, layer conv2, patch 4 stride 4: {engine.num_decoys} problems "
           f"per input, {args.steps} fixed steps, batch_size={args.batch_size}")
     print(f"   engine: {engine.reason}")
-    t_engine = timed(lambda: engine_explainer.generate_decoys(x))
-    t_full = timed(lambda: full_explainer.generate_decoys(x), repeats=1)
+    part1 = interleaved({"engine": lambda: engine_explainer.generate_decoys(x),
+                         "full": lambda: full_explainer.generate_decoys(x)}, rounds=2)
     _, feasible_engine = engine_explainer.generate_decoys(x)
     _, feasible_full = full_explainer.generate_decoys(x)
-    print(f"   time per input: engine {t_engine:.3f} s, full-image solver {t_full:.3f} s, "
-          f"ratio {t_full / t_engine:.1f}×")
+    ratios = part1["full"] / part1["engine"]
+    print(f"   time per input (median of 2 interleaved rounds): engine "
+          f"{np.median(part1['engine']):.3f} s, full-image solver {np.median(part1['full']):.3f} "
+          f"s, ratio {np.median(ratios):.1f}× (rounds: {', '.join(f'{r:.1f}×' for r in ratios)})")
     print(f"   fraction feasible: engine {feasible_engine.mean():.3f}, "
           f"full-image {feasible_full.mean():.3f}")
 
@@ -139,25 +155,32 @@ def main():
             return i + 1, z - 1e-3 * tape.gradient(total, z)
         return tf.while_loop(lambda i, z: i < steps, body, (0, z))[1]
 
-    t_bare = timed(lambda: bare(crops).numpy(), repeats=3)
-    bare_rate = engine.num_decoys * steps / t_bare
     xt, zero = tf.constant(x), tf.constant(0)
-    print(f"2. sub-model forward+backward samples/s: bare loop {bare_rate:,.0f}")
+    calls = {"bare": lambda: bare(crops).numpy()}
     for fuse in (True, False):
         kd.decoys.DecoyEngine.fuse = fuse
-        solve = kd.Explainer(model, decoys=kd.DecoyConfig(**config), batch_size=args.batch_size
-                             )._solve_function(engine.num_decoys)
-        one_step = kd.Explainer(model, decoys=kd.DecoyConfig(**{**config, "steps": 1}),
-                                batch_size=args.batch_size)._solve_function(engine.num_decoys)
-        t_solve = timed(lambda: solve(xt, zero)[0].numpy(), repeats=3)
-        t_one = timed(lambda: one_step(xt, zero)[0].numpy(), repeats=3)
-        call_rate = engine.num_decoys * steps / t_solve
-        loop_rate = engine.num_decoys * (steps - 1) / (t_solve - t_one)
-        print(f"   engine ({'XLA-fused' if fuse else 'unfused'} element-wise work): whole solve "
-              f"call (crop gathers, reference pass, decoy scatter included) {call_rate:,.0f} "
-              f"(ratio {call_rate / bare_rate:.2f}); loop alone, per step from a {steps}- and "
-              f"a 1-step run, {loop_rate:,.0f} (ratio {loop_rate / bare_rate:.2f})")
+        for n in (steps, 1):
+            explainer = kd.Explainer(model, decoys=kd.DecoyConfig(**{**config, "steps": n}),
+                                     batch_size=args.batch_size)
+            solve = explainer._solve_function(engine.num_decoys)
+            calls[fuse, n] = functools.partial(lambda f: f(xt, zero)[0].numpy(), solve)
+            calls[fuse, n]()  # trace now: `fuse` is read when the solver is traced
     kd.decoys.DecoyEngine.fuse = True
+    seconds = interleaved(calls, args.rounds)
+    bare_rates = engine.num_decoys * steps / seconds["bare"]
+    print(f"2. sub-model forward+backward samples/s, {args.rounds} interleaved rounds (each "
+          f"round times every variant once; the ratio is the median over rounds of the "
+          f"ratio within a round): bare loop {np.median(bare_rates):,.0f}")
+    for fuse in (True, False):
+        whole, one = seconds[fuse, steps], seconds[fuse, 1]
+        call_rates = engine.num_decoys * steps / whole
+        loop_rates = engine.num_decoys * (steps - 1) / (whole - one)
+        print(f"   engine ({'XLA-fused' if fuse else 'unfused'} element-wise work): whole solve "
+              f"call (crop gathers, reference pass, decoy writes included) "
+              f"{np.median(call_rates):,.0f}, ratio {np.median(call_rates / bare_rates):.2f} "
+              f"(quartiles {_quartiles(call_rates / bare_rates)}); loop alone, per step from "
+              f"a {steps}- and a 1-step run, {np.median(loop_rates):,.0f}, ratio "
+              f"{np.median(loop_rates / bare_rates):.2f}")
 
     # 3. Peak memory as decoys grow 10×.
     results = []

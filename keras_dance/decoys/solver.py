@@ -103,6 +103,13 @@ class DecoyEngine:
             plan = self.crop_plan
             self._footprints = tf.constant(plan.footprints[..., None], tf.float32)
             self._offsets = tf.constant(plan.offsets, tf.int32)
+            # Each crop's F_l(x) is a window of the full F_l(x), which the explainer has
+            # already computed, where that window lies inside it (always, for the layers
+            # the crop planner accepts; otherwise the crops are evaluated).
+            out_offsets = plan.offsets // np.asarray(plan.jumps)
+            full_out = np.asarray(self.sub_model.output.shape[1:-1])
+            fits = np.all(out_offsets + np.asarray(plan.output_shape) <= full_out)
+            self._out_offsets = tf.constant(out_offsets, tf.int32) if fits else None
         self._starts = tf.constant(self.starts, tf.int32)
         logger.info("decoys at layer %r: %d patches, %s", self.layer.name, self.num_patches,
                     self.reason)
@@ -241,7 +248,7 @@ class DecoyEngine:
             return finish(decoys, tf.ones([pairs * batch], tf.bool),
                           total_change(decoys, x_rows))
         sign = tf.repeat(1.0 - 2.0 * tf.cast(pair % 2, tf.float32), batch)
-        if layer_x is None and not self.cropping:
+        if layer_x is None:
             layer_x = self.sub_model(x, training=False)
         epsilon = tf.tile(self.epsilon(x, layer_x), [pairs])
 
@@ -253,7 +260,12 @@ class DecoyEngine:
             base = tf.gather_nd(x_model, _window_indices(
                 rows_input, tf.gather(self._offsets, rows_patch), plan.crop_shape))
             window = tf.gather(tf.constant(plan.patch_offsets, tf.int32), rows_patch)
-            features, reference = self._chain_call, self._chain_call(base)
+            features = self._chain_call
+            if self._out_offsets is None:
+                reference = self._chain_call(base)
+            else:
+                reference = tf.gather_nd(layer_x, _window_indices(
+                    rows_input, tf.gather(self._out_offsets, rows_patch), plan.output_shape))
             footprint = tf.gather(self._footprints, rows_patch)
         else:
             base, window, footprint = _expand(x_model, pairs), starts, None
@@ -266,10 +278,10 @@ class DecoyEngine:
         values, found, _ = self._optimise(base, index, sign, epsilon, features, reference,
                                           footprint, pair, batch)
         change = total_change(values, tf.gather_nd(base, index))
-        # The full-size decoys are written once, at the end, from the patch values.
-        decoys = tf.tensor_scatter_nd_update(
-            _expand(x_model, pairs), _window_indices(rows, starts, self.patch), values)
-        return finish(decoys, found, change)
+        # The full-size decoys are written once, at the end, from the patch values (one
+        # XLA kernel when fused: the copies of x and the patches in one pass).
+        write = tf.function(_write_patches, jit_compile=True) if self.fuse else _write_patches
+        return finish(write(x_model, starts, values), found, change)
 
     def _optimise(self, base, index, sign, epsilon, features, reference, footprint, pair, batch):
         """Projected Adam on the patch values, a per-problem multiplier, the best iterate.
@@ -389,6 +401,16 @@ class DecoyEngine:
 def _expand(x, copies):
     return tf.reshape(tf.tile(x[None], [copies] + [1] * len(x.shape)),
                       tf.concat([[-1], tf.shape(x)[1:]], 0))
+
+
+def _write_patches(x, starts, values):
+    """Row ``r = p · b + i`` is ``x[i]`` with ``values[r]`` written at ``starts[r]``."""
+    copies = tf.shape(values)[0] // tf.shape(x)[0]
+    tiled = tf.reshape(tf.broadcast_to(x[None], tf.concat([[copies], tf.shape(x)], 0)),
+                       tf.concat([[-1], tf.shape(x)[1:]], 0))
+    rows = tf.range(tf.shape(values)[0])
+    return tf.tensor_scatter_nd_update(
+        tiled, _window_indices(rows, starts, values.shape[1:-1]), values)
 
 
 def _window_indices(rows, starts, lengths):
