@@ -6,8 +6,9 @@
    one tf.function, the same steps, the same feasibility check). Time per input, ratio,
    fraction feasible.
 2. The engine's sub-model forward+backward throughput (crops per second through the
-   solver loop) against a bare batched forward+backward of the same sub-model on the
-   same crops in a ``tf.while_loop``.
+   solver loop) against a bare batched forward+backward of the same sub-model on
+   crops of the same shape in a ``tf.while_loop``, timed in interleaved rounds, in a fresh
+   process for each convolution kernel set (TensorFlow's default and oneDNN).
 3. Peak memory (RSS, in a fresh process each) of ``explain`` as the number of decoys per
    call grows 10× (1 input → 10 inputs) at a fixed ``batch_size``.
 4. End-to-end DANCE time per input on the shipped digits model with the defaults.
@@ -107,44 +108,15 @@ def memory_probe(count, steps, batch_size):
                       "decoys": count * explainer.decoys.num_decoys}))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--memory-probe", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.memory_probe:
-        memory_probe(args.memory_probe, args.steps, args.batch_size)
-        return
-
+def throughput(steps, batch_size, rounds):
+    """Part 2, in its own process (the kernel set is fixed when TensorFlow loads)."""
     model = conv_model()
     x = images(1)
-    config = dict(layer="conv2", patch=4, stride=4, steps=args.steps, patience=0)
-    engine_explainer = kd.Explainer(model, decoys=kd.DecoyConfig(**config),
-                                    batch_size=args.batch_size)
-    full_explainer = kd.Explainer(model, decoys=kd.DecoyConfig(crop=False, **config),
-                                  batch_size=args.batch_size)
-    engine = engine_explainer.decoys
-    print(f"1. 64×64×3 model, layer conv2, patch 4 stride 4: {engine.num_decoys} problems "
-          f"per input, {args.steps} fixed steps, batch_size={args.batch_size}")
-    print(f"   engine: {engine.reason}")
-    part1 = interleaved({"engine": lambda: engine_explainer.generate_decoys(x),
-                         "full": lambda: full_explainer.generate_decoys(x)}, rounds=2)
-    _, feasible_engine = engine_explainer.generate_decoys(x)
-    _, feasible_full = full_explainer.generate_decoys(x)
-    ratios = part1["full"] / part1["engine"]
-    print(f"   time per input (median of 2 interleaved rounds): engine "
-          f"{np.median(part1['engine']):.3f} s, full-image solver {np.median(part1['full']):.3f} "
-          f"s, ratio {np.median(ratios):.1f}× (rounds: {', '.join(f'{r:.1f}×' for r in ratios)})")
-    print(f"   fraction feasible: engine {feasible_engine.mean():.3f}, "
-          f"full-image {feasible_full.mean():.3f}")
-
-    # 2. Throughput against a bare forward+backward loop on the same crops.
+    config = {"layer": "conv2", "patch": 4, "stride": 4, "steps": steps, "patience": 0}
+    engine = kd.Explainer(model, decoys=kd.DecoyConfig(**config)).decoys
     plan = engine.crop_plan
     crops = tf.constant(np.random.default_rng(0).uniform(
         size=(engine.num_decoys,) + plan.crop_shape + (3,)).astype(np.float32))
-    steps = args.steps
 
     @tf.function
     def bare(z):
@@ -161,16 +133,18 @@ def main():
         kd.decoys.DecoyEngine.fuse = fuse
         for n in (steps, 1):
             explainer = kd.Explainer(model, decoys=kd.DecoyConfig(**{**config, "steps": n}),
-                                     batch_size=args.batch_size)
+                                     batch_size=batch_size)
             solve = explainer._solve_function(engine.num_decoys)
             calls[fuse, n] = functools.partial(lambda f: f(xt, zero)[0].numpy(), solve)
             calls[fuse, n]()  # trace now: `fuse` is read when the solver is traced
     kd.decoys.DecoyEngine.fuse = True
-    seconds = interleaved(calls, args.rounds)
+    seconds = interleaved(calls, rounds)
     bare_rates = engine.num_decoys * steps / seconds["bare"]
-    print(f"2. sub-model forward+backward samples/s, {args.rounds} interleaved rounds (each "
-          f"round times every variant once; the ratio is the median over rounds of the "
-          f"ratio within a round): bare loop {np.median(bare_rates):,.0f}")
+    kernels = ("oneDNN convolution kernels" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1"
+               else "default (Eigen) convolution kernels")
+    print(f"2. {kernels}: sub-model forward+backward samples/s, {rounds} interleaved rounds "
+          f"(each round times every variant once; ratios are medians over rounds of the ratio "
+          f"within a round): bare loop {np.median(bare_rates):,.0f}")
     for fuse in (True, False):
         whole, one = seconds[fuse, steps], seconds[fuse, 1]
         call_rates = engine.num_decoys * steps / whole
@@ -181,6 +155,64 @@ def main():
               f"(quartiles {_quartiles(call_rates / bare_rates)}); loop alone, per step from "
               f"a {steps}- and a 1-step run, {np.median(loop_rates):,.0f}, ratio "
               f"{np.median(loop_rates / bare_rates):.2f}")
+
+
+def _cpu():
+    with open("/proc/cpuinfo") as handle:
+        info = handle.read()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), "unknown CPU")
+    return f"{name}, {os.cpu_count()} cores, AVX-512 {'yes' if 'avx512f' in info else 'no'}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--memory-probe", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--throughput", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.throughput:
+        throughput(args.steps, args.batch_size, args.rounds)
+        return
+    if args.memory_probe:
+        memory_probe(args.memory_probe, args.steps, args.batch_size)
+        return
+
+    model = conv_model()
+    x = images(1)
+    config = dict(layer="conv2", patch=4, stride=4, steps=args.steps, patience=0)
+    engine_explainer = kd.Explainer(model, decoys=kd.DecoyConfig(**config),
+                                    batch_size=args.batch_size)
+    full_explainer = kd.Explainer(model, decoys=kd.DecoyConfig(crop=False, **config),
+                                  batch_size=args.batch_size)
+    engine = engine_explainer.decoys
+    print(f"Machine: {_cpu()}; TensorFlow {tf.__version__}")
+    print(f"1. 64×64×3 model, layer conv2, patch 4 stride 4: {engine.num_decoys} problems "
+          f"per input, {args.steps} fixed steps, batch_size={args.batch_size}")
+    print(f"   engine: {engine.reason}")
+    part1 = interleaved({"engine": lambda: engine_explainer.generate_decoys(x),
+                         "full": lambda: full_explainer.generate_decoys(x)}, rounds=2)
+    _, feasible_engine = engine_explainer.generate_decoys(x)
+    _, feasible_full = full_explainer.generate_decoys(x)
+    ratios = part1["full"] / part1["engine"]
+    print(f"   time per input (median of 2 interleaved rounds): engine "
+          f"{np.median(part1['engine']):.3f} s, full-image solver {np.median(part1['full']):.3f} "
+          f"s, ratio {np.median(ratios):.1f}× (rounds: {', '.join(f'{r:.1f}×' for r in ratios)})")
+    print(f"   fraction feasible: engine {feasible_engine.mean():.3f}, "
+          f"full-image {feasible_full.mean():.3f}")
+
+    # 2. Throughput against a bare loop, in fresh processes: one per convolution kernel set
+    # (TensorFlow's oneDNN kernels are on by default on some CPUs only, and are several
+    # times faster here: the faster the model, the larger the share of the solver's own work).
+    for onednn in ("0", "1"):
+        output = subprocess.run(
+            [sys.executable, __file__, "--throughput", f"--steps={args.steps}",
+             f"--batch-size={args.batch_size}", f"--rounds={args.rounds}"],
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn})
+        print(output.stdout.rstrip(), flush=True)
 
     # 3. Peak memory as decoys grow 10×.
     results = []
