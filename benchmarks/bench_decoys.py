@@ -150,7 +150,7 @@ def throughput(steps, batch_size, rounds):
         call_rates = engine.num_decoys * steps / whole
         loop_rates = engine.num_decoys * (steps - 1) / (whole - one)
         print(f"   engine ({'XLA-fused' if fuse else 'unfused'} element-wise work): whole solve "
-              f"call (crop gathers, reference pass, decoy writes included) "
+              f"call (crop gathers, reference pass, final check included) "
               f"{np.median(call_rates):,.0f}, ratio {np.median(call_rates / bare_rates):.2f} "
               f"(quartiles {_quartiles(call_rates / bare_rates)}); loop alone, per step from "
               f"a {steps}- and a 1-step run, {np.median(loop_rates):,.0f}, ratio "

@@ -106,12 +106,15 @@ class Explainer:
         layer_x = engine.sub_model(x, training=False)  # F_l(x), once for every chunk
 
         def decoy_chunk(start, size):
-            decoys, found, change = engine.solve(x, start, size, layer_x)  # (size, b, …)
+            values, found, change = engine.solve(x, start, size, layer_x)  # (size, b, …)
 
             def map_chunk(first, count):
-                part = tf.slice(decoys, tf.concat([[first], tf.zeros([len(x.shape)], tf.int32)], 0),
-                                tf.concat([[count], tf.shape(decoys)[1:]], 0))
-                rows = tf.reshape(part, tf.concat([[-1], tf.shape(x)[1:]], 0))
+                part = tf.slice(values, tf.concat([[first], tf.zeros([len(values.shape) - 1],
+                                                                     tf.int32)], 0),
+                                tf.concat([[count], tf.shape(values)[1:]], 0))
+                part = tf.ensure_shape(part, [count] + values.shape[1:])
+                decoys = engine.decoy_images(x, start + first, part)  # (count, b, …)
+                rows = tf.reshape(decoys, tf.concat([[-1], tf.shape(x)[1:]], 0))
                 maps = self.method(rows, self._forward, targets.tile(count), self.max_expansion)
                 return reducer.partial(fold(maps, count))
 
@@ -283,10 +286,22 @@ class Explainer:
         decoys, feasible = [], []
         for start in range(0, engine.num_decoys, per_pass):
             size = min(per_pass, engine.num_decoys - start)
-            chunk, found, _ = self._solve_function(size)(tf.constant(batch), tf.constant(start))
+            chunk, found = self._decoys_function(size)(tf.constant(batch), tf.constant(start))
             decoys.append(np.swapaxes(chunk.numpy(), 0, 1))
             feasible.append(found.numpy().T)
         return np.concatenate(decoys, axis=1), np.concatenate(feasible, axis=1)
+
+    def _decoys_function(self, size):
+        """A compiled ``(decoys, found)`` for chunks of ``size`` pairs (built once per size)."""
+        key = "images", size
+        if key not in self._solve_functions:
+            def decoys(x, start):
+                values, found, _ = self.decoys.solve(x, start, size)
+                return self.decoys.decoy_images(x, start, values), found
+
+            self._solve_functions[key] = tf.function(
+                decoys, jit_compile=self.jit_compile, reduce_retracing=True)
+        return self._solve_functions[key]
 
     def _solve_function(self, size):
         """A compiled ``decoys.solve`` for chunks of ``size`` pairs (built once per size)."""

@@ -95,8 +95,6 @@ class DecoyEngine:
         self.num_patches = len(self.starts)
         self.num_decoys = self.num_patches * (2 if config.kind == "optimized" else 1)
         self.patch_features = int(np.prod(patch)) * (self.input_shape[-1] if has_channels else 1)
-        self._full_masks = tf.constant(
-            masks_lib.patch_masks(self.spatial_shape, self.starts, patch)[..., None], tf.float32)
         self.crop_plan, self.reason = self._plan(model)
         self.cropping = self.crop_plan is not None
         if self.cropping:
@@ -160,7 +158,8 @@ class DecoyEngine:
         if self.num_patches > 64:
             picks = rng.choice(self.num_patches, 48, replace=False).tolist()
             patches = sorted(set(picks) | {0, self.num_patches - 1})
-        masks = self._full_masks.numpy()[list(patches)]
+        masks = masks_lib.patch_masks(self.spatial_shape, self.starts[list(patches)],
+                                      self.patch)[..., None]
         perturbed = np.where(masks > 0, rng.uniform(lo, hi, masks.shape[:1] + self.input_shape),
                              x).astype(np.float32)
         full = self.sub_model(perturbed, training=False).numpy()
@@ -202,11 +201,22 @@ class DecoyEngine:
             return self.config.epsilon * tf.reduce_max(flat, axis=1)
         return tf.fill([tf.shape(x)[0]], self.config.epsilon)
 
+    def _pairs(self, x, pair_start, pairs):
+        """``(pair indices (pairs,), patch index of each row (pairs · b,))``.
+
+        Rows are ordered pair-major: row ``r`` is input ``r % b`` of pair ``r // b``.
+        """
+        pair = pair_start + tf.range(pairs)
+        patch_index = pair // 2 if self.config.kind == "optimized" else pair
+        return pair, tf.repeat(patch_index, tf.shape(x)[0])
+
     def solve(self, x, pair_start, pairs, layer_x=None):
-        """Decoys for the pairs ``pair_start … pair_start + pairs − 1`` of every input.
+        """Decoy patches for the pairs ``pair_start … pair_start + pairs − 1`` of every input.
 
         Pair ``j`` is patch ``j // 2`` with sign ``+1`` (even ``j``) or ``−1`` (odd) for
-        "optimized" decoys, patch ``j`` for "constant" ones. ``pairs`` is a static int.
+        "optimized" decoys, patch ``j`` for "constant" ones. ``pairs`` is a static int. A
+        decoy differs from its input only inside its patch, so the solver returns the
+        patch's values; ``decoy_images`` writes them into copies of the input.
 
         Args:
             x: float32 ``(b, *input_shape)``, inside ``value_range``.
@@ -216,44 +226,37 @@ class DecoyEngine:
                 computed it once. Defaults to None (computed here).
 
         Returns:
-            ``(decoys (pairs, b, *input_shape), found (pairs, b) bool,
-            perturbation (pairs, b))`` — ``found``: some iterate was feasible (else the
-            decoy is ``x``); ``perturbation``: mean |x̃ − x| over the patch's features.
+            ``(values (pairs, b, *patch, C), found (pairs, b) bool,
+            perturbation (pairs, b))`` — ``C`` is 1 for feature vectors; ``found``: some
+            iterate was feasible (else the values are ``x``'s); ``perturbation``: mean
+            |x̃ − x| over the patch's features.
         """
         config = self.config
         batch = tf.shape(x)[0]
-        pair = pair_start + tf.range(pairs)
-        optimized = config.kind == "optimized"
-        patch_index = pair // 2 if optimized else pair
-        rows_patch = tf.repeat(patch_index, batch)
+        pair, rows_patch = self._pairs(x, pair_start, pairs)
         x_model = self._from_model(x)  # (b, *spatial, C)
-        # Row r of a chunk is input r % b: rows are ordered pair-major.
         rows_input = tf.tile(tf.range(batch), [pairs])
+        rows = tf.range(pairs * batch)
+        starts = tf.gather(self._starts, rows_patch)
 
-        def finish(decoys, found, change):
-            return (tf.reshape(self._to_model(decoys),
-                               tf.concat([[pairs, batch], self.input_shape], 0)),
+        def finish(values, found, original):
+            change = tf.reduce_sum(tf.abs(values - original),
+                                   axis=list(range(1, len(values.shape))))
+            return (tf.reshape(values, tf.concat([[pairs, batch], tf.shape(values)[1:]], 0)),
                     tf.reshape(found, [pairs, batch]),
                     tf.reshape(change / self.patch_features, [pairs, batch]))
 
-        def total_change(new, old):
-            return tf.reduce_sum(tf.abs(new - old), axis=list(range(1, len(new.shape))))
-
-        if not optimized:
-            x_rows = _expand(x_model, pairs)
-            full_mask = tf.gather(self._full_masks, rows_patch)
-            axes = list(range(1, len(x_rows.shape) - 1))
-            mean = tf.reduce_mean(x_rows, axis=axes, keepdims=True)
-            decoys = tf.where(full_mask > 0, mean + tf.zeros_like(x_rows), x_rows)
-            return finish(decoys, tf.ones([pairs * batch], tf.bool),
-                          total_change(decoys, x_rows))
+        if config.kind == "constant":  # the patch takes the input's mean, per channel
+            original = tf.gather_nd(x_model, _window_indices(rows_input, starts, self.patch))
+            mean = tf.reduce_mean(x_model, axis=list(range(1, len(x_model.shape) - 1)),
+                                  keepdims=True)
+            values = tf.gather(mean, rows_input) + tf.zeros_like(original)
+            return finish(values, tf.ones([pairs * batch], tf.bool), original)
         sign = tf.repeat(1.0 - 2.0 * tf.cast(pair % 2, tf.float32), batch)
         if layer_x is None:
             layer_x = self.sub_model(x, training=False)
         epsilon = tf.tile(self.epsilon(x, layer_x), [pairs])
 
-        rows = tf.range(pairs * batch)
-        starts = tf.gather(self._starts, rows_patch)
         if self.cropping:
             # The solver sees only each problem's crop, gathered straight from x.
             plan = self.crop_plan
@@ -277,11 +280,28 @@ class DecoyEngine:
         index = _window_indices(rows, window, self.patch)
         values, found, _ = self._optimise(base, index, sign, epsilon, features, reference,
                                           footprint, pair, batch)
-        change = total_change(values, tf.gather_nd(base, index))
-        # The full-size decoys are written once, at the end, from the patch values (one
-        # XLA kernel when fused: the copies of x and the patches in one pass).
+        return finish(values, found, tf.gather_nd(base, index))
+
+    def decoy_images(self, x, pair_start, values):
+        """The decoys of ``solve``: copies of ``x`` with each patch replaced by its values.
+
+        Args:
+            x: ``(b, *input_shape)``, the inputs given to ``solve``.
+            pair_start: int32 scalar, the first pair of ``values``.
+            values: ``(pairs, b, *patch, C)``, from ``solve`` (or a slice of it along the
+                first axis, with ``pair_start`` moved accordingly).
+
+        Returns:
+            ``(pairs, b, *input_shape)``. With ``fuse`` (the default), one XLA kernel writes
+            the copies and the patches in one pass.
+        """
+        pairs = values.shape[0]
+        _, rows_patch = self._pairs(x, pair_start, pairs)
+        rows = tf.reshape(values, tf.concat([[-1], tf.shape(values)[2:]], 0))
         write = tf.function(_write_patches, jit_compile=True) if self.fuse else _write_patches
-        return finish(write(x_model, starts, values), found, change)
+        decoys = self._to_model(write(self._from_model(x), tf.gather(self._starts, rows_patch),
+                                      rows))
+        return tf.reshape(decoys, tf.concat([[pairs, tf.shape(x)[0]], self.input_shape], 0))
 
     def _optimise(self, base, index, sign, epsilon, features, reference, footprint, pair, batch):
         """Projected Adam on the patch values, a per-problem multiplier, the best iterate.
