@@ -176,6 +176,35 @@ def test_mean_aggregation_and_constant_decoys():
     np.testing.assert_allclose(maps, grads.max(1) - grads.min(1), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("case, kind", [("image", "optimized"), ("vector", "optimized"),
+                                        ("image", "constant")])
+def test_solver_patch_values_and_the_decoy_images_they_make(case, kind):
+    make, config, shape = CASES[case]
+    config = kd.DecoyConfig.from_config({**config.get_config(), "steps": 5, "kind": kind})
+    engine = kd.Explainer(make(), decoys=config).decoys
+    x = np.random.default_rng(4).uniform(size=(2,) + shape).astype(np.float32)
+    pairs = min(6, engine.num_decoys)
+    values, found, change = (t.numpy() for t in engine.solve(x, 0, pairs))
+    patch_shape = tuple(engine.patch) + (shape[-1] if len(shape) > 1 else 1,)
+    assert values.shape == (pairs, 2) + patch_shape and found.shape == change.shape == (pairs, 2)
+    decoys = engine.decoy_images(x, 0, values).numpy()
+    assert decoys.shape == (pairs, 2) + shape
+    x_model = x if len(shape) > 1 else x[..., None]
+    for j in range(pairs):
+        start = engine.starts[j // 2 if kind == "optimized" else j]
+        window = tuple(slice(s, s + p) for s, p in zip(start, engine.patch))
+        for b in range(2):
+            decoy = decoys[j, b] if len(shape) > 1 else decoys[j, b][..., None]
+            np.testing.assert_array_equal(decoy[window], values[j, b])  # written exactly
+            outside = decoy.copy()
+            outside[window] = x_model[b][window]
+            np.testing.assert_array_equal(outside, x_model[b])  # and nothing else
+            np.testing.assert_allclose(
+                change[j, b], np.abs(values[j, b] - x_model[b][window]).mean(), rtol=1e-5)
+    # A slice of the values, with its first pair, writes the same decoys.
+    np.testing.assert_array_equal(engine.decoy_images(x, 2, values[2:5]).numpy(), decoys[2:5])
+
+
 def test_dance_leaves_the_model_unchanged():
     model = image_model()
     before = snapshot(model)
