@@ -109,6 +109,7 @@ class DecoyEngine:
             fits = np.all(out_offsets + np.asarray(plan.output_shape) <= full_out)
             self._out_offsets = tf.constant(out_offsets, tf.int32) if fits else None
         self._starts = tf.constant(self.starts, tf.int32)
+        self._write_fused = tf.function(_write_patches, jit_compile=True)  # built once
         logger.info("decoys at layer %r: %d patches, %s", self.layer.name, self.num_patches,
                     self.reason)
 
@@ -298,7 +299,7 @@ class DecoyEngine:
         pairs = values.shape[0]
         _, rows_patch = self._pairs(x, pair_start, pairs)
         rows = tf.reshape(values, tf.concat([[-1], tf.shape(values)[2:]], 0))
-        write = tf.function(_write_patches, jit_compile=True) if self.fuse else _write_patches
+        write = self._write_fused if self.fuse else _write_patches
         decoys = self._to_model(write(self._from_model(x), tf.gather(self._starts, rows_patch),
                                       rows))
         return tf.reshape(decoys, tf.concat([[pairs, tf.shape(x)[0]], self.input_shape], 0))
