@@ -86,8 +86,7 @@ def memory_probe(count, steps, batch_size):
     import threading
 
     model = conv_model()
-    config = kd.DecoyConfig(layer="conv2", patch=4, stride=4, steps=steps, patience=0)
-    explainer = kd.Explainer(model, decoys=config, batch_size=batch_size)
+    explainer = kd.Explainer(model, decoys=decoy_config(steps), batch_size=batch_size)
     x = images(count)
     explainer.explain(x[:1])  # trace, compile and allocate once
     before = _rss_mb()
@@ -108,12 +107,23 @@ def memory_probe(count, steps, batch_size):
                       "decoys": count * explainer.decoys.num_decoys}))
 
 
-def throughput(steps, batch_size, rounds):
+def decoy_config(steps, **overrides):
+    """The benchmark's problems: layer conv2, patch 4, stride 4, fixed steps (no early exit)."""
+    return kd.DecoyConfig(layer="conv2", patch=4, stride=4, steps=steps, patience=0,
+                          **overrides)
+
+
+def run_self(*flags, env=None):
+    """This script with ``flags``, in a fresh process; its standard output."""
+    return subprocess.run([sys.executable, __file__, *flags], capture_output=True, text=True,
+                          check=True, env=env).stdout
+
+
+def throughput(steps, rounds):
     """Part 2, in its own process (the kernel set is fixed when TensorFlow loads)."""
     model = conv_model()
     x = images(1)
-    config = {"layer": "conv2", "patch": 4, "stride": 4, "steps": steps, "patience": 0}
-    engine = kd.Explainer(model, decoys=kd.DecoyConfig(**config)).decoys
+    engine = kd.Explainer(model, decoys=decoy_config(steps)).decoys
     plan = engine.crop_plan
     crops = tf.constant(np.random.default_rng(0).uniform(
         size=(engine.num_decoys,) + plan.crop_shape + (3,)).astype(np.float32))
@@ -132,9 +142,8 @@ def throughput(steps, batch_size, rounds):
     for fuse in (True, False):
         kd.decoys.DecoyEngine.fuse = fuse
         for n in (steps, 1):
-            explainer = kd.Explainer(model, decoys=kd.DecoyConfig(**{**config, "steps": n}),
-                                     batch_size=batch_size)
-            solve = explainer._solve_function(engine.num_decoys)
+            solver = kd.decoys.DecoyEngine(model, decoy_config(n), engine.input_shape)
+            solve = tf.function(functools.partial(solver.solve, pairs=engine.num_decoys))
             calls[fuse, n] = functools.partial(lambda f: f(xt, zero)[0].numpy(), solve)
             calls[fuse, n]()  # trace now: `fuse` is read when the solver is traced
     kd.decoys.DecoyEngine.fuse = True
@@ -150,7 +159,7 @@ def throughput(steps, batch_size, rounds):
         call_rates = engine.num_decoys * steps / whole
         loop_rates = engine.num_decoys * (steps - 1) / (whole - one)
         print(f"   engine ({'XLA-fused' if fuse else 'unfused'} element-wise work): whole solve "
-              f"call (crop gathers, reference pass, final check included) "
+              f"call (full-input F_l(x), crop gathers, final check included) "
               f"{np.median(call_rates):,.0f}, ratio {np.median(call_rates / bare_rates):.2f} "
               f"(quartiles {_quartiles(call_rates / bare_rates)}); loop alone, per step from "
               f"a {steps}- and a 1-step run, {np.median(loop_rates):,.0f}, ratio "
@@ -174,7 +183,7 @@ def main():
     parser.add_argument("--throughput", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.throughput:
-        throughput(args.steps, args.batch_size, args.rounds)
+        throughput(args.steps, args.rounds)
         return
     if args.memory_probe:
         memory_probe(args.memory_probe, args.steps, args.batch_size)
@@ -182,10 +191,9 @@ def main():
 
     model = conv_model()
     x = images(1)
-    config = dict(layer="conv2", patch=4, stride=4, steps=args.steps, patience=0)
-    engine_explainer = kd.Explainer(model, decoys=kd.DecoyConfig(**config),
+    engine_explainer = kd.Explainer(model, decoys=decoy_config(args.steps),
                                     batch_size=args.batch_size)
-    full_explainer = kd.Explainer(model, decoys=kd.DecoyConfig(crop=False, **config),
+    full_explainer = kd.Explainer(model, decoys=decoy_config(args.steps, crop=False),
                                   batch_size=args.batch_size)
     engine = engine_explainer.decoys
     print(f"Machine: {_cpu()}; TensorFlow {tf.__version__}")
@@ -207,20 +215,15 @@ def main():
     # (TensorFlow's oneDNN kernels are on by default on some CPUs only, and are several
     # times faster here: the faster the model, the larger the share of the solver's own work).
     for onednn in ("0", "1"):
-        output = subprocess.run(
-            [sys.executable, __file__, "--throughput", f"--steps={args.steps}",
-             f"--batch-size={args.batch_size}", f"--rounds={args.rounds}"],
-            capture_output=True, text=True, check=True,
-            env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn})
-        print(output.stdout.rstrip(), flush=True)
+        print(run_self("--throughput", f"--steps={args.steps}", f"--rounds={args.rounds}",
+                       env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn}).rstrip(), flush=True)
 
     # 3. Peak memory as decoys grow 10×.
     results = []
     for count in (1, 10):
-        output = subprocess.run(
-            [sys.executable, __file__, f"--memory-probe={count}", f"--steps={args.steps}",
-             f"--batch-size={args.batch_size}"], capture_output=True, text=True, check=True)
-        results.append(json.loads(output.stdout.strip().splitlines()[-1]))
+        output = run_self(f"--memory-probe={count}", f"--steps={args.steps}",
+                          f"--batch-size={args.batch_size}")
+        results.append(json.loads(output.strip().splitlines()[-1]))
     growth = [r["peak_mb"] - r["before_mb"] for r in results]
     print(f"3. memory of explain() at batch_size={args.batch_size} (RSS sampled during the "
           f"call, fresh process each): {results[0]['decoys']} decoys: peak "

@@ -92,7 +92,7 @@ class Explainer:
                 1, self.batch_size // (self.decoys_per_map_pass * self.inputs_per_pass))
         self._indexed = self._build_indexed_function()
         self._callable_functions = {}
-        self._solve_functions = {}
+        self._decoy_functions = {}
 
     # ------------------------------------------------------------------ compiled parts
     def _maps_for_chunk(self, x, targets):
@@ -293,23 +293,14 @@ class Explainer:
 
     def _decoys_function(self, size):
         """A compiled ``(decoys, found)`` for chunks of ``size`` pairs (built once per size)."""
-        key = "images", size
-        if key not in self._solve_functions:
+        if size not in self._decoy_functions:
             def decoys(x, start):
                 values, found, _ = self.decoys.solve(x, start, size)
                 return self.decoys.decoy_images(x, start, values), found
 
-            self._solve_functions[key] = tf.function(
+            self._decoy_functions[size] = tf.function(
                 decoys, jit_compile=self.jit_compile, reduce_retracing=True)
-        return self._solve_functions[key]
-
-    def _solve_function(self, size):
-        """A compiled ``decoys.solve`` for chunks of ``size`` pairs (built once per size)."""
-        if size not in self._solve_functions:
-            self._solve_functions[size] = tf.function(
-                lambda x, start: self.decoys.solve(x, start, size),
-                jit_compile=self.jit_compile, reduce_retracing=True)
-        return self._solve_functions[size]
+        return self._decoy_functions[size]
 
     def predict_classes(self, x):
         """The predicted class of each input (argmax of the logits)."""

@@ -269,7 +269,7 @@ def test_cropped_constraint_equals_the_full_one(name):
         window = tuple(slice(o, o + n) for o, n in zip(plan.offsets[i], plan.crop_shape))
         crop = engine._chain_call(perturbed[(i,) + window][None]).numpy()[0]
         index = np.argwhere(plan.footprints[i])
-        full_index = index + plan.offsets[i] // np.asarray(plan.jumps)
+        full_index = index + plan.output_offsets[i]
         np.testing.assert_allclose(crop[tuple(index.T)], full[i][tuple(full_index.T)],
                                    rtol=1e-5, atol=1e-5)
         outside = np.ones(full.shape[1:-1], bool)

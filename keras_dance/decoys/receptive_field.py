@@ -159,6 +159,11 @@ class CropPlan:
     full_shape: tuple = ()
 
     @property
+    def output_offsets(self):
+        """``(n, ndim)``: where each crop's layer-``l`` output starts in the full one."""
+        return self.offsets // np.asarray(self.jumps)
+
+    @property
     def fraction(self):
         """Crop area over input area (the work per evaluation, relative to full)."""
         return float(np.prod(self.crop_shape)) / float(np.prod(self.full_shape))
@@ -187,6 +192,11 @@ def plan_crops(geometries, starts, patch):
     if all(length == geometry.size for length, geometry in zip(lengths, geometries)):
         return None
     output_shape = tuple(g.crop_output_size(n) for g, n in zip(geometries, lengths))
+    for a, geometry in enumerate(geometries):
+        # A crop's output must be a window of the full output (the solver takes its
+        # reference F_l(x) from there).
+        if offsets[:, a].max() // geometry.jump + output_shape[a] > geometry.output_size:
+            return None
     footprints = np.zeros((len(starts),) + output_shape, bool)
     for i, corner in enumerate(starts):
         index = [i]

@@ -101,13 +101,9 @@ class DecoyEngine:
             plan = self.crop_plan
             self._footprints = tf.constant(plan.footprints[..., None], tf.float32)
             self._offsets = tf.constant(plan.offsets, tf.int32)
-            # Each crop's F_l(x) is a window of the full F_l(x), which the explainer has
-            # already computed, where that window lies inside it (always, for the layers
-            # the crop planner accepts; otherwise the crops are evaluated).
-            out_offsets = plan.offsets // np.asarray(plan.jumps)
-            full_out = np.asarray(self.sub_model.output.shape[1:-1])
-            fits = np.all(out_offsets + np.asarray(plan.output_shape) <= full_out)
-            self._out_offsets = tf.constant(out_offsets, tf.int32) if fits else None
+            # Each crop's F_l(x) is a window of the full F_l(x) (the plan guarantees it).
+            self._out_offsets = tf.constant(plan.output_offsets, tf.int32)
+            self._patch_offsets = tf.constant(plan.patch_offsets, tf.int32)
         self._starts = tf.constant(self.starts, tf.int32)
         self._write_fused = tf.function(_write_patches, jit_compile=True)  # built once
         logger.info("decoys at layer %r: %d patches, %s", self.layer.name, self.num_patches,
@@ -168,7 +164,7 @@ class DecoyEngine:
             window = tuple(slice(o, o + n) for o, n in zip(plan.offsets[i], plan.crop_shape))
             cropped = self._chain_call(perturbed[(row,) + window][None]).numpy()[0]
             index = np.argwhere(plan.footprints[i])
-            full_index = index + plan.offsets[i] // np.asarray(plan.jumps)
+            full_index = index + plan.output_offsets[i]
             got = cropped[tuple(index.T)]
             want = full[row][tuple(full_index.T)]
             error = float(np.abs(got - want).max()) if len(index) else 0.0
@@ -263,13 +259,10 @@ class DecoyEngine:
             plan = self.crop_plan
             base = tf.gather_nd(x_model, _window_indices(
                 rows_input, tf.gather(self._offsets, rows_patch), plan.crop_shape))
-            window = tf.gather(tf.constant(plan.patch_offsets, tf.int32), rows_patch)
+            window = tf.gather(self._patch_offsets, rows_patch)
             features = self._chain_call
-            if self._out_offsets is None:
-                reference = self._chain_call(base)
-            else:
-                reference = tf.gather_nd(layer_x, _window_indices(
-                    rows_input, tf.gather(self._out_offsets, rows_patch), plan.output_shape))
+            reference = tf.gather_nd(layer_x, _window_indices(
+                rows_input, tf.gather(self._out_offsets, rows_patch), plan.output_shape))
             footprint = tf.gather(self._footprints, rows_patch)
         else:
             base, window, footprint = _expand(x_model, pairs), starts, None
@@ -279,9 +272,10 @@ class DecoyEngine:
                 return self.sub_model(self._to_model(z), training=False)
 
         index = _window_indices(rows, window, self.patch)
-        values, found, _ = self._optimise(base, index, sign, epsilon, features, reference,
-                                          footprint, pair, batch)
-        return finish(values, found, tf.gather_nd(base, index))
+        original = tf.gather_nd(base, index)
+        values, found, _ = self._optimise(base, index, original, sign, epsilon, features,
+                                          reference, footprint, pair, batch)
+        return finish(values, found, original)
 
     def decoy_images(self, x, pair_start, values):
         """The decoys of ``solve``: copies of ``x`` with each patch replaced by its values.
@@ -299,17 +293,20 @@ class DecoyEngine:
         pairs = values.shape[0]
         _, rows_patch = self._pairs(x, pair_start, pairs)
         rows = tf.reshape(values, tf.concat([[-1], tf.shape(values)[2:]], 0))
+        index = _window_indices(tf.range(tf.shape(rows)[0]), tf.gather(self._starts, rows_patch),
+                                self.patch)
         write = self._write_fused if self.fuse else _write_patches
-        decoys = self._to_model(write(self._from_model(x), tf.gather(self._starts, rows_patch),
-                                      rows))
+        decoys = self._to_model(write(self._from_model(x), index, rows))
         return tf.reshape(decoys, tf.concat([[pairs, tf.shape(x)[0]], self.input_shape], 0))
 
-    def _optimise(self, base, index, sign, epsilon, features, reference, footprint, pair, batch):
+    def _optimise(self, base, index, start, sign, epsilon, features, reference, footprint,
+                  pair, batch):
         """Projected Adam on the patch values, a per-problem multiplier, the best iterate.
 
         The variables are the patch's values only (``index``: ``(K, *patch, 1 + ndim)``
-        indices of each problem's patch in ``base``); each iterate is ``base`` with its
-        patch replaced, so everything outside the patch is ``base`` bit for bit.
+        indices of each problem's patch in ``base``; ``start``: their values there); each
+        iterate is ``base`` with its patch replaced, so everything outside the patch is
+        ``base`` bit for bit.
         ``features(z)`` is ``F_l`` of the (cropped) iterate; ``footprint`` marks the units
         compared with ``reference`` (None: all). Feasibility is the constraint itself,
         ``max_j |F_l(z) − F_l(x)|_j ≤ ε``. The penalty is the sum of the units' excess,
@@ -326,7 +323,6 @@ class DecoyEngine:
         lo, hi = config.value_range
         step = config.learning_rate * (hi - lo)
         growth = config.multiplier_growth
-        start = tf.gather_nd(base, index)  # (K, *patch, C)
         per_row = [-1] + [1] * (len(start.shape) - 1)
         sign = tf.reshape(sign, per_row)
         axes = list(range(1, len(start.shape)))
@@ -424,14 +420,12 @@ def _expand(x, copies):
                       tf.concat([[-1], tf.shape(x)[1:]], 0))
 
 
-def _write_patches(x, starts, values):
-    """Row ``r = p · b + i`` is ``x[i]`` with ``values[r]`` written at ``starts[r]``."""
+def _write_patches(x, index, values):
+    """Row ``r = p · b + i`` is ``x[i]`` with ``values[r]`` written at ``index[r]``."""
     copies = tf.shape(values)[0] // tf.shape(x)[0]
     tiled = tf.reshape(tf.broadcast_to(x[None], tf.concat([[copies], tf.shape(x)], 0)),
                        tf.concat([[-1], tf.shape(x)[1:]], 0))
-    rows = tf.range(tf.shape(values)[0])
-    return tf.tensor_scatter_nd_update(
-        tiled, _window_indices(rows, starts, values.shape[1:-1]), values)
+    return tf.tensor_scatter_nd_update(tiled, index, values)
 
 
 def _window_indices(rows, starts, lengths):
