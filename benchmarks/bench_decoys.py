@@ -133,7 +133,7 @@ def throughput(steps, rounds):
         def body(i, z):
             with tf.GradientTape() as tape:
                 tape.watch(z)
-                total = tf.reduce_sum(engine._chain_call(z))
+                total = tf.reduce_sum(engine.sub_model(z))
             return i + 1, z - 1e-3 * tape.gradient(total, z)
         return tf.while_loop(lambda i, z: i < steps, body, (0, z))[1]
 

@@ -1,4 +1,8 @@
-"""The Explainer: validates, builds the score function, compiles once, returns numpy."""
+"""The Explainer: validates, builds, compiles once, returns numpy.
+
+How inputs become differentiable tensors lives in ``input_adapter``; DANCE's
+orchestration (decoys → base maps → aggregation) in ``decoys.dance``.
+"""
 
 import warnings
 
@@ -7,13 +11,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dance import _validation
-from keras_dance._chunking import chunked_reduce
-from keras_dance._logits import LogitsModel
 from keras_dance._targets import CallableTargets, IndexTargets
 from keras_dance.aggregate import Reducer
 from keras_dance.decoys import DecoyEngine
+from keras_dance.decoys.dance import DecoyMaps
+from keras_dance.input_adapter import InputAdapter
 from keras_dance.methods import get as get_method
-from keras_dance.methods.base import ModelFunction, fold
 
 
 class Explainer:
@@ -24,7 +27,8 @@ class Explainer:
     ``ReplaceToLinear`` semantics); the user's model is never modified.
 
     Args:
-        model: a built ``keras.Model`` with one input. Never mutated.
+        model: a built ``keras.Model`` with one input: functional or Sequential (nested
+            models included), or a subclassed model with ``input_shape``. Never mutated.
         method: a name from ``kd.methods.METHOD_NAMES`` or a ``kd.methods`` instance.
             Defaults to "gradient".
         decoys: a ``kd.DecoyConfig`` for decoy-enhanced (DANCE) maps: the method's map of
@@ -36,6 +40,14 @@ class Explainer:
             integration steps × classes) evaluated in one forward and backward pass.
             Defaults to 128.
         jit_compile: compile the explanation with XLA. Defaults to False.
+        preprocess: a callable applied to the inputs inside the compiled graph, before
+            the model (e.g. ``keras.applications.resnet50.preprocess_input``): maps and
+            decoys live in the raw input space users display and feed, and the gradient
+            flows through it. Export and the callback carry it. For decoys, set
+            ``DecoyConfig.value_range`` to the raw range (e.g. ``(0, 255)``). Defaults to
+            None.
+        input_shape: the shape of one input, for models where it cannot be read
+            (subclassed models) or has ``None`` axes. Defaults to None.
 
     Example:
         >>> import keras_dance as kd
@@ -47,19 +59,11 @@ class Explainer:
     """
 
     def __init__(self, model, method="gradient", decoys=None, aggregation="range",
-                 batch_size=128, jit_compile=False):
+                 batch_size=128, jit_compile=False, preprocess=None, input_shape=None):
         _validation.check_backend()
-        if not isinstance(model, keras.Model):
-            raise TypeError(
-                f"Expected `model` to be a keras.Model. Received: model of type "
-                f"{type(model).__name__}"
-            )
-        if not model.built or len(model.inputs or []) != 1:
-            raise ValueError(
-                "Expected a built model with exactly one input. Received: model with "
-                f"inputs={getattr(model, 'inputs', None)}"
-            )
+        self._inputs = InputAdapter(model, input_shape=input_shape, preprocess=preprocess)
         self.model = model
+        self.preprocess = preprocess
         self.method = get_method(method)
         self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
         if not isinstance(jit_compile, bool):
@@ -67,29 +71,31 @@ class Explainer:
                 f"Expected `jit_compile` to be a bool. Received: jit_compile={jit_compile!r}"
             )
         self.jit_compile = jit_compile
-        self.input_shape = tuple(model.inputs[0].shape[1:])
-        self._logits = LogitsModel(model)
-        outputs = self._logits.model.outputs
-        single = len(outputs) == 1 and len(outputs[0].shape) >= 2
-        self.num_classes = int(outputs[0].shape[-1]) if single else None
-        self._forward = ModelFunction(self._logits, self.num_classes)
+        self.input_shape = self._inputs.input_shape
+        self._logits = self._inputs.logits
+        self.num_classes = self._inputs.num_classes
+        self._forward = self._inputs.forward
         self._reducer = Reducer(aggregation)
         self.aggregation = aggregation
-        self.decoys = None if decoys is None else DecoyEngine(model, decoys, self.input_shape)
+        if decoys is not None and any(n is None for n in self.input_shape):
+            raise ValueError(
+                "Expected a fully known input shape for decoys (patches tile the input). "
+                f"Received: input shape {self.input_shape}; pass "
+                "`input_shape=` with every axis"
+            )
+        self.decoys = None if decoys is None else DecoyEngine(
+            model, decoys, self.input_shape, preprocess=preprocess)
         expansion = self.method.expansion(self.num_classes) if self.num_classes else 1
         if self.decoys is None:
+            self._dance = None
             # Inputs per pass and the rows per input left for the method's own expansion.
             self.inputs_per_pass = max(1, self.batch_size // max(1, expansion))
             self.max_expansion = max(1, self.batch_size // self.inputs_per_pass)
         else:
-            # Decoys held at once ≤ batch_size rows; their maps in sub-chunks of the same.
-            count = self.decoys.num_decoys
-            self.inputs_per_pass = max(1, self.batch_size // count)
-            self.decoys_per_pass = max(1, min(count, self.batch_size // self.inputs_per_pass))
-            self.decoys_per_map_pass = max(1, min(
-                self.decoys_per_pass, self.batch_size // max(1, expansion) // self.inputs_per_pass))
-            self.max_expansion = max(
-                1, self.batch_size // (self.decoys_per_map_pass * self.inputs_per_pass))
+            self._dance = DecoyMaps(self.decoys, self.method, self._reducer, self._forward,
+                                    self.batch_size, expansion)
+            self.inputs_per_pass = self._dance.inputs_per_pass
+            self.max_expansion = self._dance.max_expansion
         self._indexed = self._build_indexed_function()
         self._callable_functions = {}
         self._decoy_functions = {}
@@ -97,40 +103,11 @@ class Explainer:
     # ------------------------------------------------------------------ compiled parts
     def _maps_for_chunk(self, x, targets):
         """Maps ``(b, …)`` plus per-input decoy statistics (fraction feasible, mean change)."""
-        if self.decoys is None:
-            batch = tf.shape(x)[0]
-            maps = self.method(x, self._forward, targets, self.max_expansion)
-            return maps, tf.ones([batch]), tf.zeros([batch])
-        engine, reducer = self.decoys, self._reducer
-        per_map_pass = self.decoys_per_map_pass
-        layer_x = engine.sub_model(x, training=False)  # F_l(x), once for every chunk
-
-        def decoy_chunk(start, size):
-            values, found, change = engine.solve(x, start, size, layer_x)  # (size, b, …)
-
-            def map_chunk(first, count):
-                part = tf.slice(values, tf.concat([[first], tf.zeros([len(values.shape) - 1],
-                                                                     tf.int32)], 0),
-                                tf.concat([[count], tf.shape(values)[1:]], 0))
-                part = tf.ensure_shape(part, [count] + values.shape[1:])
-                decoys = engine.decoy_images(x, start + first, part)  # (count, b, …)
-                rows = tf.reshape(decoys, tf.concat([[-1], tf.shape(x)[1:]], 0))
-                maps = self.method(rows, self._forward, targets.tile(count), self.max_expansion)
-                return reducer.partial(fold(maps, count))
-
-            state = chunked_reduce(map_chunk, size, per_map_pass, reducer.init(x), reducer.merge)
-            return (state, tf.reduce_sum(tf.cast(found, tf.float32), axis=0),
-                    tf.reduce_sum(change, axis=0))
-
-        def combine(acc, value):
-            return reducer.merge(acc[0], value[0]), acc[1] + value[1], acc[2] + value[2]
-
+        if self._dance is not None:
+            return self._dance(x, targets)
         batch = tf.shape(x)[0]
-        init = (reducer.init(x), tf.zeros([batch]), tf.zeros([batch]))
-        count = engine.num_decoys
-        state, found, change = chunked_reduce(decoy_chunk, count, self.decoys_per_pass, init,
-                                              combine)
-        return reducer.result(state, count), found / count, change / count
+        maps = self.method(x, self._forward, targets, self.max_expansion)
+        return maps, tf.ones([batch]), tf.zeros([batch])
 
     def _build_indexed_function(self, jit_compile=None):
         spec = tf.TensorSpec((None,) + self.input_shape, tf.float32)
@@ -190,7 +167,7 @@ class Explainer:
         return function
 
     # ------------------------------------------------------------------ public API
-    def explain(self, x, targets=None, return_details=False):
+    def explain(self, x, targets=None, return_details=False, verbose=0):
         """Saliency maps for a batch of inputs.
 
         Args:
@@ -203,6 +180,9 @@ class Explainer:
                 ``num_decoys``, ``feasible_fraction`` (decoy problems that reached a
                 feasible iterate) and ``mean_perturbation`` (mean |x̃ − x| over each
                 decoy's patch). Defaults to False.
+            verbose: 1 shows a progress bar (``keras.utils.Progbar``: inputs done, rate,
+                time left), updated after every chunk of ``inputs_per_pass`` inputs;
+                0 is silent. Defaults to 0.
 
         Returns:
             float32 numpy array of ``x``'s shape: raw, signed maps (and the details).
@@ -216,13 +196,15 @@ class Explainer:
                     "Expected `targets` to be None or a callable when `x` is a "
                     f"tf.data.Dataset. Received: targets={targets!r}"
                 )
-            results = [self.explain(_first(batch), targets, True) for batch in x]
+            results = [self.explain(_first(batch), targets, True, verbose) for batch in x]
             if not results:
                 raise ValueError("Expected a non-empty batch. Received: an empty dataset x")
             maps = np.concatenate([maps for maps, _ in results], axis=0)
             details = {key: np.concatenate([d[key] for _, d in results])
                        for key in results[0][1]}
             return (maps, details) if return_details else maps
+        if verbose not in (0, 1) or isinstance(verbose, bool):
+            raise ValueError(f"Expected `verbose` to be 0 or 1. Received: verbose={verbose!r}")
         batch = self._validate(x)
         self._logits.sync()
         if callable(targets):
@@ -232,17 +214,37 @@ class Explainer:
                     f"{self.method.name!r} (labels compete for coordinates). "
                     "Received: targets=a score function"
                 )
-            maps = self._callable_function(targets)(tf.constant(batch)).numpy()
+            function = self._callable_function(targets)
+            maps = self._in_pieces(lambda piece: (function(piece),), batch, verbose)[0]
             details = {"targets": np.full(len(batch), -1, np.int32)}
             return self._finish(maps, details, return_details)
         indices = _validation.as_target_indices(targets, len(batch), self.num_classes)
-        maps, resolved, feasible, change = self._indexed(tf.constant(batch), tf.constant(indices))
-        details = {"targets": resolved.numpy()}
+        maps, resolved, feasible, change = self._in_pieces(
+            lambda piece, start: self._indexed(piece, tf.constant(indices[start:start + len(
+                piece)])), batch, verbose, with_start=True)
+        details = {"targets": resolved}
         if self.decoys is not None:
             details.update(
                 num_decoys=np.full(len(batch), self.decoys.num_decoys, np.int32),
-                feasible_fraction=feasible.numpy(), mean_perturbation=change.numpy())
-        return self._finish(maps.numpy(), details, return_details)
+                feasible_fraction=feasible, mean_perturbation=change)
+        return self._finish(maps, details, return_details)
+
+    def _in_pieces(self, function, batch, verbose, with_start=False):
+        """``function`` on the whole batch (silent) or chunk by chunk with a progress bar;
+        its outputs concatenated as numpy."""
+        if not verbose:
+            pieces = [(0, batch)]
+        else:
+            step = self.inputs_per_pass
+            pieces = [(i, batch[i:i + step]) for i in range(0, len(batch), step)]
+            bar = keras.utils.Progbar(len(batch), unit_name="input")
+        results = []
+        for start, piece in pieces:
+            args = (tf.constant(piece), start) if with_start else (tf.constant(piece),)
+            results.append([value.numpy() for value in function(*args)])
+            if verbose:
+                bar.add(len(piece))
+        return [np.concatenate(parts) for parts in zip(*results)]
 
     def _validate(self, x):
         batch = _validation.as_input_batch(x, self.input_shape)
@@ -282,7 +284,7 @@ class Explainer:
         if self.decoys is None:
             raise ValueError("Expected an explainer built with `decoys`. Received: decoys=None")
         batch = self._validate(x)
-        engine, per_pass = self.decoys, self.decoys_per_pass
+        engine, per_pass = self.decoys, self._dance.decoys_per_pass
         decoys, feasible = [], []
         for start in range(0, engine.num_decoys, per_pass):
             size = min(per_pass, engine.num_decoys - start)
@@ -306,7 +308,7 @@ class Explainer:
         """The predicted class of each input (argmax of the logits)."""
         batch = _validation.as_input_batch(x, self.input_shape)
         self._logits.sync()
-        return np.argmax(self._logits(batch).numpy(), axis=-1).astype(np.int32)
+        return np.argmax(self._forward(tf.constant(batch)).numpy(), axis=-1).astype(np.int32)
 
     def export(self, path, overwrite=False):
         """Writes a SavedModel with serving signatures for TF Serving.

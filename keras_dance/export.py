@@ -30,14 +30,13 @@ def export(explainer, path, overwrite=False):
         module = _ServingModule()
         module.model = explainer.model
         module.logits = explainer._logits.model
-        if engine is not None:
-            module.sub_model = engine.sub_model
+        # F_l runs the model's own layers: their variables are saved with module.model.
         spec = tf.TensorSpec((None,) + explainer.input_shape, tf.float32, name="inputs")
         target_spec = tf.TensorSpec((None,), tf.int32, name="target")
 
         @tf.function(input_signature=[spec])
         def serving_default(inputs):
-            return {"predictions": explainer.model(inputs, training=False)}
+            return {"predictions": explainer._inputs.model_outputs(inputs)}
 
         @tf.function(input_signature=[spec])
         def explain(inputs):

@@ -2,7 +2,7 @@
 
 import dataclasses
 import math
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -39,7 +39,10 @@ class DecoyConfig:
     ``benchmarks/decoy_defaults.py`` (see docs/decoys.md).
 
     Args:
-        layer: name or index of the intermediate layer ``l`` of the model.
+        layer: the intermediate layer ``l``: a name (searched through nested models, e.g. a
+            base model used as a layer), a path ``"outer/inner"``, an index into
+            ``model.layers``, a ``keras.layers.Layer`` of the model, or a callable
+            ``x -> F_l(x)`` (for subclassed models; runs without cropping).
         patch: patch side, an int or one per spatial axis. Defaults to 3.
         stride: patch stride, int or tuple. Defaults to the patch (tiling patches); a final
             patch is aligned to the far border so every feature is covered.
@@ -68,7 +71,7 @@ class DecoyConfig:
         >>> config = kd.DecoyConfig(layer="conv2", patch=3, epsilon=0.1)
     """
 
-    layer: Union[str, int]
+    layer: Union[str, int, Callable]
     patch: IntOrTuple = 3
     stride: Optional[IntOrTuple] = None
     epsilon: float = 0.1
@@ -86,9 +89,17 @@ class DecoyConfig:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        if isinstance(self.layer, bool) or not isinstance(self.layer, (str, int, np.integer)):
+        layer = self.layer
+        if isinstance(layer, bool) or not (isinstance(layer, (str, int, np.integer))
+                                           or callable(layer)):
             raise TypeError(
-                f"Expected `layer` to be a layer name or index. Received: layer={self.layer!r}"
+                "Expected `layer` to be a layer name or path ('outer/inner'), an index, a "
+                f"keras Layer or a callable x -> F_l(x). Received: layer={layer!r}"
+            )
+        if isinstance(layer, str) and (not layer or "" in layer.split("/")):
+            raise ValueError(
+                "Expected `layer` to be a layer name or a path 'outer/inner' of names. "
+                f"Received: layer={layer!r}"
             )
         set_("patch", _positive_ints(self.patch, "patch"))
         set_("stride", _positive_ints(self.stride, "stride", allow_none=True))
@@ -138,7 +149,8 @@ class DecoyConfig:
             )
 
     def get_config(self):
-        return dataclasses.asdict(self)
+        """The settings as a dict (JSON-ready when ``layer`` is a name, path or index)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
     @classmethod
     def from_config(cls, config):

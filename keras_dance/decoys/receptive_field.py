@@ -2,14 +2,16 @@
 
 A patch changes only the layer-``l`` positions whose receptive field meets it (its
 *footprint*), and only the input inside the footprint's receptive fields can reach them.
-For a chain of local layers the constraint can therefore be evaluated on a crop of the
+For a graph of local layers the constraint can therefore be evaluated on a crop of the
 input. Per spatial axis and layer, with ``k`` the effective kernel, ``s`` the stride and
 ``b`` the padding before:
 
     P ← P + b·J,    R ← R + (k − 1)·J,    J ← J·s          (start: J = 1, R = 1, P = 0)
 
 and position ``q`` of layer ``l`` sees the input interval ``[q·J − P, q·J − P + R)``.
-A crop that starts at a multiple of ``J`` and whose length is congruent to the input's
+Where branches merge (residual ``Add``, channel ``Concatenate`` …) they must share ``J``
+and length; the merged field is the union, ``P = max P_i`` and ``R − P = max(R_i − P_i)``.
+Every tensor before layer ``l`` has a jump dividing ``J``, so a crop that starts at a multiple of ``J`` and whose length is congruent to the input's
 length modulo ``J`` reproduces every layer's padding and grid, so the crop's outputs at
 the footprint equal the full model's; the engine still verifies this on a probe.
 """
@@ -25,7 +27,13 @@ _POINTWISE = tuple(
         "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Dropout", "GaussianNoise",
         "GaussianDropout", "AlphaDropout", "SpatialDropout1D", "SpatialDropout2D",
         "Rescaling", "Identity", "InputLayer", "BatchNormalization", "LayerNormalization",
-        "ActivityRegularization",
+        "ActivityRegularization", "Normalization", "Softmax",
+    ) if hasattr(keras.layers, name)
+)
+#: Layers that combine several tensors position by position.
+MERGES = tuple(
+    getattr(keras.layers, name) for name in (
+        "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
     ) if hasattr(keras.layers, name)
 )
 _CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
@@ -64,19 +72,32 @@ class AxisOp:
         return (size - self.kernel) // self.stride + 1
 
 
-def layer_ops(layer, ndim):
-    """The per-axis ops of a local layer, or ``None`` if the layer is not local.
+def _channel_axis_only(layer, ndim):
+    """Whether a normalising/softmax layer works along the channel axis only."""
+    if not isinstance(layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization,
+                              keras.layers.Normalization, keras.layers.Softmax)):
+        return True
+    axis = layer.axis
+    if axis is None:
+        # Normalization(axis=None): one scalar mean and variance, the same everywhere.
+        return isinstance(layer, keras.layers.Normalization)
+    axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    return axis in ([-1], [ndim + 1])
 
-    Local: convolutions, pooling, zero-padding, and layers acting on each position alone (activations, BatchNorm at inference, dropout at inference …).
+
+def layer_ops(layer, ndim):
+    """The per-axis ops of a local one-input layer, or ``None`` if it is not local.
+
+    Local: convolutions (also depthwise and separable), pooling, zero-padding, and layers
+    acting on each position alone (activations, BatchNorm at inference, ``Normalization``
+    and ``Rescaling``, dropout at inference …). Merges of several tensors: ``merge_ok``.
     """
     def tup(value):
         return tuple(value) if isinstance(value, (tuple, list)) else (value,) * ndim
 
     if isinstance(layer, _POINTWISE):
-        if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization)):
-            axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-            if list(axis) not in ([-1], [ndim + 1]):
-                return None
+        if not _channel_axis_only(layer, ndim):
+            return None
         return [AxisOp()] * ndim
     if isinstance(layer, _CONV):
         if len(tup(layer.kernel_size)) != ndim:
@@ -107,6 +128,7 @@ class AxisGeometry:
     field: int
     offset: int
     output_size: int
+    sizer: object = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def build(cls, ops, size):
@@ -132,10 +154,103 @@ class AxisGeometry:
         return max(lo * self.jump - self.offset, 0), min(hi * self.jump - self.offset + self.field, self.size)
 
     def crop_output_size(self, crop):
+        """Layer-``l`` length for an input of length ``crop`` (None: branches disagree)."""
+        if self.sizer is not None:
+            return self.sizer(crop)
         n = crop
         for op in self.ops:
             n = op.output_size(n)
         return n
+
+
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    """One tensor's receptive field along one axis: position ``q`` sees the input
+    interval ``[q·jump − offset, q·jump − offset + field)``; ``size`` positions."""
+
+    jump: int
+    field: int
+    offset: int
+    size: int
+
+    def then(self, op):
+        return _Field(self.jump * op.stride, self.field + (op.kernel - 1) * self.jump,
+                      self.offset + op.pad_before(self.size) * self.jump, op.output_size(self.size))
+
+
+def _merge(fields):
+    """The union of the inputs' fields, or None when their grids differ."""
+    if len({f.jump for f in fields}) != 1 or len({f.size for f in fields}) != 1:
+        return None
+    offset = max(f.offset for f in fields)
+    end = max(f.field - f.offset for f in fields)
+    return _Field(fields[0].jump, offset + end, offset, fields[0].size)
+
+
+def merge_ok(layer, ndim):
+    """Whether ``layer`` combines its inputs position by position (channels may concatenate)."""
+    if not isinstance(layer, MERGES):
+        return False
+    if isinstance(layer, keras.layers.Concatenate):
+        return layer.axis in (-1, ndim + 1)
+    return True
+
+
+def _propagate(steps, input_key, output_key, sizes):
+    """Every tensor's per-axis ``_Field`` through a flattened graph (``kd._graph``).
+
+    Returns ``(fields of the output tensor, None)`` or ``(None, reason)``.
+    """
+    ndim = len(sizes)
+    fields = {input_key: [_Field(1, 1, 0, n) for n in sizes]}
+    for step in steps:
+        sources = [fields.get(key) for key in step.inputs]
+        if step.operation is None:
+            for key, source in zip(step.outputs, sources):
+                fields[key] = source
+            continue
+        layer = step.operation
+        where = f"layer {layer.name!r} ({type(layer).__name__})"
+        if len(step.outputs) != 1 or not sources:
+            return None, f"{where} is not local"
+        if len(sources) == 1 and not isinstance(layer, MERGES):
+            ops = layer_ops(layer, ndim) if isinstance(layer, keras.layers.Layer) else None
+            if ops is None:
+                return None, f"{where} is not local"
+            result = [field.then(op) for field, op in zip(sources[0], ops)]
+            if any(f.size < 1 for f in result):
+                return None, f"{where} shrinks an axis below one position"
+        else:
+            if not merge_ok(layer, ndim):
+                return None, f"{where} is not local"
+            result = [_merge([source[a] for source in sources]) for a in range(ndim)]
+            if any(f is None for f in result):
+                return None, f"{where} merges tensors on different grids"
+        fields[step.outputs[0]] = result
+    return fields[output_key], None
+
+
+def graph_geometry(function, spatial_shape):
+    """Per-axis ``AxisGeometry`` of ``function`` (a ``kd._graph.GraphFunction``).
+
+    Returns ``(geometries, None)`` for a graph of local layers (chains, residual
+    additions, channel concatenations …), else ``(None, reason)`` naming the layer.
+    """
+    steps, key_in, key_out = function.steps, function.input_key, function.output_key
+    fields, reason = _propagate(steps, key_in, key_out, tuple(spatial_shape))
+    if fields is None:
+        return None, reason
+    geometries = []
+    for a, (field, size) in enumerate(zip(fields, spatial_shape)):
+        def sizer(n, a=a):
+            sizes = list(spatial_shape)
+            sizes[a] = n
+            result, _ = _propagate(steps, key_in, key_out, tuple(sizes))
+            return None if result is None else result[a].size
+
+        geometries.append(AxisGeometry((), size, field.jump, field.field, field.offset,
+                                       field.size, sizer))
+    return geometries, None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +307,8 @@ def plan_crops(geometries, starts, patch):
     if all(length == geometry.size for length, geometry in zip(lengths, geometries)):
         return None
     output_shape = tuple(g.crop_output_size(n) for g, n in zip(geometries, lengths))
+    if any(n is None or n < 1 for n in output_shape):
+        return None
     for a, geometry in enumerate(geometries):
         # A crop's output must be a window of the full output (the solver takes its
         # reference F_l(x) from there).

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_dance import _random
+from keras_dance import _graph, _random
 from keras_dance.decoys import masks as masks_lib
 from keras_dance.decoys import receptive_field as rf
 from keras_dance.decoys.config import DecoyConfig
@@ -22,40 +22,55 @@ logger = logging.getLogger("keras_dance")
 _PROBE_RTOL = 1e-5
 
 
-def resolve_layer(model, layer):
-    """The layer named (or indexed) by ``layer``; errors list the model's layer names."""
-    names = [item.name for item in model.layers]
-    if isinstance(layer, str):
-        if layer not in names:
-            raise ValueError(
-                f"Expected `layer` to name a layer of the model, one of {names}. "
-                f"Received: layer={layer!r}"
-            )
-        return model.get_layer(layer)
-    if not -len(names) <= int(layer) < len(names):
-        raise ValueError(
-            f"Expected `layer` to be an index in [{-len(names)}, {len(names)}) or one of "
-            f"{names}. Received: layer={layer!r}"
-        )
-    return model.layers[int(layer)]
+class LayerFunction:
+    """``x -> F_l(x)`` on the explainer's inputs: the user's preprocessing, then the layers.
 
-
-def _chain(sub_model):
-    """The sub-model's layers after its input, in order (``Model.layers`` is topological).
-
-    Every layer the local table accepts takes one input, so for such layers the order is
-    the chain from the input to layer ``l``; anything else (a layer called twice, a
-    branch) is caught by the probe in ``DecoyEngine._verify``.
+    Attributes:
+        graph: the ``kd._graph.GraphFunction`` when the layer is part of a functional
+            graph (cropping can analyse it), else None (a user callable).
+        name: the layer's path (``"outer/inner"``) or the callable's name.
     """
-    return [layer for layer in sub_model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+    def __init__(self, model, layer, preprocess=None):
+        self.preprocess = preprocess
+        if callable(layer) and not isinstance(layer, keras.layers.Layer):
+            self.graph, self._fn = None, layer
+            self.name = getattr(layer, "__name__", type(layer).__name__)
+            return
+        if _graph.graph_io(model) is None:
+            raise ValueError(
+                "Expected `DecoyConfig.layer` to be a callable `x -> F_l(x)` for a model "
+                "without a functional graph (a subclassed keras.Model): DANCE needs an "
+                "intermediate layer's output, which such a model does not expose. Build the "
+                "model with the functional API, or pass e.g. "
+                "`layer=lambda x: model.features(x)` (it runs without receptive-field "
+                f"cropping). Received: layer={layer!r} for model of type "
+                f"{type(model).__name__}"
+            )
+        self.graph = _graph.GraphFunction(model, _graph.resolve(model, layer))
+        self._fn = self.graph
+        self.name = self.graph.name
+
+    def __call__(self, x, training=False):
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        if self.graph is not None:
+            return self.graph(x, training=training)
+        return self._fn(x)
 
 
 class DecoyEngine:
     """Solves every (input, patch, sign) decoy problem of a DecoyConfig, in batches.
 
+    Args:
+        model: the user's model (never changed).
+        config: a ``DecoyConfig``.
+        input_shape: the explainer's input shape (without the batch axis).
+        preprocess: the explainer's ``preprocess`` callable, or None.
+
     Attributes:
-        sub_model: ``F_l``, a Keras model sharing the user's layers (nothing is copied or
-            changed).
+        sub_model: ``F_l`` as a callable ``LayerFunction`` on the explainer's inputs; it
+            runs the user's own layers (nothing is copied, changed or called symbolically).
         num_patches: patches per input; ``num_decoys`` is twice that ("optimized") or
             equal to it ("constant").
         cropping: whether the constraint is evaluated on receptive-field crops (decided
@@ -67,16 +82,15 @@ class DecoyEngine:
     #: benchmarks/bench_decoys.py); class attribute so the benchmark can compare.
     fuse = True
 
-    def __init__(self, model, config, input_shape):
+    def __init__(self, model, config, input_shape, preprocess=None):
         if not isinstance(config, DecoyConfig):
             raise TypeError(
                 f"Expected `decoys` to be a kd.DecoyConfig or None. Received: decoys={config!r}"
             )
         self.config = config
         self.input_shape = tuple(input_shape)
-        self.layer = resolve_layer(model, config.layer)
-        self.sub_model = keras.Model(model.inputs[0], self.layer.output,
-                                     name=f"{model.name}_to_{self.layer.name}")
+        self.sub_model = LayerFunction(model, config.layer, preprocess)
+        self.layer_name = self.sub_model.name
         has_channels = len(self.input_shape) >= 2
         self.spatial_shape = self.input_shape[:-1] if has_channels else self.input_shape
         self._has_channels = has_channels
@@ -106,8 +120,7 @@ class DecoyEngine:
             self._patch_offsets = tf.constant(plan.patch_offsets, tf.int32)
         self._starts = tf.constant(self.starts, tf.int32)
         self._write_fused = tf.function(_write_patches, jit_compile=True)  # built once
-        logger.info("decoys at layer %r: %d patches, %s", self.layer.name, self.num_patches,
-                    self.reason)
+        logger.info("%s", self.describe())
 
     # ---------------------------------------------------------------- crop planning
     def _plan(self, model):
@@ -115,34 +128,36 @@ class DecoyEngine:
             return None, "cropping disabled (crop=False): constraint on the full input"
         if not self._has_channels:
             return None, "feature-vector input: constraint on the full input"
-        chain = _chain(self.sub_model)
-        ndim = len(self.spatial_shape)
-        ops = []
-        for layer in chain:
-            layer_ops = rf.layer_ops(layer, ndim)
-            if layer_ops is None:
-                return None, (f"layer {layer.name!r} ({type(layer).__name__}) is not local: "
-                              "constraint on the full input")
-            ops.append(layer_ops)
-        try:
-            geometries = [rf.AxisGeometry.build([o[a] for o in ops], self.spatial_shape[a])
-                          for a in range(ndim)]
-        except ValueError as error:
-            return None, f"{error}: constraint on the full input"
+        if self.sub_model.graph is None:
+            return None, ("layer given as a callable (no graph to analyse): constraint on "
+                          "the full input")
+        geometries, why = rf.graph_geometry(self.sub_model.graph, self.spatial_shape)
+        if geometries is None:
+            return None, f"{why}: constraint on the full input"
         plan = rf.plan_crops(geometries, self.starts, self.patch)
         if plan is None:
             return None, "crops would not be smaller than the input: constraint on the full input"
-        self._chain_layers = chain
         mismatch = self._verify(plan)
         if mismatch is not None:
             return None, f"crop check failed ({mismatch}): constraint on the full input"
         return plan, (f"constraint on {plan.crop_shape} crops of the {self.spatial_shape} input "
                       f"({plan.fraction:.1%} of the area), verified exact on a probe")
 
-    def _chain_call(self, x):
-        for layer in self._chain_layers:
-            x = layer(x, training=False)
-        return x
+    def describe(self):
+        """The cost of this configuration, in words: decoys, crops and solver steps.
+
+        Each decoy problem costs up to ``steps`` forward and backward passes of ``F_l`` on
+        its crop, so one input costs about ``num_decoys × steps × crop_fraction``
+        full-input ``F_l`` passes, plus the base method's map of every decoy.
+        """
+        fraction = self.crop_plan.fraction if self.cropping else 1.0
+        steps = 0 if self.config.kind == "constant" else self.config.steps
+        passes = self.num_decoys * steps * fraction
+        return (f"decoys at layer {self.layer_name!r}: {self.num_patches} patches of "
+                f"{self.patch} at stride {self.stride} on the {self.spatial_shape} input, "
+                f"{self.num_decoys} decoys per input, up to {steps} solver steps each; "
+                f"{self.reason}; at most {passes:,.0f} full-input F_l passes per input "
+                f"(forward and backward) and {self.num_decoys} base-method maps")
 
     def _verify(self, plan):
         """Cropped evaluation equals the full sub-model on a probe, for every patch."""
@@ -162,7 +177,7 @@ class DecoyEngine:
         full = self.sub_model(perturbed, training=False).numpy()
         for row, i in enumerate(patches):
             window = tuple(slice(o, o + n) for o, n in zip(plan.offsets[i], plan.crop_shape))
-            cropped = self._chain_call(perturbed[(row,) + window][None]).numpy()[0]
+            cropped = self.sub_model(perturbed[(row,) + window][None]).numpy()[0]
             index = np.argwhere(plan.footprints[i])
             full_index = index + plan.output_offsets[i]
             got = cropped[tuple(index.T)]
@@ -260,7 +275,7 @@ class DecoyEngine:
             base = tf.gather_nd(x_model, _window_indices(
                 rows_input, tf.gather(self._offsets, rows_patch), plan.crop_shape))
             window = tf.gather(self._patch_offsets, rows_patch)
-            features = self._chain_call
+            features = self.sub_model
             reference = tf.gather_nd(layer_x, _window_indices(
                 rows_input, tf.gather(self._out_offsets, rows_patch), plan.output_shape))
             footprint = tf.gather(self._footprints, rows_patch)

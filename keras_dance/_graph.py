@@ -1,0 +1,246 @@
+"""Layer graphs: the computation from a model's input to any layer, nested models included.
+
+A Keras functional model is a DAG of *nodes* (one call of an operation on symbolic
+tensors). ``LayerPath`` finds a layer by name, path, index or object through models used
+as layers (a base model inside a transfer-learning model, at any depth), and
+``GraphFunction`` evaluates ``x -> F_l(x)`` node by node, with nested functional models
+inlined. Unlike ``keras.Model(model.input, layer.output)`` it needs no new symbolic call
+(the user's layers gain no nodes) and accepts inputs of any spatial size, which is what
+receptive-field crops are.
+
+This module is the one place keras_dance reads Keras's graph records
+(``KerasTensor._keras_history``, ``Operation._inbound_nodes``, ``Node.arguments``).
+"""
+
+import dataclasses
+import inspect
+
+import keras
+
+
+def graph_io(model):
+    """``(inputs, outputs)`` symbolic tensors of a functional/Sequential model, else None."""
+    if not isinstance(model, keras.Model):
+        return None
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or not outputs:
+        return None
+    return list(inputs), list(outputs)
+
+
+def layer_paths(model, prefix=()):
+    """Every layer reachable from ``model.layers``, as ``(path, layer)``; nested included."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        path = prefix + (layer.name,)
+        found.append((path, layer))
+        if graph_io(layer) is not None:
+            found.extend(layer_paths(layer, path))
+    return found
+
+
+def _format(paths, limit=None):
+    names = ["/".join(p) for p in paths]
+    if limit is not None and len(names) > limit:
+        return ", ".join(names[:limit]) + f", … ({len(names) - limit} more)"
+    return ", ".join(names)
+
+
+def resolve(model, layer):
+    """The layers from ``model`` down to the layer ``layer`` designates.
+
+    Args:
+        model: a functional or Sequential ``keras.Model``.
+        layer: a name (searched through nested models), a path ``"outer/inner"``, an index
+            into ``model.layers`` or a ``keras.layers.Layer``.
+
+    Returns:
+        a tuple of layers: every nested model on the way, then the layer itself.
+
+    Raises:
+        ValueError: an unknown name (the message lists every path), an ambiguous name or
+            layer object (it lists the matching paths), an index out of range.
+    """
+    paths = layer_paths(model)
+    by_path = {p: item for p, item in paths}
+
+    def chain(path):
+        return tuple(by_path[path[:i]] for i in range(1, len(path) + 1))
+
+    if isinstance(layer, keras.layers.Layer):
+        matches = [p for p, item in paths if item is layer]
+        what = f"the layer object {layer.name!r}"
+    elif isinstance(layer, str):
+        if "/" in layer:
+            path = tuple(layer.split("/"))
+            if path in by_path:
+                return chain(path)
+            matches = []
+        else:
+            matches = [p for p in paths if p[0][-1] == layer]
+            matches = [p for p, _ in matches]
+        what = f"layer={layer!r}"
+    else:
+        count = len(model.layers)
+        if not -count <= int(layer) < count:
+            raise ValueError(
+                f"Expected `layer` to be an index in [{-count}, {count}) of the model's "
+                f"top-level layers, or a layer name. Received: layer={layer!r}"
+            )
+        return (model.layers[int(layer)],)
+    if len(matches) == 1:
+        return chain(matches[0])
+    if not matches:
+        raise ValueError(
+            "Expected `layer` to name a layer of the model (a name, searched through "
+            "nested models, or a path 'outer/inner'); its layers are: "
+            f"{_format([p for p, _ in paths])}. Received: {what}"
+        )
+    raise ValueError(
+        f"Expected `layer` to designate one layer, but {len(matches)} match: "
+        f"{_format(matches)}. Pass the full path instead. Received: {what}"
+    )
+
+
+def _producer(tensor):
+    """The node that made ``tensor`` (None for a graph input)."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None or history.operation is None:
+        return None
+    node = history.operation._inbound_nodes[history.node_index]
+    return None if node.is_input else node
+
+
+def _nodes(inputs, outputs):
+    """The nodes computing ``outputs`` from ``inputs``, in a topological order."""
+    stop = {id(t) for t in inputs}
+    order, seen = [], set()
+    stack = [(t, False) for t in outputs]
+    while stack:
+        tensor, expanded = stack.pop()
+        if id(tensor) in stop:
+            continue
+        node = _producer(tensor)
+        if node is None:
+            raise ValueError(f"Tensor {tensor.name!r} is not computed from the model's input.")
+        if expanded:
+            if id(node) not in seen:
+                seen.add(id(node))
+                order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        stack.append((tensor, True))
+        stack.extend((t, False) for t in node.input_tensors if id(t) not in stop)
+    return order
+
+
+@dataclasses.dataclass
+class Step:
+    """One operation of the flattened graph (``operation`` None: a copy)."""
+
+    operation: object
+    node: object
+    inputs: tuple  # ids of the tensors read
+    outputs: tuple  # ids of the tensors written
+
+
+def _unique_node(nodes, operation, graph_name):
+    matches = [node for node in nodes if node.operation is operation]
+    if len(matches) != 1:
+        raise ValueError(
+            f"Expected the layer {operation.name!r} to be called exactly once inside "
+            f"{graph_name!r} (its output must be one tensor). Received: it is called "
+            f"{len(matches)} times there"
+        )
+    return matches[0]
+
+
+def _flatten(inputs, outputs):
+    """Steps computing ``outputs`` from ``inputs``; nested functional models inlined."""
+    steps = []
+    for node in _nodes(inputs, outputs):
+        io = graph_io(node.operation)
+        if io is None or len(io[0]) != len(node.input_tensors):
+            steps.append(Step(node.operation, node, tuple(id(t) for t in node.input_tensors),
+                              tuple(id(t) for t in node.outputs)))
+            continue
+        inner_in, inner_out = io
+        steps.append(Step(None, None, tuple(id(t) for t in node.input_tensors),
+                          tuple(id(t) for t in inner_in)))
+        steps.extend(_flatten(inner_in, inner_out))
+        steps.append(Step(None, None, tuple(id(t) for t in inner_out),
+                          tuple(id(t) for t in node.outputs)))
+    return steps
+
+
+class GraphFunction:
+    """``x -> F_l(x)``: a model's computation up to one layer, for inputs of any size.
+
+    Args:
+        model: a functional or Sequential model with one input.
+        path: the layers from ``model`` down to the target (from ``resolve``).
+
+    Attributes:
+        steps: the flattened operations, in order (see ``Step``); the input is
+            ``input_key``, the result ``output_key``.
+        layer: the target layer.
+    """
+
+    def __init__(self, model, path):
+        inputs, _ = graph_io(model)
+        self.layer = path[-1]
+        self.name = "/".join(layer.name for layer in path)
+        steps, graph, graph_inputs = [], model, inputs
+        self.input_key = id(inputs[0])
+        for depth, layer in enumerate(path):
+            _, graph_outputs = graph_io(graph)
+            node = _unique_node(_nodes(graph_inputs, graph_outputs), layer, graph.name)
+            last = depth == len(path) - 1
+            if last:
+                if len(node.outputs) != 1:
+                    raise ValueError(
+                        f"Expected a layer with one output. Received: layer {layer.name!r} "
+                        f"with {len(node.outputs)} outputs"
+                    )
+                steps.extend(_flatten(graph_inputs, node.outputs))
+                self.output_key = id(node.outputs[0])
+            else:
+                steps.extend(_flatten(graph_inputs, node.input_tensors))
+                inner_inputs, _ = graph_io(layer)
+                steps.append(Step(None, None, tuple(id(t) for t in node.input_tensors),
+                                  tuple(id(t) for t in inner_inputs)))
+                graph, graph_inputs = layer, inner_inputs
+        self.steps = steps
+        self._takes_training = {}
+
+    def _call(self, step, values, training):
+        args, kwargs = step.node.arguments.fill_in(values)
+        operation = step.operation
+        key = id(operation)
+        if key not in self._takes_training:
+            call = getattr(operation, "call", None)
+            try:
+                takes = call is not None and "training" in inspect.signature(call).parameters
+            except (TypeError, ValueError):
+                takes = False
+            self._takes_training[key] = takes
+        if self._takes_training[key]:
+            kwargs["training"] = training
+        return operation(*args, **kwargs)
+
+    def __call__(self, x, training=False):
+        values = {self.input_key: x}
+        for step in self.steps:
+            if step.operation is None:
+                for source, target in zip(step.inputs, step.outputs):
+                    values[target] = values[source]
+                continue
+            outputs = self._call(step, values, training)
+            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            for key, value in zip(step.outputs, outputs):
+                values[key] = value
+        return values[self.output_key]

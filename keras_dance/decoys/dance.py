@@ -1,0 +1,75 @@
+"""DANCE maps: decoy engine → base method on every decoy → aggregation, in chunks.
+
+PAPERS.md §1, Eq. 3: ``E(x) = agg_j E_base(x̃_j)`` over the decoys ``x̃_j`` of ``x``. The
+engine solves the decoys, the base method maps them and a ``Reducer`` folds the maps as
+they come, so no more than the memory knob's worth of decoys or maps is alive at once.
+"""
+
+import tensorflow as tf
+
+from keras_dance._chunking import chunked_reduce
+from keras_dance.methods.base import fold
+
+
+class DecoyMaps:
+    """Decoy-enhanced maps of a chunk of inputs, under one memory budget.
+
+    Args:
+        engine: a ``DecoyEngine``.
+        method: the base saliency method.
+        reducer: a ``kd.aggregate.Reducer``.
+        forward: ``ModelFunction`` ``x -> logits``.
+        batch_size: the memory knob — the most rows (decoys × the method's expansion) in
+            one forward and backward pass.
+        expansion: rows the base method evaluates per input when unchunked.
+
+    Attributes:
+        inputs_per_pass: inputs whose decoys are held at once.
+        decoys_per_pass: decoys solved together per input.
+        decoys_per_map_pass: decoys mapped together per input.
+        max_expansion: the rows per decoy left to the base method's own expansion.
+    """
+
+    def __init__(self, engine, method, reducer, forward, batch_size, expansion):
+        self.engine, self.method, self.reducer, self.forward = engine, method, reducer, forward
+        count = engine.num_decoys
+        # Decoys held at once ≤ batch_size rows; their maps in sub-chunks of the same.
+        self.inputs_per_pass = max(1, batch_size // count)
+        self.decoys_per_pass = max(1, min(count, batch_size // self.inputs_per_pass))
+        self.decoys_per_map_pass = max(1, min(
+            self.decoys_per_pass, batch_size // max(1, expansion) // self.inputs_per_pass))
+        self.max_expansion = max(
+            1, batch_size // (self.decoys_per_map_pass * self.inputs_per_pass))
+
+    def __call__(self, x, targets):
+        """``(maps (b, …), feasible fraction (b,), mean perturbation (b,))`` for ``x``."""
+        engine, reducer = self.engine, self.reducer
+        per_map_pass = self.decoys_per_map_pass
+        layer_x = engine.sub_model(x, training=False)  # F_l(x), once for every chunk
+
+        def decoy_chunk(start, size):
+            values, found, change = engine.solve(x, start, size, layer_x)  # (size, b, …)
+
+            def map_chunk(first, count):
+                part = tf.slice(values, tf.concat([[first], tf.zeros([len(values.shape) - 1],
+                                                                     tf.int32)], 0),
+                                tf.concat([[count], tf.shape(values)[1:]], 0))
+                part = tf.ensure_shape(part, [count] + values.shape[1:])
+                decoys = engine.decoy_images(x, start + first, part)  # (count, b, …)
+                rows = tf.reshape(decoys, tf.concat([[-1], tf.shape(x)[1:]], 0))
+                maps = self.method(rows, self.forward, targets.tile(count), self.max_expansion)
+                return reducer.partial(fold(maps, count))
+
+            state = chunked_reduce(map_chunk, size, per_map_pass, reducer.init(x), reducer.merge)
+            return (state, tf.reduce_sum(tf.cast(found, tf.float32), axis=0),
+                    tf.reduce_sum(change, axis=0))
+
+        def combine(acc, value):
+            return reducer.merge(acc[0], value[0]), acc[1] + value[1], acc[2] + value[2]
+
+        batch = tf.shape(x)[0]
+        init = (reducer.init(x), tf.zeros([batch]), tf.zeros([batch]))
+        count = engine.num_decoys
+        state, found, change = chunked_reduce(decoy_chunk, count, self.decoys_per_pass, init,
+                                              combine)
+        return reducer.result(state, count), found / count, change / count
