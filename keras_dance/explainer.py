@@ -322,6 +322,9 @@ class Explainer:
             path: the version directory TF Serving expects, e.g. ``models/digits/1``.
             overwrite: replace an existing non-empty directory. Defaults to False.
 
+        Returns:
+            the ``pathlib.Path`` written.
+
         Raises:
             FileExistsError: ``path`` exists, is not empty and ``overwrite`` is False.
 
@@ -330,7 +333,7 @@ class Explainer:
         """
         from keras_dance.export import export
 
-        export(self, path, overwrite=overwrite)
+        return export(self, path, overwrite=overwrite)
 
     @property
     def decoy_config(self):

@@ -88,13 +88,14 @@ class InputAdapter:
 
     def _forward(self, x):
         if self.preprocess is not None:
-            x = self.preprocess(x)
+            # A tensor, never a numpy array: Keras's preprocess_input edits arrays in place.
+            x = self.preprocess(tf.convert_to_tensor(x, tf.float32))
         return self.logits(x)
 
     def model_outputs(self, x):
         """The user's model on raw inputs (serving predictions): ``model(preprocess(x))``."""
         if self.preprocess is not None:
-            x = self.preprocess(x)
+            x = self.preprocess(tf.convert_to_tensor(x, tf.float32))
         return self.model(x, training=False)
 
     def _probe(self):

@@ -229,7 +229,42 @@ def _crop_models():
         return keras.Model(inputs, out), layers[-1].name
 
     L = keras.layers
+
+    def graph(shape, body):
+        inputs = keras.Input(shape)
+        h = body(inputs)
+        out = keras.layers.Dense(2)(keras.layers.Flatten()(h))
+        return keras.Model(inputs, out), "l"
+
+    def residual_projection(x):  # ResNet: a strided branch and a 1×1 strided shortcut
+        h = L.ZeroPadding2D(1)(x)
+        h = L.Conv2D(4, 3, strides=2, activation="relu")(h)
+        h = L.Conv2D(6, 3, padding="same")(h)
+        shortcut = L.Conv2D(6, 1, strides=2)(x)
+        return L.Add(name="l")([h, shortcut])
+
+    def inverted_residual(x):  # MobileNetV2: expand, depthwise, project, add
+        x = L.Rescaling(1 / 127.5, offset=-1)(x)
+        x = L.Conv2D(4, 3, strides=2, padding="same")(x)
+        h = L.Conv2D(8, 1, activation="relu")(x)
+        h = L.DepthwiseConv2D(3, padding="same")(h)
+        h = L.BatchNormalization()(h)
+        h = L.Conv2D(4, 1)(h)
+        return L.Add(name="l")([x, h])
+
+    def dense_block(x):  # DenseNet: concatenations on the channel axis, average pooling
+        x = L.Normalization(mean=0.5, variance=0.1)(x)
+        x = L.Conv2D(4, 3, padding="valid")(x)
+        for _ in range(2):
+            h = L.Conv2D(3, 3, padding="same", activation="relu")(x)
+            x = L.Concatenate()([x, h])
+        h = L.AveragePooling2D(2)(x)
+        return L.SeparableConv2D(4, 3, padding="same", name="l")(h)
+
     return {
+        "dag_residual_projection": graph((19, 22, 2), residual_projection),
+        "dag_inverted_residual": graph((21, 20, 3), inverted_residual),
+        "dag_dense_block": graph((34, 31, 2), dense_block),
         "same_stride2": build([L.Conv2D(4, 3, padding="same", activation="relu"),
                                L.Conv2D(4, 3, strides=2, padding="same", name="l")]),
         "valid_pool": build([L.Conv2D(4, 3, padding="valid", activation="relu"),

@@ -53,7 +53,8 @@ class LayerFunction:
 
     def __call__(self, x, training=False):
         if self.preprocess is not None:
-            x = self.preprocess(x)
+            # A tensor, never a numpy array: Keras's preprocess_input edits arrays in place.
+            x = self.preprocess(tf.convert_to_tensor(x, tf.float32))
         if self.graph is not None:
             return self.graph(x, training=training)
         return self._fn(x)
