@@ -101,7 +101,8 @@ class ExplanationCallback(keras.callbacks.Callback):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         gini = sparseness(maps)
-        auc = deletion(self.explainer.model, self.x, maps, targets, steps=self.deletion_steps)
+        auc = deletion(self.explainer.model, self.x, maps, targets, steps=self.deletion_steps,
+                       preprocess=self.explainer.preprocess)
         with self._writer.as_default(step=step):
             tf.summary.scalar("explanations/sparseness", float(np.mean(gini)))
             tf.summary.scalar("explanations/deletion_auc", float(np.mean(auc)))

@@ -135,3 +135,21 @@ def test_sensitivity_reference():
 def test_metric_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_probability_metrics_apply_the_explainers_preprocess():
+    keras.utils.set_random_seed(0)
+    dense = keras.layers.Dense(3)
+    inputs = keras.Input((6,))
+    inside = keras.Model(inputs, dense(keras.layers.Rescaling(2.0, offset=-1.0)(inputs)))
+    raw_inputs = keras.Input((6,))
+    outside = keras.Model(raw_inputs, dense(raw_inputs))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(4, 6)).astype(np.float32)
+    maps = rng.normal(size=x.shape).astype(np.float32)
+    preprocess = lambda t: 2.0 * t - 1.0  # noqa: E731
+    for metric in (kd.metrics.deletion, kd.metrics.insertion, kd.metrics.fidelity):
+        np.testing.assert_allclose(metric(outside, x, maps, preprocess=preprocess),
+                                   metric(inside, x, maps), rtol=1e-5)
+    assert not np.allclose(kd.metrics.deletion(outside, x, maps),
+                           kd.metrics.deletion(inside, x, maps))

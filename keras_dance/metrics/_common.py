@@ -33,19 +33,32 @@ class ClassProbability:
     does): softmax over the classes, or a sigmoid for a single output unit.
 
     Built once per metric call: the logits copy, the class count and the resolved targets
-    (``None``: each input's predicted class).
+    (``None``: each input's predicted class). ``preprocess`` (the explainer's) is applied
+    to the rows before the model, so inputs and baselines stay in the raw space.
     """
 
-    def __init__(self, model, x, targets, batch_size):
+    def __init__(self, model, x, targets, batch_size, preprocess=None):
         from keras_dance import _validation
         from keras_dance._logits import LogitsModel
 
         self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
+        if preprocess is not None and not callable(preprocess):
+            raise TypeError(
+                f"Expected `preprocess` to be a callable or None. Received: "
+                f"preprocess={preprocess!r}"
+            )
+        self.preprocess = preprocess
         self.logits = LogitsModel(model)
         self.num_classes = int(self.logits.model.outputs[0].shape[-1])
         if targets is None:
-            targets = np.argmax(self.logits(x).numpy(), axis=-1)
+            targets = np.argmax(self._logits(x).numpy(), axis=-1)
         self.targets = _validation.as_target_indices(targets, len(x), self.num_classes)
+
+    def _logits(self, rows):
+        import tensorflow as tf
+
+        rows = tf.convert_to_tensor(rows, tf.float32)  # preprocess_input edits numpy in place
+        return self.logits(rows if self.preprocess is None else self.preprocess(rows))
 
     def __call__(self, rows, classes):
         """``(N,)`` float64 probabilities of ``classes`` (N,) for ``rows`` (N, …), in passes
@@ -54,7 +67,7 @@ class ClassProbability:
 
         probabilities = []
         for start in range(0, len(rows), self.batch_size):
-            out = self.logits(np.asarray(rows[start:start + self.batch_size], np.float32))
+            out = self._logits(np.asarray(rows[start:start + self.batch_size], np.float32))
             out = tf.nn.softmax(out) if self.num_classes > 1 else tf.sigmoid(out)
             probabilities.append(out.numpy())
         probabilities = np.concatenate(probabilities).astype(np.float64)

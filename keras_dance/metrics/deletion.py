@@ -20,7 +20,7 @@ def _order(maps, spatial_ndim, rank):
     return np.argsort(-flat, axis=1, kind="stable")
 
 
-def _curve(model, x, maps, targets, steps, baseline, batch_size, insert, rank):
+def _curve(model, x, maps, targets, steps, baseline, batch_size, insert, rank, preprocess):
     x = _validation.as_input_batch(x, tuple(model.inputs[0].shape[1:]))
     maps = np.asarray(maps, np.float32)
     if maps.shape != x.shape:
@@ -28,7 +28,7 @@ def _curve(model, x, maps, targets, steps, baseline, batch_size, insert, rank):
             f"Expected `maps` with the shape of `x` {x.shape}. Received: maps.shape={maps.shape}"
         )
     steps = _validation.check_positive_int(steps, "steps")
-    probability = ClassProbability(model, x, targets, batch_size)
+    probability = ClassProbability(model, x, targets, batch_size, preprocess)
     spatial_ndim = x.ndim - 2 if x.ndim >= 3 else 1
     order = _order(maps, spatial_ndim, rank)
     positions = order.shape[1]
@@ -58,7 +58,7 @@ def _curve(model, x, maps, targets, steps, baseline, batch_size, insert, rank):
 
 
 def deletion(model, x, maps, targets=None, steps=32, baseline=0.0, batch_size=256,
-             rank="absolute", return_curves=False):
+             rank="absolute", return_curves=False, preprocess=None):
     """Deletion AUC: the class probability as the most salient features are removed.
 
     Positions (pixels; all channels together) are ranked by ``max_c |E|`` (or signed, see
@@ -79,19 +79,21 @@ def deletion(model, x, maps, targets=None, steps=32, baseline=0.0, batch_size=25
         rank: "absolute" ranks positions by ``max_c |E|``; "signed" by ``Σ_c E`` (most
             positive evidence first). Defaults to "absolute".
         return_curves: also return ``(curves (B, steps+1), fractions)``.
+        preprocess: the explainer's ``preprocess``, applied before the model (``x`` and
+            ``baseline`` are raw inputs). Defaults to None.
 
     Returns:
         ``(B,)`` float32 AUCs (and the curves).
     """
     auc, curves, fractions = _curve(model, x, maps, targets, steps, baseline, batch_size,
-                                    insert=False, rank=rank)
+                                    insert=False, rank=rank, preprocess=preprocess)
     return (auc, curves, fractions) if return_curves else auc
 
 
 def insertion(model, x, maps, targets=None, steps=32, baseline=0.0, batch_size=256,
-              rank="absolute", return_curves=False):
+              rank="absolute", return_curves=False, preprocess=None):
     """Insertion AUC: starting from ``baseline``, the most salient features are restored
     first; higher is better. Same conventions as ``deletion``."""
     auc, curves, fractions = _curve(model, x, maps, targets, steps, baseline, batch_size,
-                                    insert=True, rank=rank)
+                                    insert=True, rank=rank, preprocess=preprocess)
     return (auc, curves, fractions) if return_curves else auc

@@ -21,7 +21,8 @@ def _normalise(maps, mode, has_channels):
     raise ValueError(f"Expected `normalise` 'postprocess' or 'minmax'. Received: {mode!r}")
 
 
-def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=256):
+def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=256,
+             preprocess=None):
     """Saliency fidelity: ``SF(E, x) = −log( F^c(Ẽ ∘ x) / F^c(Ē ∘ x) )``; lower is better.
 
     ``Ẽ`` is the map normalised to [0, 1] (``normalise="postprocess"``: the display recipe,
@@ -38,6 +39,8 @@ def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=2
         targets: the class per input; None: the predicted class. Defaults to None.
         normalise: "postprocess" or "minmax". Defaults to "postprocess".
         batch_size: rows per model call. Defaults to 256.
+        preprocess: the explainer's ``preprocess``, applied before the model (``x`` is
+            raw input). Defaults to None.
 
     Returns:
         ``(B,)`` float32.
@@ -48,7 +51,7 @@ def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=2
     has_channels = x.ndim >= 3
     weights = _normalise(maps, normalise, has_channels)
     mean = weights.reshape(len(weights), -1).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
-    probability = ClassProbability(model, x, targets, batch_size)
+    probability = ClassProbability(model, x, targets, batch_size, preprocess)
     masked = np.concatenate([weights * x, np.broadcast_to(mean, x.shape) * x]).astype(np.float32)
     p = np.maximum(probability(masked, np.tile(probability.targets, 2)), 1e-30)
     return (-np.log(p[:len(x)] / p[len(x):])).astype(np.float32)
