@@ -33,7 +33,8 @@ flags.DEFINE_integer("batch_size", 128, "Memory knob: most model rows per pass."
 flags.DEFINE_bool("unsafe", False, "Load models that need arbitrary code (Keras safe_mode=False).")
 flags.DEFINE_string("decoy_layer", None, "DANCE: layer name (or index) of the decoy constraint; "
                     "unset for the plain method.")
-flags.DEFINE_integer("patch", 3, "DANCE: patch side.")
+flags.DEFINE_integer("patch", None, "DANCE: patch side (default: the smallest side >= 3 "
+                     "that tiles the input with at most 256 patches).")
 flags.DEFINE_integer("stride", None, "DANCE: patch stride (defaults to the patch).")
 flags.DEFINE_float("epsilon", 0.1, "DANCE: tolerance on the layer, relative to max |F_l(x)|.")
 flags.DEFINE_enum("aggregation", "range", ["range", "mean"], "DANCE: decoy aggregation.")

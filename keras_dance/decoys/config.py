@@ -43,7 +43,10 @@ class DecoyConfig:
             base model used as a layer), a path ``"outer/inner"``, an index into
             ``model.layers``, a ``keras.layers.Layer`` of the model, or a callable
             ``x -> F_l(x)`` (for subclassed models; runs without cropping).
-        patch: patch side, an int or one per spatial axis. Defaults to 3.
+        patch: patch side, an int or one per spatial axis; None picks the smallest side
+            ≥ 3 that tiles the input with at most 256 patches (``kd.decoys.masks.
+            auto_patch``: 3 up to 48×48 inputs, 4 at 64×64, 14 at 224×224), so large
+            inputs do not silently cost tens of thousands of decoys. Defaults to None.
         stride: patch stride, int or tuple. Defaults to the patch (tiling patches); a final
             patch is aligned to the far border so every feature is covered.
         epsilon: tolerance on layer ``l`` (> 0). Defaults to 0.1.
@@ -72,7 +75,7 @@ class DecoyConfig:
     """
 
     layer: Union[str, int, Callable]
-    patch: IntOrTuple = 3
+    patch: Optional[IntOrTuple] = None
     stride: Optional[IntOrTuple] = None
     epsilon: float = 0.1
     relative_epsilon: bool = True
@@ -101,7 +104,7 @@ class DecoyConfig:
                 "Expected `layer` to be a layer name or a path 'outer/inner' of names. "
                 f"Received: layer={layer!r}"
             )
-        set_("patch", _positive_ints(self.patch, "patch"))
+        set_("patch", _positive_ints(self.patch, "patch", allow_none=True))
         set_("stride", _positive_ints(self.stride, "stride", allow_none=True))
         for name in ("epsilon", "learning_rate", "initial_multiplier"):
             value = getattr(self, name)

@@ -17,6 +17,22 @@ def per_axis(value, ndim, name):
     return (int(value),) * ndim
 
 
+#: ``patch=None`` picks the smallest patch side (≥ 3) that tiles the input with at most
+#: this many patches: 3 up to 48×48 inputs (the digits defaults), 14 at 224×224 (256
+#: patches, 512 decoys). Measured in benchmarks/bench_real_models.py (docs/real_models.md).
+MAX_AUTO_PATCHES = 256
+
+
+def auto_patch(spatial_shape, max_patches=MAX_AUTO_PATCHES):
+    """The default patch side: the smallest ``p ≥ 3`` with ``Π ceil(n_i / p) ≤ max_patches``
+    (capped at the smallest axis)."""
+    side = 3
+    while side < min(spatial_shape) and np.prod(
+            [-(-n // side) for n in spatial_shape]) > max_patches:
+        side += 1
+    return min(side, min(spatial_shape))
+
+
 def patch_starts(size, patch, stride):
     """Start offsets of patches of length ``patch`` along an axis of length ``size``.
 

@@ -96,7 +96,8 @@ class DecoyEngine:
         self.spatial_shape = self.input_shape[:-1] if has_channels else self.input_shape
         self._has_channels = has_channels
         ndim = len(self.spatial_shape)
-        patch = masks_lib.per_axis(config.patch, ndim, "patch")
+        chosen = masks_lib.auto_patch(self.spatial_shape) if config.patch is None else config.patch
+        patch = masks_lib.per_axis(chosen, ndim, "patch")
         stride = masks_lib.per_axis(config.stride if config.stride is not None else patch,
                                     ndim, "stride")
         for size, p in zip(self.spatial_shape, patch):
