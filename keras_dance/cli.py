@@ -126,20 +126,9 @@ def _explainer(model):
 
 
 def _explain_with_progress(explainer, x, targets):
-    """Explains in pieces with a progress bar when there is more than a moment of work."""
-    import keras
-    import numpy as np
-
+    """Explains with the explainer's progress bar when there is more than a moment of work."""
     long_run = explainer.decoys is not None or len(x) > 64
-    piece = max(1, explainer.inputs_per_pass) if explainer.decoys is not None else 64
-    if not long_run or len(x) <= piece:
-        return explainer.explain(x, targets=targets)
-    bar = keras.utils.Progbar(len(x), unit_name="input", stateful_metrics=None)
-    maps = []
-    for start in range(0, len(x), piece):
-        maps.append(explainer.explain(x[start:start + piece], targets=targets[start:start + piece]))
-        bar.update(min(start + piece, len(x)))
-    return np.concatenate(maps)
+    return explainer.explain(x, targets=targets, verbose=int(long_run))
 
 
 def explain(argv):

@@ -90,7 +90,8 @@ class InputAdapter:
         if self.preprocess is not None:
             # A tensor, never a numpy array: Keras's preprocess_input edits arrays in place.
             x = self.preprocess(tf.convert_to_tensor(x, tf.float32))
-        return self.logits(x)
+        # Mixed precision: float16 logits become float32 (the cast is differentiable).
+        return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), self.logits(x))
 
     def model_outputs(self, x):
         """The user's model on raw inputs (serving predictions): ``model(preprocess(x))``."""

@@ -270,3 +270,33 @@ def test_describe_reports_the_cost_and_verbose_shows_progress():
     np.testing.assert_allclose(verbose, explainer.explain(x), rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="Expected `verbose` to be 0 or 1"):
         explainer.explain(x, verbose=2)
+
+
+def test_mixed_precision_models_give_float32_maps_and_valid_decoys():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((16, 16, 3))
+        h = L.Conv2D(4, 3, padding="same", activation="relu", name="c1")(inputs)
+        h = L.Conv2D(4, 3, padding="same", activation="relu", name="c2")(h)
+        logits = L.Dense(3)(L.GlobalAveragePooling2D()(h))  # float16 logits
+        model = keras.Model(inputs, logits)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype(np.float32)
+    maps = kd.Explainer(model).explain(x, targets=1)
+    tensor = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        score = tf.reduce_sum(tf.cast(model(tensor), tf.float32)[:, 1])
+    assert maps.dtype == np.float32
+    np.testing.assert_allclose(maps, tape.gradient(score, tensor).numpy(), rtol=1e-6, atol=0)
+    explainer = kd.Explainer(model, decoys=kd.DecoyConfig(layer="c2", patch=4, steps=5))
+    decoys, feasible = explainer.generate_decoys(x[:1])
+    sub = keras.Model(model.inputs[0], model.get_layer("c2").output)
+    base = tf.cast(sub(x[:1]), tf.float32).numpy()
+    change = np.abs(tf.cast(sub(decoys[0]), tf.float32).numpy() - base)
+    change = change.reshape(len(decoys[0]), -1).max(1)
+    # float16 activations: the constraint holds up to float16 rounding of the layer (1e-3).
+    assert np.all(change[feasible[0]] <= 0.1 * np.abs(base).max() * (1 + 1e-3) + 1e-3)
+    assert np.all(np.isfinite(explainer.explain(x)))

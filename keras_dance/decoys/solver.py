@@ -55,9 +55,8 @@ class LayerFunction:
         if self.preprocess is not None:
             # A tensor, never a numpy array: Keras's preprocess_input edits arrays in place.
             x = self.preprocess(tf.convert_to_tensor(x, tf.float32))
-        if self.graph is not None:
-            return self.graph(x, training=training)
-        return self._fn(x)
+        out = self.graph(x, training=training) if self.graph is not None else self._fn(x)
+        return tf.cast(out, tf.float32)  # mixed precision: the constraint runs in float32
 
 
 class DecoyEngine:
