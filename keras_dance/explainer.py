@@ -117,8 +117,12 @@ class Explainer:
         @tf.function(jit_compile=jit_compile, reduce_retracing=True)
         def chunk_function(x, targets):
             if self.num_classes is not None:
-                predicted = tf.argmax(self._forward(x), axis=-1, output_type=tf.int32)
-                targets = tf.where(targets < 0, predicted, targets)
+                # The forward pass for the predicted class only when some target asks.
+                targets = tf.cond(
+                    tf.reduce_any(targets < 0),
+                    lambda: tf.where(targets < 0, tf.argmax(
+                        self._forward(x), axis=-1, output_type=tf.int32), targets),
+                    lambda: targets)
             maps, feasible, change = self._maps_for_chunk(x, IndexTargets(targets))
             return maps, targets, feasible, change
 
