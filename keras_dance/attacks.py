@@ -199,7 +199,8 @@ def _surrogate_step(explainer, smooth_model, kind, original_topk, region, origin
     """``tf.function(x, targets) -> d objective / d x`` through the softplus copy's map."""
     from keras_dance.explainer import Explainer
 
-    surrogate = Explainer(smooth_model, method=explainer.method, batch_size=explainer.batch_size)
+    surrogate = Explainer(smooth_model, method=explainer.method, batch_size=explainer.batch_size,
+                          preprocess=explainer.preprocess, input_shape=explainer.input_shape)
     topk_mask = np.zeros((len(original_topk), int(np.prod(region.shape))), np.float32)
     for row, index in enumerate(original_topk):
         topk_mask[row, index] = 1.0

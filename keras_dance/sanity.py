@@ -7,6 +7,8 @@ of absolute and of signed maps, SSIM and HOG-feature Pearson correlation — low
 mean the maps changed (the method passes).
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 
@@ -16,8 +18,13 @@ from keras_dance._similarity import compare
 def _explainer_like(explainer, model):
     from keras_dance.explainer import Explainer
 
-    return Explainer(model, method=explainer.method, decoys=explainer.decoy_config,
-                     aggregation=explainer.aggregation, batch_size=explainer.batch_size)
+    config = explainer.decoy_config
+    if config is not None and isinstance(config.layer, keras.layers.Layer):
+        # A layer object belongs to the original model: name it by its path in the copy.
+        config = dataclasses.replace(config, layer=explainer.decoys.layer_name)
+    return Explainer(model, method=explainer.method, decoys=config,
+                     aggregation=explainer.aggregation, batch_size=explainer.batch_size,
+                     preprocess=explainer.preprocess, input_shape=explainer.input_shape)
 
 
 def _copy(model):
