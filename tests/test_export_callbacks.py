@@ -166,3 +166,22 @@ def test_callback_bad_input():
     callback = kd.callbacks.ExplanationCallback(explainer, np.zeros((2, 32, 32, 1)))
     with pytest.raises(ValueError, match="explainer's model"):
         callback.set_model(_small_model())
+
+
+def test_callback_carries_the_explainers_preprocess(tmp_path):
+    model = _small_model()
+    probe = kd.datasets.load_digits()[2][:4] * 255.0  # raw pixels; the model wants [0, 1]
+    preprocess = lambda t: t / 255.0  # noqa: E731
+    explainer = kd.Explainer(model, preprocess=preprocess)
+    callback = kd.callbacks.ExplanationCallback(explainer, probe, log_dir=tmp_path / "logs",
+                                                save_maps=True)
+    callback.set_model(model)
+    callback.write(0)
+    scalars, _ = _read_events(tmp_path / "logs")
+    saved = np.load(tmp_path / "logs" / "maps_0000.npz")
+    expected = kd.metrics.deletion(model, probe, saved["maps"], saved["targets"],
+                                   steps=callback.deletion_steps, preprocess=preprocess)
+    assert scalars["explanations/deletion_auc"][0][1] == pytest.approx(expected.mean(), rel=1e-5)
+    np.testing.assert_allclose(saved["maps"] * 255.0,
+                               kd.Explainer(model).explain(probe / 255.0, saved["targets"]),
+                               rtol=1e-4, atol=1e-7)
