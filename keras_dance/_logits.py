@@ -32,21 +32,77 @@ def output_layers(model):
     return [model.get_layer(name) for name in names]
 
 
+def _is_model(layer):
+    return isinstance(layer, keras.Model) and bool(output_layers(layer))
+
+
+def _nonlinear(layer):
+    """Whether ``layer`` (an output layer) applies softmax/sigmoid …, nested models included."""
+    if _is_model(layer):
+        return needs_linear_copy(layer)
+    return isinstance(layer, keras.layers.Softmax) or not _is_linear(
+        getattr(layer, "activation", None))
+
+
 def needs_linear_copy(model):
-    """Whether any output layer applies a non-linear activation (softmax, sigmoid …)."""
-    return any(
-        isinstance(layer, keras.layers.Softmax) or not _is_linear(getattr(layer, "activation", None))
-        for layer in output_layers(model)
-    )
+    """Whether any output layer applies a non-linear activation (softmax, sigmoid …),
+    looking inside output layers that are models themselves (a Sequential head)."""
+    return any(_nonlinear(layer) for layer in output_layers(model))
+
+
+def _linear_copy(model, prefix=""):
+    """A copy of ``model`` whose output activations are linear, at any nesting depth.
+
+    Only the output layers (and the nested models holding them) are new objects; every
+    other layer is the user's. Returns ``(copy, [(clone, original) leaf layers], names)``.
+    """
+    originals = {id(layer): layer for layer in output_layers(model) if _nonlinear(layer)}
+    pairs, replaced = [], []
+
+    def clone_function(layer):
+        if id(layer) not in originals:
+            return layer  # shared: the user's layer, weights always current
+        if _is_model(layer):
+            clone, inner_pairs, inner_names = _linear_copy(layer, f"{prefix}{layer.name}/")
+            pairs.extend(inner_pairs)
+            replaced.extend(inner_names)
+            return clone
+        if isinstance(layer, keras.layers.Softmax):
+            clone = _Linear(name=layer.name)
+        else:
+            clone = layer.__class__.from_config(layer.get_config())
+        pairs.append((clone, layer))
+        replaced.append(prefix + layer.name)
+        return clone
+
+    copy = keras.models.clone_model(model, clone_function=clone_function)
+    # Imported here: tf-keras-vis imports matplotlib, which `import keras_dance` avoids.
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+    if isinstance(copy, keras.Sequential):
+        # ReplaceToLinear reads `output_names`, which a Sequential copy may lack.
+        last = copy.layers[-1]
+        if hasattr(last, "activation") and not _is_model(last):
+            last.activation = keras.activations.linear
+    else:
+        nested = [copy.get_layer(name) for name in copy.output_names
+                  if _is_model(copy.get_layer(name))]
+        ReplaceToLinear()(copy)
+        for layer in nested:  # a model has no activation: undo what the modifier set
+            layer.__dict__.pop("activation", None)
+    return copy, pairs, replaced
 
 
 class LogitsModel:
     """A callable ``x -> logits`` for ``model`` with its output activations removed.
 
+    Output layers that are models themselves (``Sequential([base, head])`` with a softmax
+    head) are copied the same way, at any depth.
+
     Attributes:
         model: the Keras model that is differentiated (the user's model when its outputs
             are already linear, else the private copy).
-        replaced: names of the output layers whose activation was removed.
+        replaced: paths of the output layers whose activation was removed.
     """
 
     def __init__(self, model):
@@ -55,24 +111,8 @@ class LogitsModel:
         if not needs_linear_copy(model):
             self.model = model
             return
-        # Imported here: tf-keras-vis imports matplotlib, which `import keras_dance` avoids.
-        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-
-        originals = {id(layer): layer for layer in output_layers(model)}
-        clones = {}
-
-        def clone_function(layer):
-            if id(layer) not in originals:
-                return layer  # shared: the user's layer, weights always current
-            if isinstance(layer, keras.layers.Softmax):
-                clone = _Linear(name=layer.name)
-            else:
-                clone = layer.__class__.from_config(layer.get_config())
-            clones[id(layer)] = clone
-            return clone
-
         try:
-            copy = keras.models.clone_model(model, clone_function=clone_function)
+            copy, self._pairs, self.replaced = _linear_copy(model)
         except Exception as error:  # subclassed models cannot be cloned
             raise TypeError(
                 "Expected a Sequential or Functional model whose output activation can be "
@@ -83,10 +123,6 @@ class LogitsModel:
         if isinstance(copy, keras.Sequential):
             outputs = copy.outputs[0] if len(copy.outputs) == 1 else copy.outputs
             copy = keras.Model(copy.inputs[0], outputs, name=f"{model.name}_logits")
-        ReplaceToLinear()(copy)
-        for key, original in originals.items():
-            self._pairs.append((clones[key], original))
-            self.replaced.append(original.name)
         self.model = copy
         self.sync()
 

@@ -217,3 +217,32 @@ def test_xla_matches_the_graph(conv_model, x8):
     xla = kd.Explainer(conv_model, method, batch_size=5, jit_compile=True).explain(x8)
     # XLA fuses and reorders float32 arithmetic.
     np.testing.assert_allclose(xla, graph, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("outer", ["sequential", "functional"])
+def test_scores_are_logits_when_the_softmax_sits_in_a_nested_head(outer):
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(3, 3, activation="relu")],
+                            name="base")
+    head = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4, activation="tanh"),
+                             keras.layers.Dense(3, activation="softmax", name="probs")],
+                            name="head")
+    if outer == "sequential":
+        model = keras.Sequential([keras.Input((8, 8, 2)), base, head])
+    else:
+        inputs = keras.Input((8, 8, 2))
+        model = keras.Model(inputs, head(base(inputs)))
+    before = snapshot(model)
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 2)).astype(np.float32)
+    explainer = kd.Explainer(model)
+    assert explainer._logits.replaced == ["head/probs"]
+    maps = explainer.explain(x, targets=1)
+    tensor = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        hidden = head.layers[1](head.layers[0](base(tensor)))
+        probs = head.get_layer("probs")
+        score = tf.reduce_sum((tf.matmul(hidden, probs.kernel) + probs.bias)[:, 1])
+    np.testing.assert_allclose(maps, tape.gradient(score, tensor).numpy(), rtol=1e-5, atol=1e-7)
+    assert_unchanged(model, before)
+    assert head.get_layer("probs").activation is keras.activations.softmax
