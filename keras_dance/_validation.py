@@ -94,9 +94,19 @@ def as_target_indices(targets, batch, num_classes):
     return array.astype(np.int32)
 
 
-def check_positive_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+#: The largest count a compiled loop takes: loop counters and chunk offsets are int32.
+MAX_INT32 = 2**31 - 1
+#: The memory knob's ceiling: more rows per pass than this cannot fit in any memory, and
+#: chunk arithmetic (``count + per_pass − 1``) must stay inside int32.
+MAX_BATCH_SIZE = 2**24
+
+
+def check_positive_int(value, name, minimum=1, maximum=MAX_INT32):
+    """``value`` as an int in ``[minimum, maximum]``, else a ValueError naming ``name``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+            or not minimum <= value <= maximum):
         raise ValueError(
-            f"Expected `{name}` to be an integer >= {minimum}. Received: {name}={value!r}"
+            f"Expected `{name}` to be an integer in [{minimum}, {maximum}]. "
+            f"Received: {name}={value!r}"
         )
     return int(value)

@@ -65,7 +65,8 @@ class Explainer:
         self.model = model
         self.preprocess = preprocess
         self.method = get_method(method)
-        self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
+        self.batch_size = _validation.check_positive_int(
+            batch_size, "batch_size", maximum=_validation.MAX_BATCH_SIZE)
         if not isinstance(jit_compile, bool):
             raise TypeError(
                 f"Expected `jit_compile` to be a bool. Received: jit_compile={jit_compile!r}"
@@ -159,16 +160,68 @@ class Explainer:
         return self._indexed
 
     def _callable_function(self, score_fn):
-        function = self._callable_functions.get(score_fn)
-        if function is None:
+        # Keyed by identity (score objects need not be hashable); the entry keeps the
+        # object alive so that its id cannot be reused by another one.
+        entry = self._callable_functions.get(id(score_fn))
+        if entry is None:
             @tf.function(jit_compile=self.jit_compile)
             def function(x):
                 return self._maps_for_chunk(x, CallableTargets(score_fn))[0]
 
             if len(self._callable_functions) >= 8:
                 self._callable_functions.pop(next(iter(self._callable_functions)))
-            self._callable_functions[score_fn] = function
-        return function
+            entry = self._callable_functions[id(score_fn)] = (score_fn, function)
+        return entry[1]
+
+    def _check_score_function(self, score_fn, batch):
+        """The scores of the batch, eagerly: one float per input, differentiable.
+
+        A score function sees whole batches (tf-keras-vis ``CategoricalScore([...])``
+        holds one index per input), so the check runs on the batch it will explain.
+        """
+        probe = tf.constant(batch)
+        outputs = self._forward(probe)
+        with tf.GradientTape() as tape:
+            tape.watch(outputs)
+            try:
+                scores = score_fn(outputs)
+            except Exception as error:
+                raise ValueError(
+                    f"Expected `targets` to be a score function on the model's (logit) "
+                    f"outputs. Received: calling it raised {type(error).__name__}: {error}"
+                ) from error
+            if isinstance(scores, (list, tuple)) and scores and all(
+                    isinstance(s, (tf.Tensor, np.ndarray)) for s in scores):
+                scores = tf.add_n([tf.reshape(tf.convert_to_tensor(s), [len(probe), -1])
+                                   for s in scores])
+            if scores is None or isinstance(scores, (str, bytes)):
+                raise TypeError(
+                    f"Expected `targets` to return float scores, one per input. Received: "
+                    f"it returned {scores!r}"
+                )
+            try:
+                scores = tf.convert_to_tensor(scores)
+            except (TypeError, ValueError) as error:
+                raise TypeError(
+                    f"Expected `targets` to return float scores, one per input. Received: "
+                    f"it returned {type(scores).__name__}"
+                ) from error
+        if not scores.dtype.is_floating:
+            raise TypeError(
+                "Expected `targets` to return float scores (integer scores have no "
+                f"gradient). Received: scores of dtype {scores.dtype.name}"
+            )
+        if len(scores.shape) == 0 or scores.shape[0] != len(probe):
+            raise ValueError(
+                f"Expected `targets` to return one score per input, shape ({len(probe)},) "
+                f"for {len(probe)} inputs. Received: scores of shape {tuple(scores.shape)}"
+            )
+        if tape.gradient(scores, outputs) is None:
+            raise ValueError(
+                "Expected `targets` to return scores computed from the model's outputs; "
+                "these do not depend on them, so every map would be zero. Received: a "
+                "score function whose result is constant"
+            )
 
     # ------------------------------------------------------------------ public API
     def explain(self, x, targets=None, return_details=False, verbose=0):
@@ -218,8 +271,11 @@ class Explainer:
                     f"{self.method.name!r} (labels compete for coordinates). "
                     "Received: targets=a score function"
                 )
+            self._check_score_function(targets, batch)
             function = self._callable_function(targets)
-            maps = self._in_pieces(lambda piece: (function(piece),), batch, verbose)[0]
+            # One piece: a score function sees the whole batch (the bar ends when it does).
+            maps = self._in_pieces(lambda piece: (function(piece),), batch, verbose,
+                                   whole=True)[0]
             details = {"targets": np.full(len(batch), -1, np.int32)}
             return self._finish(maps, details, return_details)
         indices = _validation.as_target_indices(targets, len(batch), self.num_classes)
@@ -233,10 +289,10 @@ class Explainer:
                 feasible_fraction=feasible, mean_perturbation=change)
         return self._finish(maps, details, return_details)
 
-    def _in_pieces(self, function, batch, verbose, with_start=False):
+    def _in_pieces(self, function, batch, verbose, with_start=False, whole=False):
         """``function`` on the whole batch (silent) or chunk by chunk with a progress bar;
         its outputs concatenated as numpy."""
-        if not verbose:
+        if not verbose or whole:
             pieces = [(0, batch)]
         else:
             step = self.inputs_per_pass

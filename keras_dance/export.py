@@ -14,6 +14,15 @@ class _ServingModule(tf.Module):
 
 def export(explainer, path, overwrite=False):
     """See ``Explainer.export``."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise TypeError(
+            f"Expected `path` to be a directory path (str or os.PathLike). Received: "
+            f"path={path!r}"
+        )
+    if not isinstance(overwrite, bool):
+        raise TypeError(
+            f"Expected `overwrite` to be a bool. Received: overwrite={overwrite!r}"
+        )
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
         raise FileExistsError(

@@ -246,3 +246,38 @@ def test_scores_are_logits_when_the_softmax_sits_in_a_nested_head(outer):
     np.testing.assert_allclose(maps, tape.gradient(score, tensor).numpy(), rtol=1e-5, atol=1e-7)
     assert_unchanged(model, before)
     assert head.get_layer("probs").activation is keras.activations.softmax
+
+
+def test_score_functions_are_checked_before_any_map(conv_model, x8):
+    import dataclasses
+
+    explainer = kd.Explainer(conv_model)
+    cases = [
+        (lambda o: o[0, 0], ValueError, r"one score per input, shape \(7,\).*shape \(\)"),
+        (lambda o: 1.0, ValueError, "one score per input"),
+        (lambda o: o[:2, 0] + 0.0, ValueError, r"shape \(7,\) for 7 inputs.*\(2,\)"),
+        (lambda o: tf.ones([7]), ValueError, "do not depend on them"),
+        (lambda o: tf.cast(o[:, 0], tf.int32), TypeError, "integer scores have no gradient"),
+        (lambda o: None, TypeError, "it returned None"),
+        (lambda o: "score", TypeError, "it returned 'score'"),
+    ]
+    for fn, error, message in cases:
+        with pytest.raises(error, match=message):
+            explainer.explain(x8, targets=fn)
+
+    @dataclasses.dataclass
+    class ClassScore:  # unhashable (eq=True without frozen): keyed by identity
+        index: int
+
+        def __call__(self, outputs):
+            return outputs[:, self.index]
+
+    np.testing.assert_allclose(explainer.explain(x8, targets=ClassScore(2)),
+                               explainer.explain(x8, targets=2), rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match=r"Expected `batch_size` to be an integer in \[1, "):
+        kd.Explainer(conv_model, batch_size=2**31)
+    for name in ("steps", "patience", "seed"):
+        with pytest.raises(ValueError, match=f"Expected `{name}` to be an integer in"):
+            kd.DecoyConfig(layer="conv2", **{name: 2**64})
+    with pytest.raises(ValueError, match="num_samples"):
+        kd.methods.SmoothGrad(num_samples=2**31)

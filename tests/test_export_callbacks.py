@@ -185,3 +185,17 @@ def test_callback_carries_the_explainers_preprocess(tmp_path):
     np.testing.assert_allclose(saved["maps"] * 255.0,
                                kd.Explainer(model).explain(probe / 255.0, saved["targets"]),
                                rtol=1e-4, atol=1e-7)
+
+
+def test_export_validates_path_and_overwrite_and_keeps_the_directory(tmp_path):
+    explainer = kd.Explainer(_small_model())
+    target = tmp_path / "model" / "1"
+    explainer.export(target)
+    marker = target / "saved_model.pb"
+    for bad in ("no", 1, None):
+        with pytest.raises(TypeError, match="Expected `overwrite` to be a bool"):
+            explainer.export(target, overwrite=bad)
+        assert marker.exists()  # a truthy string used to delete the existing export
+    for bad in (None, 123, ""):
+        with pytest.raises(TypeError, match="Expected `path` to be a directory path"):
+            explainer.export(bad)

@@ -131,11 +131,15 @@ class DecoyConfig:
             if not _is_number(self.tau) or not self.tau > 0 or not math.isfinite(self.tau):
                 raise ValueError(f"Expected `tau` > 0 or None. Received: tau={self.tau!r}")
             set_("tau", float(self.tau))
-        for name, minimum in (("steps", 1), ("patience", 0), ("seed", 0)):
+        # Loop counters are int32 and seeds int64 inside the compiled solver.
+        for name, minimum, maximum in (("steps", 1, 2**31 - 1), ("patience", 0, 2**31 - 1),
+                                       ("seed", 0, 2**63 - 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                    or not minimum <= value <= maximum):
                 raise ValueError(
-                    f"Expected `{name}` to be an integer >= {minimum}. Received: {name}={value!r}"
+                    f"Expected `{name}` to be an integer in [{minimum}, {maximum}]. "
+                    f"Received: {name}={value!r}"
                 )
             set_(name, int(value))
         if self.kind not in ("optimized", "constant"):

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
 from keras_dance.methods.base import (
     SaliencyMethod,
@@ -36,10 +37,8 @@ class IntegratedGradients(SaliencyMethod):
     name = "integrated_gradients"
 
     def __init__(self, steps=50, baseline=0.0):
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-            raise ValueError(
-                f"Expected `steps` to be an integer >= 2. Received: steps={steps!r}"
-            )
+        # At most 2**20 points: the weights are a constant of that size.
+        steps = _validation.check_positive_int(steps, "steps", minimum=2, maximum=2**20)
         baseline_array = np.asarray(baseline, dtype=np.float32)
         if not np.all(np.isfinite(baseline_array)):
             raise ValueError(

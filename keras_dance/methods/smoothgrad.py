@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dance import _random as random
+from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
 from keras_dance.methods.base import SaliencyMethod, fold, inner_budget, per_pass
 
@@ -40,12 +41,7 @@ class SmoothGrad(SaliencyMethod):
         from keras_dance.methods import get as get_method
 
         self.method = get_method("gradient" if method is None else method)
-        if (isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer))
-                or num_samples < 1):
-            raise ValueError(
-                "Expected `num_samples` to be an integer >= 1. "
-                f"Received: num_samples={num_samples!r}"
-            )
+        num_samples = _validation.check_positive_int(num_samples, "num_samples", maximum=2**20)
         if not np.isscalar(noise_level) or not np.isfinite(noise_level) or noise_level <= 0:
             raise ValueError(
                 "Expected `noise_level` to be a positive number. "

@@ -41,7 +41,8 @@ class ClassProbability:
         from keras_dance import _validation
         from keras_dance._logits import LogitsModel
 
-        self.batch_size = _validation.check_positive_int(batch_size, "batch_size")
+        self.batch_size = _validation.check_positive_int(
+            batch_size, "batch_size", maximum=_validation.MAX_BATCH_SIZE)
         if preprocess is not None and not callable(preprocess):
             raise TypeError(
                 f"Expected `preprocess` to be a callable or None. Received: "
