@@ -192,6 +192,12 @@ class GraphFunction:
 
     def __init__(self, model, path):
         inputs, _ = graph_io(model)
+        if isinstance(path[-1], keras.layers.InputLayer):
+            raise ValueError(
+                "Expected an intermediate layer for the decoy constraint, not an input "
+                "layer (F_l would be the input itself). Received: layer "
+                f"{path[-1].name!r}"
+            )
         self.layer = path[-1]
         self.name = "/".join(layer.name for layer in path)
         steps, graph, graph_inputs = [], model, inputs

@@ -27,18 +27,29 @@ def postprocess(maps, percentile=95.0, channel_axis=-1, reduce_channels=None):
         >>> shown.shape, float(shown.max())
         ((2, 8, 8), 1.0)
     """
-    array = np.asarray(maps, dtype=np.float32)
-    if array.ndim < 2:
-        raise ValueError(
-            f"Expected `maps` with a batch axis, of rank >= 2. Received: maps.shape={array.shape}"
-        )
-    if not 0 < percentile <= 100:
+    from keras_dance.metrics._common import as_maps
+
+    array = as_maps(maps)  # numeric, a batch axis, finite: NaN maps are refused
+    if (isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number))
+            or not 0 < percentile <= 100):
         raise ValueError(
             f"Expected `percentile` in (0, 100]. Received: percentile={percentile!r}"
         )
     array = np.abs(array)
     if reduce_channels is None:
         reduce_channels = array.ndim >= 3
+    if not isinstance(reduce_channels, (bool, np.bool_)):
+        raise TypeError(
+            f"Expected `reduce_channels` to be a bool or None. Received: "
+            f"reduce_channels={reduce_channels!r}"
+        )
+    if reduce_channels and not (isinstance(channel_axis, (int, np.integer))
+                                and not isinstance(channel_axis, bool)
+                                and 1 <= channel_axis % array.ndim < array.ndim):
+        raise ValueError(
+            f"Expected `channel_axis` to be a non-batch axis of `maps` (rank {array.ndim}). "
+            f"Received: channel_axis={channel_axis!r}"
+        )
     if reduce_channels:
         array = array.max(axis=channel_axis)
     flat = array.reshape(len(array), -1)

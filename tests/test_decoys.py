@@ -402,6 +402,8 @@ def test_bad_decoy_use():
         kd.Explainer(model, decoys=kd.DecoyConfig(layer="conv2", patch=13))
     with pytest.raises(ValueError, match=r"its layers are: input_layer.*conv1, conv2.*Received: layer='conv9'"):
         kd.Explainer(model, decoys=kd.DecoyConfig(layer="conv9"))
+    with pytest.raises(ValueError, match="not an input layer"):
+        kd.Explainer(model, decoys=kd.DecoyConfig(layer=0))
     with pytest.raises(ValueError, match="one value per spatial axis"):
         kd.Explainer(model, decoys=kd.DecoyConfig(layer="conv2", patch=(2, 2, 2)))
     with pytest.raises(ValueError, match="aggregation"):

@@ -153,3 +153,29 @@ def test_probability_metrics_apply_the_explainers_preprocess():
                                    metric(inside, x, maps), rtol=1e-5)
     assert not np.allclose(kd.metrics.deletion(outside, x, maps),
                            kd.metrics.deletion(inside, x, maps))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: kd.postprocess(np.full((1, 4, 4, 1), np.nan)), ValueError, "finite values in `maps`"),
+    (lambda: kd.postprocess(np.array([["a", "b"]])), TypeError, "numeric array"),
+    (lambda: kd.postprocess(np.zeros((1, 4, 4, 1)), percentile="95"), ValueError, "percentile"),
+    (lambda: kd.postprocess(np.zeros((1, 4, 4, 1)), reduce_channels="yes"), TypeError,
+     "reduce_channels"),
+    (lambda: kd.postprocess(np.zeros((1, 4, 4, 1)), channel_axis=0), ValueError,
+     "channel_axis"),
+    (lambda: kd.metrics.deletion(sum_model(), np.ones((2, 6)), np.ones((2, 6)), targets=0,
+                                 baseline=np.nan), ValueError, "finite `baseline`"),
+    (lambda: kd.metrics.deletion(sum_model(), np.ones((2, 6)), np.ones((2, 6)), targets=0,
+                                 baseline=np.zeros(4)), ValueError, "broadcastable"),
+    (lambda: kd.metrics.relevance_mass(np.ones((1, 4)), np.full((1, 4), np.nan)), ValueError,
+     "boolean"),
+    (lambda: kd.metrics.relevance_mass(np.ones((1, 4)), np.full((1, 4), "x")), TypeError,
+     "numeric array"),
+    (lambda: kd.metrics.pointing_game(np.ones((1, 4)), np.full((1, 4), 0.5)), ValueError,
+     "boolean"),
+    (lambda: kd.metrics.sensitivity(np.ones((1, 3)), np.ones((1, 3)), np.ones((1, 3)),
+                                    np.full((1, 3), np.inf)), ValueError, "perturbed_x"),
+])
+def test_postprocess_and_metrics_refuse_nan_strings_and_bad_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -3,8 +3,26 @@
 import numpy as np
 
 
+def _numeric(value, name):
+    """``value`` as a numeric numpy array, or a TypeError naming ``name``."""
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged nests and the like
+        raise TypeError(
+            f"Expected `{name}` to be a numeric array. Received: {name} of type "
+            f"{type(value).__name__}"
+        ) from error
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"Expected `{name}` to be a numeric array. Received: {name} with dtype "
+            f"{array.dtype}"
+        )
+    return array
+
+
 def as_maps(maps, name="maps"):
-    array = np.asarray(maps, dtype=np.float32)
+    """Validated maps: numeric, rank >= 2 (a batch axis), finite; float32."""
+    array = _numeric(maps, name).astype(np.float32)
     if array.ndim < 2:
         raise ValueError(
             f"Expected `{name}` with a batch axis (rank >= 2). Received: {name}.shape={array.shape}"
@@ -12,6 +30,32 @@ def as_maps(maps, name="maps"):
     if not np.all(np.isfinite(array)):
         raise ValueError(f"Expected finite values in `{name}`. Received: NaN or Inf in {name}")
     return array
+
+
+def as_masks(masks, name="masks"):
+    """Validated ground-truth masks: boolean, or numbers that are all 0 or 1."""
+    array = _numeric(masks, name)
+    if array.dtype.kind != "b":
+        if not np.all(np.isfinite(array)) or not np.all((array == 0) | (array == 1)):
+            raise ValueError(
+                f"Expected `{name}` to be boolean (or 0/1 numbers). Received: {name} with "
+                f"values other than 0 and 1 (e.g. NaN)"
+            )
+    return array.astype(bool)
+
+
+def as_baseline(baseline, feature_shape, name="baseline"):
+    """A finite baseline broadcast to one input's shape."""
+    array = _numeric(baseline, name).astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"Expected a finite `{name}`. Received: {name} with NaN or Inf")
+    try:
+        return np.broadcast_to(array, feature_shape)
+    except ValueError as error:
+        raise ValueError(
+            f"Expected `{name}` to be a scalar or broadcastable to one input "
+            f"{tuple(feature_shape)}. Received: {name}.shape={array.shape}"
+        ) from error
 
 
 def same_shape(a, b, name_a, name_b):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from keras_dance import _validation
-from keras_dance.metrics._common import ClassProbability
+from keras_dance.metrics._common import ClassProbability, as_baseline, as_maps
 
 
 def _order(maps, spatial_ndim, rank):
@@ -22,7 +22,7 @@ def _order(maps, spatial_ndim, rank):
 
 def _curve(model, x, maps, targets, steps, baseline, batch_size, insert, rank, preprocess):
     x = _validation.as_input_batch(x, tuple(model.inputs[0].shape[1:]))
-    maps = np.asarray(maps, np.float32)
+    maps = as_maps(maps)
     if maps.shape != x.shape:
         raise ValueError(
             f"Expected `maps` with the shape of `x` {x.shape}. Received: maps.shape={maps.shape}"
@@ -33,7 +33,7 @@ def _curve(model, x, maps, targets, steps, baseline, batch_size, insert, rank, p
     order = _order(maps, spatial_ndim, rank)
     positions = order.shape[1]
     counts = np.round(np.linspace(0, positions, steps + 1)).astype(int)
-    fill = np.broadcast_to(np.asarray(baseline, np.float32), x.shape[1:])
+    fill = as_baseline(baseline, x.shape[1:])
     curves = np.zeros((len(x), steps + 1), np.float32)
     spatial = x.shape[1:1 + spatial_ndim]
     for b in range(len(x)):

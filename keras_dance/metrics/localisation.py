@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from keras_dance.metrics._common import as_maps
+from keras_dance.metrics._common import as_maps, as_masks
 
 
 def _relevance(maps, masks):
     maps = as_maps(maps)
-    masks = np.asarray(masks).astype(bool)
+    masks = as_masks(masks)
     if maps.shape == masks.shape:
         return np.abs(maps), masks
     if maps.ndim == masks.ndim + 1:  # maps with channels, masks without

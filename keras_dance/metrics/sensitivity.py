@@ -21,7 +21,7 @@ def sensitivity(maps, perturbed_maps, x, perturbed_x, processed=False):
     """
     maps, perturbed_maps = as_maps(maps), as_maps(perturbed_maps, "perturbed_maps")
     same_shape(maps, perturbed_maps, "maps", "perturbed_maps")
-    x, perturbed_x = np.asarray(x, np.float32), np.asarray(perturbed_x, np.float32)
+    x, perturbed_x = as_maps(x, "x"), as_maps(perturbed_x, "perturbed_x")
     same_shape(x, perturbed_x, "x", "perturbed_x")
     if len(x) != len(maps):
         raise ValueError(
