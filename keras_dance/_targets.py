@@ -26,11 +26,12 @@ class IndexTargets:
                 "Expected a callable `targets` for a model with several outputs. "
                 f"Received: targets=class indices for {len(outputs)} outputs."
             )
-        one_hot = tf.one_hot(self.indices, tf.shape(outputs)[-1], dtype=outputs.dtype)
+        classes = tf.shape(outputs)[-1]
+        one_hot = tf.one_hot(self.indices, classes, dtype=outputs.dtype)
         rank = len(outputs.shape)
         if rank > 2:
             one_hot = tf.reshape(
-                one_hot, tf.concat([[-1], tf.ones([rank - 2], tf.int32), [-1]], 0)
+                one_hot, tf.concat([[-1], tf.ones([rank - 2], tf.int32), [classes]], 0)
             )
         selected = tf.reduce_sum(outputs * one_hot, axis=-1)
         if rank > 2:
@@ -39,6 +40,42 @@ class IndexTargets:
 
     def tile(self, copies):
         return IndexTargets(tf.tile(self.indices, [copies]))
+
+
+def predicted_classes(outputs):
+    """The predicted class per row: argmax of the logits, averaged over positions first
+    for outputs with more than two axes (segmentation ``(B, H, W, C)``, ``(B, T, C)``)."""
+    if len(outputs.shape) > 2:
+        outputs = tf.reduce_mean(outputs, axis=list(range(1, len(outputs.shape) - 1)))
+    return tf.argmax(outputs, axis=-1, output_type=tf.int32)
+
+
+class RegionScore:
+    """``targets=(classes, mask)``: class ``c``'s logit averaged over a region of positions.
+
+    For a model whose outputs have positions (``(B, *positions, C)``, e.g. segmentation),
+    the score of input ``b`` is ``Σ_p mask[b, p] · out[b, p, c_b] / Σ_p mask[b, p]``.
+
+    Args:
+        classes: an int or ``(B,)`` ints.
+        mask: boolean ``(*positions)`` (one region for every input) or ``(B, *positions)``.
+    """
+
+    def __init__(self, classes, mask):
+        self.classes = tf.constant(classes, tf.int32)
+        self.mask = tf.constant(mask, tf.float32)
+
+    def __call__(self, outputs):
+        rank = len(outputs.shape)
+        mask = self.mask if len(self.mask.shape) == rank - 1 else self.mask[None]
+        mask = tf.broadcast_to(mask, tf.shape(outputs)[:-1])
+        one_hot = tf.one_hot(self.classes, tf.shape(outputs)[-1], dtype=outputs.dtype)
+        one_hot = tf.reshape(one_hot, tf.concat(
+            [[-1], tf.ones([rank - 2], tf.int32), [tf.shape(outputs)[-1]]], 0))
+        per_position = tf.reduce_sum(outputs * one_hot, axis=-1)
+        axes = list(range(1, rank - 1))
+        return (tf.reduce_sum(per_position * tf.cast(mask, outputs.dtype), axis=axes)
+                / tf.cast(tf.reduce_sum(mask, axis=axes), outputs.dtype))
 
 
 class CallableTargets:

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dance import _validation
-from keras_dance._targets import CallableTargets, IndexTargets
+from keras_dance._targets import CallableTargets, IndexTargets, RegionScore, predicted_classes
 from keras_dance.aggregate import Reducer
 from keras_dance.decoys import DecoyEngine
 from keras_dance.decoys.dance import DecoyMaps
@@ -121,8 +121,8 @@ class Explainer:
                 # The forward pass for the predicted class only when some target asks.
                 targets = tf.cond(
                     tf.reduce_any(targets < 0),
-                    lambda: tf.where(targets < 0, tf.argmax(
-                        self._forward(x), axis=-1, output_type=tf.int32), targets),
+                    lambda: tf.where(targets < 0, predicted_classes(self._forward(x)),
+                                     targets),
                     lambda: targets)
             maps, feasible, change = self._maps_for_chunk(x, IndexTargets(targets))
             return maps, targets, feasible, change
@@ -172,6 +172,32 @@ class Explainer:
                 self._callable_functions.pop(next(iter(self._callable_functions)))
             entry = self._callable_functions[id(score_fn)] = (score_fn, function)
         return entry[1]
+
+    def _region_score(self, targets, batch):
+        """``(classes, mask)`` → a ``RegionScore``, for outputs with positions."""
+        shapes = self._inputs.output_shapes
+        if self.num_classes is None or len(shapes[0]) < 3:
+            raise ValueError(
+                "Expected `targets=(classes, mask)` only for a model whose output has "
+                "positions (B, *positions, classes), e.g. segmentation. Received: a tuple "
+                f"for outputs of shapes {shapes}"
+            )
+        classes = _validation.as_target_indices(targets[0], batch, self.num_classes)
+        if np.any(classes < 0):
+            raise ValueError("Expected explicit classes in `targets=(classes, mask)`.")
+        positions = tuple(shapes[0][1:-1])
+        from keras_dance.metrics._common import as_masks
+
+        mask = as_masks(targets[1], "mask")
+        if mask.shape not in (positions, (batch,) + positions) or None in positions:
+            raise ValueError(
+                f"Expected the region `mask` of shape {positions} or {(batch,) + positions} "
+                f"(the output's positions). Received: mask.shape={mask.shape}"
+            )
+        if np.any(mask.reshape(-1, int(np.prod(positions))).sum(axis=1) == 0):
+            raise ValueError("Expected a non-empty region `mask` for every input. Received: "
+                             "a mask with no True position")
+        return RegionScore(classes, mask)
 
     def _check_score_function(self, score_fn, batch):
         """The scores of the batch, eagerly: one float per input, differentiable.
@@ -232,7 +258,12 @@ class Explainer:
                 such batches (elements may be ``(x, y)`` tuples; ``y`` is ignored).
             targets: ``None`` (each input's predicted class), an int, a ``(B,)`` int
                 array, or a callable score function ``fn(outputs) -> (B,)`` on the logits
-                (tf-keras-vis ``Score`` objects work; a callable sees whole batches).
+                (tf-keras-vis ``Score`` objects work; a callable sees whole batches). For
+                outputs with positions (``(B, *positions, C)``: segmentation, per-timestep)
+                a class's logit is averaged over the positions, or over a region with
+                ``targets=(classes, mask)`` (``mask``: boolean ``positions`` or
+                ``(B, *positions)``); the predicted class is the argmax of the
+                position-averaged logits.
             return_details: also return a dict of per-input arrays: ``targets``,
                 ``num_decoys``, ``feasible_fraction`` (decoy problems that reached a
                 feasible iterate) and ``mean_perturbation`` (mean |x̃ − x| over each
@@ -264,6 +295,8 @@ class Explainer:
             raise ValueError(f"Expected `verbose` to be 0 or 1. Received: verbose={verbose!r}")
         batch = self._validate(x)
         self._logits.sync()
+        if isinstance(targets, tuple) and len(targets) == 2:
+            targets = self._region_score(targets, len(batch))
         if callable(targets):
             if self.method.needs_class_indices:
                 raise ValueError(
@@ -276,7 +309,8 @@ class Explainer:
             # One piece: a score function sees the whole batch (the bar ends when it does).
             maps = self._in_pieces(lambda piece: (function(piece),), batch, verbose,
                                    whole=True)[0]
-            details = {"targets": np.full(len(batch), -1, np.int32)}
+            classes = targets.classes.numpy() if isinstance(targets, RegionScore) else -1
+            details = {"targets": np.broadcast_to(classes, (len(batch),)).astype(np.int32)}
             return self._finish(maps, details, return_details)
         indices = _validation.as_target_indices(targets, len(batch), self.num_classes)
         maps, resolved, feasible, change = self._in_pieces(

@@ -33,6 +33,7 @@ class InputAdapter:
     Attributes:
         input_shape: the shape of one input.
         num_classes: the size of the class axis, or None (no single class axis).
+        output_shapes: the shape of each output (batch axis included).
         logits: the ``LogitsModel`` (output activations removed on a private copy).
         forward: ``ModelFunction`` ``x -> logits(model(preprocess(x)))``.
         has_graph: whether the model is functional or Sequential (layers can be named).
@@ -82,6 +83,7 @@ class InputAdapter:
             self.input_shape = _shape(input_shape)
         self.logits = LogitsModel(model)
         outputs = self._probe()
+        self.output_shapes = outputs
         single = len(outputs) == 1 and len(outputs[0]) >= 2 and outputs[0][-1] is not None
         self.num_classes = int(outputs[0][-1]) if single else None
         self.forward = ModelFunction(self._forward, self.num_classes)

@@ -281,3 +281,45 @@ def test_score_functions_are_checked_before_any_map(conv_model, x8):
             kd.DecoyConfig(layer="conv2", **{name: 2**64})
     with pytest.raises(ValueError, match="num_samples"):
         kd.methods.SmoothGrad(num_samples=2**31)
+
+
+def _segmentation_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 2))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c")(inputs)
+    return keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax", name="seg")(h))
+
+
+@pytest.mark.filterwarnings("ignore:The decoy range map is identically zero")
+def test_outputs_with_positions_average_the_class_logit_or_a_region():
+    model = _segmentation_model()
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 2)).astype(np.float32)
+    explainer = kd.Explainer(model)
+    mask = np.zeros((2, 8, 8), bool)
+    mask[0, 1:3, 2:5] = True
+    mask[1, 6:, :] = True
+    tensor = tf.constant(x)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(tensor)
+        logits = explainer._logits(tensor)  # the 1×1 convolution without its softmax
+        mean = tf.reduce_mean(logits, axis=[1, 2])
+        whole = tf.reduce_sum(mean[:, 2])
+        region = tf.reduce_sum(tf.reduce_sum(logits[..., 1] * mask, axis=[1, 2])
+                               / mask.sum(axis=(1, 2)))
+    predicted = np.argmax(mean.numpy(), axis=-1)
+    maps, details = explainer.explain(x, return_details=True)
+    np.testing.assert_array_equal(details["targets"], predicted)
+    np.testing.assert_allclose(explainer.explain(x, targets=2), tape.gradient(whole, tensor),
+                               rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(explainer.explain(x, targets=(1, mask)),
+                               tape.gradient(region, tensor), rtol=1e-5, atol=1e-8)
+    assert not np.allclose(explainer.explain(x, targets=(1, mask)),
+                           explainer.explain(x, targets=1))
+    with pytest.raises(ValueError, match=r"region `mask` of shape \(8, 8\)"):
+        explainer.explain(x, targets=(1, np.ones((4, 4), bool)))
+    with pytest.raises(ValueError, match="non-empty region"):
+        explainer.explain(x, targets=(1, np.zeros((8, 8), bool)))
+    with pytest.raises(ValueError, match=r"only for a model whose output has positions"):
+        kd.Explainer(small_conv_model()).explain(x[..., :2][:, :8, :8], targets=(1, mask))
+    dance = kd.Explainer(model, decoys=kd.DecoyConfig(layer="c", patch=4, steps=3))
+    assert np.all(np.isfinite(dance.explain(x, targets=(0, mask[0]))))
