@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from absl import app, flags
@@ -70,8 +71,14 @@ def _load_inputs(paths, input_shape):
                 array = np.load(path, allow_pickle=False)
             except Exception as error:
                 raise UsageError(f"cannot read {path}: {error}") from error
+            if array.dtype.kind not in "biuf":
+                raise UsageError(f"{path} holds {array.dtype} values; expected numbers")
             if array.ndim == len(input_shape):
                 array = array[None]
+            if array.ndim != len(input_shape) + 1:
+                raise UsageError(
+                    f"{path} has shape {array.shape}; expected one input "
+                    f"{tuple(input_shape)} or a batch (N, *{tuple(input_shape)})")
             batches.append(array.astype("float32"))
             names += [f"{path.stem}_{i}" for i in range(len(array))]
             continue
@@ -102,6 +109,9 @@ def _load_model(path):
 
     if not Path(path).exists():
         raise UsageError(f"model not found: {path}")
+    if Path(path).suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise UsageError(f"cannot load model {path}: not a valid .keras file (a zip archive); "
+                         "it may be corrupt or truncated")
     try:
         return keras.models.load_model(path, safe_mode=not FLAGS.unsafe)
     except Exception as error:
@@ -147,8 +157,13 @@ def explain(argv):
         raise UsageError(str(error)) from error
 
     out = Path(FLAGS.out or "out/explain")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".keras-dance-", dir=out.parent))
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out={out} is a file; expected a directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".keras-dance-", dir=out.parent))
+    except OSError as error:
+        raise UsageError(f"cannot write to --out={out}: {error}") from error
     try:
         np.save(staging / "maps.npy", maps)
         np.save(staging / "inputs.npy", x)
@@ -162,6 +177,8 @@ def explain(argv):
         for item in sorted(staging.iterdir()):
             os.replace(item, out / item.name)
             written.append(item.name)
+    except OSError as error:
+        raise UsageError(f"cannot write to --out={out}: {error}") from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if explainer.decoys is not None:
@@ -184,6 +201,8 @@ def export(argv):
         explainer.export(path, overwrite=FLAGS.overwrite)
     except FileExistsError as error:
         raise UsageError(f"{error}; pass --overwrite to replace it") from error
+    except OSError as error:
+        raise UsageError(f"cannot write to --out={FLAGS.out}: {error}") from error
     print(f"exported {argv[0]} ({explainer.method.name}"
           f"{' + decoys' if explainer.decoys is not None else ''}) to {path}/ with signatures "
           "serving_default, explain, explain_target")
@@ -203,6 +222,9 @@ def evaluate(argv):
         raise UsageError(f"data file not found: {path}")
     try:
         data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise UsageError(f"{path} is not an .npz archive; expected one with an array "
+                             "named x (and optionally y, masks)")
         x = np.asarray(data["x"], np.float32)[:FLAGS.limit]
         y = np.asarray(data["y"], np.int32)[:FLAGS.limit] if "y" in data else None
         masks = np.asarray(data["masks"])[:FLAGS.limit] if "masks" in data else None
@@ -213,15 +235,20 @@ def evaluate(argv):
         maps = _explain_with_progress(explainer, x, targets)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from error
-    rows = [
-        ("deletion AUC (lower is better)", kd.metrics.deletion(model, x, maps, targets)),
-        ("insertion AUC (higher is better)", kd.metrics.insertion(model, x, maps, targets)),
-        ("sparseness, Gini (higher is sparser)", kd.metrics.sparseness(maps)),
-        ("fidelity (lower is better)", kd.metrics.fidelity(model, x, maps, targets)),
-    ]
-    if masks is not None:
-        rows.append(("relevance mass in ground truth", kd.metrics.relevance_mass(maps, masks)))
-        rows.append(("pointing game", kd.metrics.pointing_game(maps, masks).astype(np.float32)))
+    try:
+        rows = [
+            ("deletion AUC (lower is better)", kd.metrics.deletion(model, x, maps, targets)),
+            ("insertion AUC (higher is better)", kd.metrics.insertion(model, x, maps, targets)),
+            ("sparseness, Gini (higher is sparser)", kd.metrics.sparseness(maps)),
+            ("fidelity (lower is better)", kd.metrics.fidelity(model, x, maps, targets)),
+        ]
+        if masks is not None:
+            rows.append(("relevance mass in ground truth",
+                         kd.metrics.relevance_mass(maps, masks)))
+            rows.append(("pointing game",
+                         kd.metrics.pointing_game(maps, masks).astype(np.float32)))
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"{path}: {error}") from error
     name = explainer.method.name + (" + decoys" if explainer.decoys is not None else "")
     print(f"{name} on {len(x)} examples of {path.name}")
     width = max(len(label) for label, _ in rows)

@@ -93,3 +93,52 @@ def test_per_command_help():
     assert result.returncode == 0
     assert "usage: keras-dance export" in result.stdout and "--overwrite" in result.stdout
     assert "--limit" not in result.stdout
+
+
+def _run_in_process(argv, capsys):
+    """The CLI's main() in this process (absl flags parsed afresh): no interpreter start-up."""
+    from keras_dance import cli as cli_module
+
+    flags = [a for a in argv if str(a).startswith("--")]
+    positional = [str(a) for a in argv if not str(a).startswith("--")]
+    cli_module.FLAGS.unparse_flags()
+    cli_module.FLAGS(["keras-dance", *map(str, flags)])
+    try:
+        status = cli_module.main(["keras-dance", *positional])
+    finally:
+        cli_module.FLAGS.unparse_flags()
+    return status, capsys.readouterr()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("strings_npy", "holds <U1 values; expected numbers"),
+    ("scalar_npy", "has shape (); expected one input"),
+    ("out_is_a_file", "is a file; expected a directory"),
+    ("out_unwritable", "cannot write to --out="),
+    ("evaluate_npy", "is not an .npz archive"),
+    ("evaluate_bad_masks", "Expected `masks` of shape"),
+    ("corrupt_keras", "not a valid .keras file"),
+])
+def test_cli_errors_are_one_line_never_a_traceback(tmp_path, capsys, case, message):
+    np.save(tmp_path / "strings.npy", np.array(["a", "b"]))
+    np.save(tmp_path / "scalar.npy", np.float32(1.0))
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "corrupt.keras").write_bytes(b"PK not really")
+    x = kd.datasets.load_digits()[2][:2]
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "bad_masks.npz", x=x, masks=np.ones((2, 5, 5), bool))
+    argv = {
+        "strings_npy": ["explain", MODEL, tmp_path / "strings.npy"],
+        "scalar_npy": ["explain", MODEL, tmp_path / "scalar.npy"],
+        "out_is_a_file": ["explain", MODEL, IMAGES[0], f"--out={tmp_path / 'file'}"],
+        "out_unwritable": ["explain", MODEL, IMAGES[0], f"--out={tmp_path / 'file' / 'a' / 'b'}"],
+        "evaluate_npy": ["evaluate", MODEL, tmp_path / "x.npy"],
+        "evaluate_bad_masks": ["evaluate", MODEL, tmp_path / "bad_masks.npz"],
+        "corrupt_keras": ["explain", tmp_path / "corrupt.keras", IMAGES[0]],
+    }[case]
+    status, captured = _run_in_process(argv, capsys)
+    assert status == 1
+    assert captured.err.startswith("keras-dance: error:") and message in captured.err, captured.err
+    assert "Traceback" not in captured.err
+    assert (tmp_path / "file").read_text() == "x"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".keras-dance-")]
