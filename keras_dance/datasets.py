@@ -4,8 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-#: Where the trained example models live in a source checkout.
-SAVED_MODELS = Path(__file__).resolve().parent.parent / "saved_models"
+#: Where the trained example models live: package data, so that a wheel (and every Ray or
+#: Beam worker that installs one) has them; ``saved_models/`` in a checkout links here.
+SAVED_MODELS = Path(__file__).resolve().parent / "saved_models"
 DIGITS_MODEL = "digits_cnn.keras"
 
 
