@@ -1,20 +1,38 @@
-"""keras_dance: saliency maps people can trust, for Keras 3 / TensorFlow classifiers."""
+"""keras_dance: saliency maps people can trust, for Keras 3 / TensorFlow classifiers.
 
-from keras_dance import attacks, callbacks, datasets, methods, metrics, sanity, training
-from keras_dance.decoys import DecoyConfig
-from keras_dance.explainer import Explainer
+Names are imported on first use (PEP 562): ``import keras_dance`` does not import
+TensorFlow, so the command line can quiet TensorFlow's start-up before it loads, and
+``kd.viz`` (matplotlib) costs nothing until it is used.
+"""
+
+import importlib
+
+# numpy only: bound eagerly so that the name is the function, not its module.
 from keras_dance.postprocess import postprocess
 
 __version__ = "0.1.0"
 
+_NAMES = {
+    "DecoyConfig": ("keras_dance.decoys", "DecoyConfig"),
+    "Explainer": ("keras_dance.explainer", "Explainer"),
+}
+_MODULES = ("attacks", "callbacks", "datasets", "methods", "metrics", "sanity", "training",
+            "decoys", "viz")
+
+__all__ = ["DecoyConfig", "Explainer", "attacks", "callbacks", "datasets", "methods",
+           "metrics", "postprocess", "sanity", "training", "__version__"]
+
 
 def __getattr__(name):
-    # kd.viz imports matplotlib; load it only when it is used.
-    if name == "viz":
-        import importlib
-
-        return importlib.import_module("keras_dance.viz")
+    if name in _NAMES:
+        module, attribute = _NAMES[name]
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value
+        return value
+    if name in _MODULES:
+        return importlib.import_module(f"keras_dance.{name}")
     raise AttributeError(f"module 'keras_dance' has no attribute {name!r}")
 
-__all__ = ["DecoyConfig", "Explainer", "attacks", "callbacks", "datasets", "methods", "metrics", "postprocess", "sanity", "training",
-           "__version__"]
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_MODULES))

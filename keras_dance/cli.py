@@ -16,6 +16,7 @@ truth); prints the quality metrics of the method as a table.
 Errors print one line and exit with status 1; nothing half-written is left in --out.
 """
 
+import contextlib
 import os
 import shutil
 import sys
@@ -41,9 +42,10 @@ flags.DEFINE_float("epsilon", 0.1, "DANCE: tolerance on the layer, relative to m
 flags.DEFINE_enum("aggregation", "range", ["range", "mean"], "DANCE: decoy aggregation.")
 flags.DEFINE_bool("overwrite", False, "export: replace an existing SavedModel directory.")
 flags.DEFINE_integer("limit", 64, "evaluate: use at most this many examples.")
+flags.DEFINE_bool("verbose", False, "Keep TensorFlow's start-up and INFO log lines.")
 
 _EXPLAINER_FLAGS = ["method", "batch_size", "decoy_layer", "patch", "stride", "epsilon",
-                    "aggregation", "unsafe"]
+                    "aggregation", "unsafe", "verbose"]
 COMMANDS = {
     "explain": ("explain MODEL INPUTS... — maps, overlays and raw arrays for images or .npy",
                 _EXPLAINER_FLAGS + ["out"]),
@@ -281,9 +283,38 @@ def main(argv):
     return 0
 
 
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Points file descriptor 2 at /dev/null (C++ libraries write there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _quiet_start_up():
+    """TensorFlow's C++/absl start-up lines and INFO logs stay out of the user's terminal
+    (``--verbose`` keeps them): the C++ log level is raised before TensorFlow loads, and
+    the lines it prints while loading, before any log level applies, are discarded."""
+    import logging
+
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # errors still reach us as Python exceptions
+    with _stderr_silenced():
+        import tensorflow  # noqa: F401
+        import keras  # noqa: F401
+    logging.getLogger("keras_dance").setLevel(logging.WARNING)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+
 def run():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv
+    if "--verbose" not in argv:
+        _quiet_start_up()
     if len(argv) >= 3 and argv[1] in COMMANDS and argv[2] in ("--help", "-h", "help"):
         print(_command_help(argv[1]))
         return

@@ -24,6 +24,9 @@ def test_explain_writes_maps_and_overlays(tmp_path, digits_model):
     result = cli("explain", MODEL, *IMAGES[:2], "--method=gradient", f"--out={out}")
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
+    # Our lines only: TensorFlow's C++/absl start-up chatter stays out (--verbose keeps it).
+    for chatter in ("I0000", "E0000", "absl::InitializeLog", "cuda", "port.cc"):
+        assert chatter not in result.stderr, result.stderr
     maps = np.load(out / "maps.npy")
     inputs = np.load(out / "inputs.npy")
     assert maps.shape == (2, 32, 32, 1)
