@@ -111,14 +111,23 @@ def attack(explainer, x, kind="topk", epsilon=8 / 255, step_size=1 / 255, iterat
     Returns:
         An ``AttackResult``.
     """
+    from keras_dance.explainer import Explainer
+
+    if not isinstance(explainer, Explainer):
+        raise TypeError(f"Expected `explainer` to be a kd.Explainer. Received: explainer of "
+                        f"type {type(explainer).__name__}")
     if kind not in KINDS:
         raise ValueError(f"Expected `kind` to be one of {list(KINDS)}. Received: kind={kind!r}")
     for name, value in (("epsilon", epsilon), ("step_size", step_size), ("beta", beta)):
-        if not np.isscalar(value) or not value > 0:
-            raise ValueError(f"Expected `{name}` > 0. Received: {name}={value!r}")
+        if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                or not np.isfinite(value) or not value > 0):
+            raise ValueError(f"Expected `{name}` > 0 (a finite number). Received: {name}={value!r}")
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"Expected `iterations` >= 1. Received: iterations={iterations!r}")
-    lo, hi = value_range
+    try:
+        lo, hi = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        lo = hi = float("nan")
     if not lo < hi:
         raise ValueError(f"Expected `value_range` (lo, hi) with lo < hi. Received: {value_range!r}")
     x = np.asarray(x, np.float32)

@@ -67,7 +67,9 @@ class ExplanationCallback(keras.callbacks.Callback):
             raise ValueError(f"Expected `y` of shape ({len(self.x)},). Received: y.shape={self.y.shape}")
         self.log_dir = str(log_dir)
         self.save_maps = bool(save_maps)
-        self.max_images = int(max_images)
+        from keras_dance import _validation
+
+        self.max_images = _validation.check_positive_int(max_images, "max_images")
         self.deletion_steps = int(deletion_steps)
         self._writer = None
         self._epoch = None

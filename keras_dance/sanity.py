@@ -67,6 +67,9 @@ def model_randomisation(explainer, x, targets=None, mode="cascading", seed=0):
         A list, one entry per step (top layer first): ``{"layer": name, "spearman_abs",
         "spearman_signed", "ssim", "hog_pearson"}`` with per-input arrays.
     """
+    from keras_dance import _validation
+
+    _validation.check_positive_int(seed, "seed", minimum=0)
     if mode not in ("cascading", "independent"):
         raise ValueError(
             f"Expected `mode` 'cascading' or 'independent'. Received: mode={mode!r}"
@@ -94,6 +97,14 @@ def train_on_random_labels(model, x, y, epochs=10, batch_size=32, seed=0,
     Returns:
         The trained copy.
     """
+    from keras_dance import _validation
+
+    _validation.check_positive_int(epochs, "epochs")
+    _validation.check_positive_int(batch_size, "batch_size")
+    _validation.check_positive_int(seed, "seed", minimum=0)
+    if len(np.asarray(x)) != len(np.asarray(y)):
+        raise ValueError(f"Expected one label per input in `y` ({len(np.asarray(x))}). "
+                         f"Received: y of length {len(np.asarray(y))}")
     keras.utils.set_random_seed(seed)
     copy = keras.models.clone_model(model)  # fresh initial weights
     shuffled = np.random.default_rng(seed).permutation(np.asarray(y))
@@ -112,8 +123,15 @@ def passes(similarity, threshold=0.5):
         threshold: the rank correlation below which the maps count as changed.
             Defaults to 0.5.
     """
-    if isinstance(similarity, list):
+    if isinstance(similarity, list) and similarity:
         similarity = similarity[-1]
+    if not isinstance(similarity, dict) or "spearman_abs" not in similarity:
+        raise ValueError(
+            "Expected `similarity` from random_label_check or model_randomisation (with "
+            f"'spearman_abs'). Received: {type(similarity).__name__}")
+    if (isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number))
+            or not np.isfinite(threshold)):
+        raise ValueError(f"Expected a finite number `threshold`. Received: threshold={threshold!r}")
     return bool(np.nanmean(similarity["spearman_abs"]) < threshold)
 
 

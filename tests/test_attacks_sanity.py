@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import small_conv_model
 
 import keras_dance as kd
 from keras_dance import attacks, sanity
@@ -120,3 +121,31 @@ def test_generators_are_deterministic_and_masks_match():
         assert "".join(letters[seq.argmax(-1)][mask]) in (
             "", kd.datasets.MOTIFS[0], kd.datasets.MOTIFS[1],
             kd.datasets.MOTIFS[0] + kd.datasets.MOTIFS[1], kd.datasets.MOTIFS[1] + kd.datasets.MOTIFS[0])
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda e, m, x: kd.attacks.attack(m, x, iterations=1), TypeError, "kd.Explainer"),
+    (lambda e, m, x: kd.attacks.attack(e, x, epsilon="a", iterations=1), ValueError, "epsilon"),
+    (lambda e, m, x: kd.attacks.attack(e, x, value_range=None, iterations=1), ValueError,
+     "value_range"),
+    (lambda e, m, x: kd.sanity.model_randomisation(e, x, seed="a"), ValueError, "seed"),
+    (lambda e, m, x: kd.sanity.passes({"ssim": 1.0}), ValueError, "spearman_abs"),
+    (lambda e, m, x: kd.sanity.passes({"spearman_abs": [0.1]}, threshold="x"), ValueError,
+     "threshold"),
+    (lambda e, m, x: kd.sanity.train_on_random_labels(m, x, [0, 1, 2], epochs=1), ValueError,
+     "one label per input"),
+    (lambda e, m, x: kd.sanity.train_on_random_labels(m, x, [0, 1], epochs=0), ValueError,
+     "epochs"),
+    (lambda e, m, x: kd.callbacks.ExplanationCallback(e, x, max_images=-1), ValueError,
+     "max_images"),
+    (lambda e, m, x: kd.methods.IntegratedGradients(baseline="a"), TypeError, "baseline"),
+    (lambda e, m, x: kd.methods.SmoothGrad(noise_level="a"), ValueError, "noise_level"),
+    (lambda e, m, x: kd.training.SCAAT(m, steps=2**40), ValueError, "steps"),
+    (lambda e, m, x: kd.training.SCAAT(m, gamma="a"), ValueError, "gamma"),
+])
+def test_evidence_and_training_entry_points_validate_at_the_door(call, error, message):
+    model = small_conv_model()
+    explainer = kd.Explainer(model)
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 2)).astype(np.float32)
+    with pytest.raises(error, match=message):
+        call(explainer, model, x)

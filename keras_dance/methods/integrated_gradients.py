@@ -39,7 +39,12 @@ class IntegratedGradients(SaliencyMethod):
     def __init__(self, steps=50, baseline=0.0):
         # At most 2**20 points: the weights are a constant of that size.
         steps = _validation.check_positive_int(steps, "steps", minimum=2, maximum=2**20)
-        baseline_array = np.asarray(baseline, dtype=np.float32)
+        try:
+            baseline_array = np.asarray(baseline, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"Expected `baseline` to be a number or an array. Received: baseline={baseline!r}"
+            ) from error
         if not np.all(np.isfinite(baseline_array)):
             raise ValueError(
                 f"Expected a finite `baseline`. Received: baseline={baseline!r}"

@@ -42,7 +42,8 @@ class SmoothGrad(SaliencyMethod):
 
         self.method = get_method("gradient" if method is None else method)
         num_samples = _validation.check_positive_int(num_samples, "num_samples", maximum=2**20)
-        if not np.isscalar(noise_level) or not np.isfinite(noise_level) or noise_level <= 0:
+        if (isinstance(noise_level, bool) or not isinstance(noise_level, (int, float, np.number))
+                or not np.isfinite(noise_level) or noise_level <= 0):
             raise ValueError(
                 "Expected `noise_level` to be a positive number. "
                 f"Received: noise_level={noise_level!r}"

@@ -28,7 +28,8 @@ from keras_dance.methods.base import ModelFunction
 
 
 def _check(name, value, minimum, strict):
-    if isinstance(value, bool) or not np.isscalar(value) or not np.isfinite(value) or (
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or (
+            not np.isfinite(value)) or (
             value <= minimum if strict else value < minimum):
         sign = ">" if strict else ">="
         raise ValueError(f"Expected `{name}` {sign} {minimum}. Received: {name}={value!r}")
@@ -74,8 +75,9 @@ class SCAAT(keras.Model):
         self.gamma = _check("gamma", gamma, 0, strict=False)
         self.beta = _check("beta", beta, 0, strict=False)
         self.step_size = _check("step_size", step_size, 0, strict=True)
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"Expected `steps` >= 1. Received: steps={steps!r}")
+        if (isinstance(steps, bool) or not isinstance(steps, (int, np.integer))
+                or not 1 <= steps <= 2**31 - 1):
+            raise ValueError(f"Expected `steps` in [1, 2**31 - 1]. Received: steps={steps!r}")
         self.steps = int(steps)
         lo, hi = value_range
         if not lo < hi:
