@@ -284,6 +284,9 @@ def test_mixed_precision_models_give_float32_maps_and_valid_decoys():
     finally:
         keras.mixed_precision.set_global_policy("float32")
     x = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype(np.float32)
+    for method in ("gradient_x_input", "integrated_gradients", "smoothgrad", "cgi"):
+        other = kd.Explainer(model, method).explain(x)
+        assert other.dtype == np.float32 and np.all(np.isfinite(other)), method
     maps = kd.Explainer(model).explain(x, targets=1)
     tensor = tf.constant(x)
     with tf.GradientTape() as tape:
@@ -300,3 +303,19 @@ def test_mixed_precision_models_give_float32_maps_and_valid_decoys():
     # float16 activations: the constraint holds up to float16 rounding of the layer (1e-3).
     assert np.all(change[feasible[0]] <= 0.1 * np.abs(base).max() * (1 + 1e-3) + 1e-3)
     assert np.all(np.isfinite(explainer.explain(x)))
+
+
+def test_variable_length_inputs_explain_and_refuse_decoys_clearly():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, 3))
+    h = L.Conv1D(4, 3, padding="same", activation="relu", name="c")(inputs)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling1D()(h)))
+    explainer = kd.Explainer(model)
+    for length in (5, 9):
+        x = np.random.default_rng(length).uniform(size=(2, length, 3)).astype(np.float32)
+        assert explainer.explain(x, targets=1).shape == x.shape
+    with pytest.raises(ValueError, match="fully known input shape for decoys"):
+        kd.Explainer(model, decoys=kd.DecoyConfig(layer="c"))
+    dance = kd.Explainer(model, decoys=kd.DecoyConfig(layer="c", patch=2, steps=3),
+                         input_shape=(8, 3))
+    assert dance.explain(np.full((1, 8, 3), 0.5, np.float32)).shape == (1, 8, 3)
