@@ -275,6 +275,11 @@ def main(argv):
         print(f"usage: keras-dance {{{'|'.join(COMMANDS)}}} ... (keras-dance COMMAND --help)",
               file=sys.stderr)
         return 2
+    if not FLAGS.verbose:
+        # absl sets its verbosity from its flags when app.run parses them: lower it here.
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.WARNING)
     try:
         {"explain": explain, "export": export, "evaluate": evaluate}[args[0]](args[1:])
     except UsageError as error:
@@ -307,8 +312,8 @@ def _quiet_start_up():
     with _stderr_silenced():
         import tensorflow  # noqa: F401
         import keras  # noqa: F401
-    logging.getLogger("keras_dance").setLevel(logging.WARNING)
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    for name in ("keras_dance", "absl", "tensorflow"):  # e.g. SavedModel's renaming notes
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run():

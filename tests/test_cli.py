@@ -74,6 +74,8 @@ def test_export_and_evaluate_commands(tmp_path, digits_model):
     result = cli("export", MODEL, f"--out={out}")
     assert result.returncode == 0, result.stderr
     assert (out / "saved_model.pb").exists() and "explain_target" in result.stdout
+    # TensorFlow's SavedModel INFO lines (signature renaming, assets) stay out.
+    assert result.stderr.strip() == "", result.stderr
     again = cli("export", MODEL, f"--out={out}")
     assert again.returncode == 1 and "--overwrite" in again.stderr
     x_train, y_train, x_test, y_test = kd.datasets.load_digits()
