@@ -15,6 +15,24 @@ def check_backend():
         )
 
 
+def as_numeric_array(value, name, kinds="biuf"):
+    """``value`` as a numpy array whose dtype kind is in ``kinds``, else a TypeError."""
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged nests and the like
+        raise TypeError(
+            f"Expected `{name}` to be a numeric array. Received: {name} of type "
+            f"{type(value).__name__} ({error})"
+        ) from error
+    if array.dtype.kind not in kinds:
+        allowed = "float or int" if "b" not in kinds else "bool, int or float"
+        raise TypeError(
+            f"Expected `{name}` to be a numeric array with a numeric dtype ({allowed}). "
+            f"Received: {name} with dtype={array.dtype}"
+        )
+    return array
+
+
 def as_input_batch(x, feature_shape, name="x"):
     """Validates one batch and returns it as a float32 numpy array.
 
@@ -24,18 +42,7 @@ def as_input_batch(x, feature_shape, name="x"):
     """
     if isinstance(x, (tf.Tensor, tf.Variable)):
         x = x.numpy()
-    try:
-        array = np.asarray(x)
-    except Exception as error:  # ragged lists and the like
-        raise TypeError(
-            f"Expected `{name}` to be a numeric array. Received: {name} of type "
-            f"{type(x).__name__} ({error})"
-        ) from error
-    if array.dtype.kind not in "fiu":
-        raise TypeError(
-            f"Expected `{name}` to have a numeric dtype (float or int). "
-            f"Received: {name} with dtype={array.dtype}"
-        )
+    array = as_numeric_array(x, name, kinds="fiu")
     expected = (None,) + tuple(feature_shape)
     if array.ndim != len(expected):
         raise ValueError(

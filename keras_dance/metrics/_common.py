@@ -4,20 +4,9 @@ import numpy as np
 
 
 def _numeric(value, name):
-    """``value`` as a numeric numpy array, or a TypeError naming ``name``."""
-    try:
-        array = np.asarray(value)
-    except Exception as error:  # ragged nests and the like
-        raise TypeError(
-            f"Expected `{name}` to be a numeric array. Received: {name} of type "
-            f"{type(value).__name__}"
-        ) from error
-    if array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"Expected `{name}` to be a numeric array. Received: {name} with dtype "
-            f"{array.dtype}"
-        )
-    return array
+    from keras_dance._validation import as_numeric_array
+
+    return as_numeric_array(value, name)
 
 
 def as_maps(maps, name="maps"):
