@@ -205,8 +205,11 @@ class Explainer:
         A score function sees whole batches (tf-keras-vis ``CategoricalScore([...])``
         holds one index per input), so the check runs on the batch it will explain.
         """
-        probe = tf.constant(batch)
-        outputs = self._forward(probe)
+        probe = batch
+        # The outputs in passes of the memory knob (only the logits are kept).
+        pieces = [self._forward(tf.constant(batch[i:i + self.batch_size]))
+                  for i in range(0, len(batch), self.batch_size)]
+        outputs = tf.nest.map_structure(lambda *parts: tf.concat(parts, 0), *pieces)
         with tf.GradientTape() as tape:
             tape.watch(outputs)
             try:
