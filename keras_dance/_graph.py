@@ -1,7 +1,7 @@
 """Layer graphs: the computation from a model's input to any layer, nested models included.
 
 A Keras functional model is a DAG of *nodes* (one call of an operation on symbolic
-tensors). ``LayerPath`` finds a layer by name, path, index or object through models used
+tensors). ``resolve`` finds a layer by name, path, index or object through models used
 as layers (a base model inside a transfer-learning model, at any depth), and
 ``GraphFunction`` evaluates ``x -> F_l(x)`` node by node, with nested functional models
 inlined. Unlike ``keras.Model(model.input, layer.output)`` it needs no new symbolic call
@@ -42,11 +42,8 @@ def layer_paths(model, prefix=()):
     return found
 
 
-def _format(paths, limit=None):
-    names = ["/".join(p) for p in paths]
-    if limit is not None and len(names) > limit:
-        return ", ".join(names[:limit]) + f", … ({len(names) - limit} more)"
-    return ", ".join(names)
+def _format(paths):
+    return ", ".join("/".join(p) for p in paths)
 
 
 def resolve(model, layer):
@@ -80,8 +77,7 @@ def resolve(model, layer):
                 return chain(path)
             matches = []
         else:
-            matches = [p for p in paths if p[0][-1] == layer]
-            matches = [p for p, _ in matches]
+            matches = [p for p, _ in paths if p[-1] == layer]
         what = f"layer={layer!r}"
     else:
         count = len(model.layers)

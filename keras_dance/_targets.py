@@ -26,20 +26,23 @@ class IndexTargets:
                 "Expected a callable `targets` for a model with several outputs. "
                 f"Received: targets=class indices for {len(outputs)} outputs."
             )
-        classes = tf.shape(outputs)[-1]
-        one_hot = tf.one_hot(self.indices, classes, dtype=outputs.dtype)
-        rank = len(outputs.shape)
-        if rank > 2:
-            one_hot = tf.reshape(
-                one_hot, tf.concat([[-1], tf.ones([rank - 2], tf.int32), [classes]], 0)
-            )
-        selected = tf.reduce_sum(outputs * one_hot, axis=-1)
-        if rank > 2:
-            selected = tf.reduce_mean(selected, axis=list(range(1, rank - 1)))
+        selected = class_logits(outputs, self.indices)
+        if len(outputs.shape) > 2:
+            selected = tf.reduce_mean(selected, axis=list(range(1, len(outputs.shape) - 1)))
         return selected
 
     def tile(self, copies):
         return IndexTargets(tf.tile(self.indices, [copies]))
+
+
+def class_logits(outputs, classes):
+    """``outputs[r, …, classes[r]]``: each row's class, at every position ``(B, *positions)``."""
+    count = tf.shape(outputs)[-1]
+    one_hot = tf.one_hot(classes, count, dtype=outputs.dtype)
+    rank = len(outputs.shape)
+    if rank > 2:
+        one_hot = tf.reshape(one_hot, tf.concat([[-1], tf.ones([rank - 2], tf.int32), [count]], 0))
+    return tf.reduce_sum(outputs * one_hot, axis=-1)
 
 
 def predicted_classes(outputs):
@@ -69,10 +72,8 @@ class RegionScore:
         rank = len(outputs.shape)
         mask = self.mask if len(self.mask.shape) == rank - 1 else self.mask[None]
         mask = tf.broadcast_to(mask, tf.shape(outputs)[:-1])
-        one_hot = tf.one_hot(self.classes, tf.shape(outputs)[-1], dtype=outputs.dtype)
-        one_hot = tf.reshape(one_hot, tf.concat(
-            [[-1], tf.ones([rank - 2], tf.int32), [tf.shape(outputs)[-1]]], 0))
-        per_position = tf.reduce_sum(outputs * one_hot, axis=-1)
+        classes = tf.broadcast_to(self.classes, tf.shape(outputs)[:1])
+        per_position = class_logits(outputs, classes)
         axes = list(range(1, rank - 1))
         return (tf.reduce_sum(per_position * tf.cast(mask, outputs.dtype), axis=axes)
                 / tf.cast(tf.reduce_sum(mask, axis=axes), outputs.dtype))
@@ -92,20 +93,20 @@ class CallableTargets:
 
     def score(self, outputs):
         if self.copies == 1:
-            return _as_row_scores(self.fn(outputs))
+            return as_row_scores(self.fn(outputs))
         blocks = []
         for j in range(self.copies):
             def take(o, j=j):
                 rows = tf.shape(o)[0] // self.copies
                 return o[j * rows:(j + 1) * rows]
-            blocks.append(_as_row_scores(self.fn(tf.nest.map_structure(take, outputs))))
+            blocks.append(as_row_scores(self.fn(tf.nest.map_structure(take, outputs))))
         return tf.concat(blocks, axis=0)
 
     def tile(self, copies):
         return CallableTargets(self.fn, self.copies * copies)
 
 
-def _as_row_scores(scores):
+def as_row_scores(scores):
     """Sums the scores of several outputs (tf-keras-vis returns a list for those)."""
     if isinstance(scores, (list, tuple)):
         scores = tf.add_n([tf.reshape(s, [tf.shape(s)[0], -1]) for s in scores])

@@ -11,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dance import _validation
-from keras_dance._targets import CallableTargets, IndexTargets, RegionScore, predicted_classes
+from keras_dance._targets import (CallableTargets, IndexTargets, RegionScore, as_row_scores,
+                                  predicted_classes)
 from keras_dance.aggregate import Reducer
 from keras_dance.decoys import DecoyEngine
 from keras_dance.decoys.dance import DecoyMaps
@@ -85,7 +86,7 @@ class Explainer:
                 "`input_shape=` with every axis"
             )
         self.decoys = None if decoys is None else DecoyEngine(
-            model, decoys, self.input_shape, preprocess=preprocess)
+            model, decoys, self.input_shape, prepare=self._inputs.prepare)
         expansion = self.method.expansion(self.num_classes) if self.num_classes else 1
         if self.decoys is None:
             self._dance = None
@@ -205,7 +206,6 @@ class Explainer:
         A score function sees whole batches (tf-keras-vis ``CategoricalScore([...])``
         holds one index per input), so the check runs on the batch it will explain.
         """
-        probe = batch
         # The outputs in passes of the memory knob (only the logits are kept).
         pieces = [self._forward(tf.constant(batch[i:i + self.batch_size]))
                   for i in range(0, len(batch), self.batch_size)]
@@ -219,17 +219,13 @@ class Explainer:
                     f"Expected `targets` to be a score function on the model's (logit) "
                     f"outputs. Received: calling it raised {type(error).__name__}: {error}"
                 ) from error
-            if isinstance(scores, (list, tuple)) and scores and all(
-                    isinstance(s, (tf.Tensor, np.ndarray)) for s in scores):
-                scores = tf.add_n([tf.reshape(tf.convert_to_tensor(s), [len(probe), -1])
-                                   for s in scores])
             if scores is None or isinstance(scores, (str, bytes)):
                 raise TypeError(
                     f"Expected `targets` to return float scores, one per input. Received: "
                     f"it returned {scores!r}"
                 )
-            try:
-                scores = tf.convert_to_tensor(scores)
+            try:  # the reduction the compiled maps apply (lists summed, extra axes summed)
+                scores = as_row_scores(scores)
             except (TypeError, ValueError) as error:
                 raise TypeError(
                     f"Expected `targets` to return float scores, one per input. Received: "
@@ -240,10 +236,10 @@ class Explainer:
                 "Expected `targets` to return float scores (integer scores have no "
                 f"gradient). Received: scores of dtype {scores.dtype.name}"
             )
-        if len(scores.shape) == 0 or scores.shape[0] != len(probe):
+        if len(scores.shape) == 0 or scores.shape[0] != len(batch):
             raise ValueError(
-                f"Expected `targets` to return one score per input, shape ({len(probe)},) "
-                f"for {len(probe)} inputs. Received: scores of shape {tuple(scores.shape)}"
+                f"Expected `targets` to return one score per input, shape ({len(batch)},) "
+                f"for {len(batch)} inputs. Received: scores of shape {tuple(scores.shape)}"
             )
         if tape.gradient(scores, outputs) is None:
             raise ValueError(

@@ -88,18 +88,21 @@ class InputAdapter:
         self.num_classes = int(outputs[0][-1]) if single else None
         self.forward = ModelFunction(self._forward, self.num_classes)
 
+    def prepare(self, x):
+        """Raw inputs as the model takes them: ``preprocess(x)``, or ``x`` without one."""
+        if self.preprocess is None:
+            return x
+        # A tensor, never a numpy array: Keras's preprocess_input edits arrays in place.
+        return self.preprocess(tf.convert_to_tensor(x, tf.float32))
+
     def _forward(self, x):
-        if self.preprocess is not None:
-            # A tensor, never a numpy array: Keras's preprocess_input edits arrays in place.
-            x = self.preprocess(tf.convert_to_tensor(x, tf.float32))
         # Mixed precision: float16 logits become float32 (the cast is differentiable).
-        return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), self.logits(x))
+        return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32),
+                                     self.logits(self.prepare(x)))
 
     def model_outputs(self, x):
         """The user's model on raw inputs (serving predictions): ``model(preprocess(x))``."""
-        if self.preprocess is not None:
-            x = self.preprocess(tf.convert_to_tensor(x, tf.float32))
-        return self.model(x, training=False)
+        return self.model(self.prepare(x), training=False)
 
     def _probe(self):
         """The output shapes; refuses a model the gradient cannot pass through.

@@ -11,8 +11,9 @@ input. Per spatial axis and layer, with ``k`` the effective kernel, ``s`` the st
 and position ``q`` of layer ``l`` sees the input interval ``[q·J − P, q·J − P + R)``.
 Where branches merge (residual ``Add``, channel ``Concatenate`` …) they must share ``J``
 and length; the merged field is the union, ``P = max P_i`` and ``R − P = max(R_i − P_i)``.
-Every tensor before layer ``l`` has a jump dividing ``J``, so a crop that starts at a multiple of ``J`` and whose length is congruent to the input's
-length modulo ``J`` reproduces every layer's padding and grid, so the crop's outputs at
+Every tensor before layer ``l`` has a jump dividing ``J``, so a crop that starts at a
+multiple of ``J`` and whose length is congruent to the input's length modulo ``J``
+reproduces every layer's padding and grid, so the crop's outputs at
 the footprint equal the full model's; the engine still verifies this on a probe.
 """
 
@@ -132,15 +133,13 @@ class AxisGeometry:
 
     @classmethod
     def build(cls, ops, size):
-        jump, field, offset, n = 1, 1, 0, size
+        """The geometry of a chain of ``AxisOp`` (``_Field.then`` applied in turn)."""
+        field = _Field(1, 1, 0, size)
         for op in ops:
-            offset += op.pad_before(n) * jump
-            field += (op.kernel - 1) * jump
-            jump *= op.stride
-            n = op.output_size(n)
-            if n < 1:
+            field = field.then(op)
+            if field.size < 1:
                 raise ValueError(f"Layer chain shrinks the axis below one position ({size}).")
-        return cls(tuple(ops), size, jump, field, offset, n)
+        return cls(tuple(ops), size, field.jump, field.field, field.offset, field.size)
 
     def footprint(self, start, length):
         """Layer-``l`` positions ``[lo, hi]`` whose receptive field meets the patch."""

@@ -23,7 +23,8 @@ _PROBE_RTOL = 1e-5
 
 
 class LayerFunction:
-    """``x -> F_l(x)`` on the explainer's inputs: the user's preprocessing, then the layers.
+    """``x -> F_l(x)`` on the explainer's inputs: ``prepare`` (the explainer's input
+    adaptation, ``InputAdapter.prepare``), then the layers.
 
     Attributes:
         graph: the ``kd._graph.GraphFunction`` when the layer is part of a functional
@@ -31,8 +32,8 @@ class LayerFunction:
         name: the layer's path (``"outer/inner"``) or the callable's name.
     """
 
-    def __init__(self, model, layer, preprocess=None):
-        self.preprocess = preprocess
+    def __init__(self, model, layer, prepare=None):
+        self.prepare = prepare
         if callable(layer) and not isinstance(layer, keras.layers.Layer):
             self.graph, self._fn = None, layer
             self.name = getattr(layer, "__name__", type(layer).__name__)
@@ -52,9 +53,8 @@ class LayerFunction:
         self.name = self.graph.name
 
     def __call__(self, x, training=False):
-        if self.preprocess is not None:
-            # A tensor, never a numpy array: Keras's preprocess_input edits arrays in place.
-            x = self.preprocess(tf.convert_to_tensor(x, tf.float32))
+        if self.prepare is not None:
+            x = self.prepare(x)
         out = self.graph(x, training=training) if self.graph is not None else self._fn(x)
         return tf.cast(out, tf.float32)  # mixed precision: the constraint runs in float32
 
@@ -66,7 +66,7 @@ class DecoyEngine:
         model: the user's model (never changed).
         config: a ``DecoyConfig``.
         input_shape: the explainer's input shape (without the batch axis).
-        preprocess: the explainer's ``preprocess`` callable, or None.
+        prepare: the explainer's input adaptation (``InputAdapter.prepare``), or None.
 
     Attributes:
         sub_model: ``F_l`` as a callable ``LayerFunction`` on the explainer's inputs; it
@@ -82,14 +82,14 @@ class DecoyEngine:
     #: benchmarks/bench_decoys.py); class attribute so the benchmark can compare.
     fuse = True
 
-    def __init__(self, model, config, input_shape, preprocess=None):
+    def __init__(self, model, config, input_shape, prepare=None):
         if not isinstance(config, DecoyConfig):
             raise TypeError(
                 f"Expected `decoys` to be a kd.DecoyConfig or None. Received: decoys={config!r}"
             )
         self.config = config
         self.input_shape = tuple(input_shape)
-        self.sub_model = LayerFunction(model, config.layer, preprocess)
+        self.sub_model = LayerFunction(model, config.layer, prepare)
         self.layer_name = self.sub_model.name
         has_channels = len(self.input_shape) >= 2
         self.spatial_shape = self.input_shape[:-1] if has_channels else self.input_shape
