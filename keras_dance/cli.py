@@ -39,7 +39,8 @@ flags.DEFINE_integer("patch", None, "DANCE: patch side (default: the smallest si
                      "that tiles the input with at most 256 patches).")
 flags.DEFINE_integer("stride", None, "DANCE: patch stride (defaults to the patch).")
 flags.DEFINE_float("epsilon", 0.1, "DANCE: tolerance on the layer, relative to max |F_l(x)|.")
-flags.DEFINE_enum("aggregation", "range", ["range", "mean"], "DANCE: decoy aggregation.")
+flags.DEFINE_enum("aggregation", "range", ["range", "patch_range", "mean"],
+                  "DANCE: decoy aggregation (see docs/quality.md, When to use DANCE).")
 flags.DEFINE_bool("overwrite", False, "export: replace an existing SavedModel directory.")
 flags.DEFINE_integer("limit", 64, "evaluate: use at most this many examples.")
 flags.DEFINE_bool("verbose", False, "Keep TensorFlow's start-up and INFO log lines.")

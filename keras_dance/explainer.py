@@ -35,8 +35,12 @@ class Explainer:
         decoys: a ``kd.DecoyConfig`` for decoy-enhanced (DANCE) maps: the method's map of
             every decoy, aggregated per feature; ``None`` for the plain method. Defaults
             to None.
-        aggregation: "range" (DANCE Eq. 3, max − min over decoys) or "mean" (the paper's
-            ablation). Used with ``decoys``. Defaults to "range".
+        aggregation: "range" (DANCE Eq. 3, max − min over all decoys), "patch_range" (the
+            per-patch reading of Theorem 1: each feature's range over the decoys of the
+            patches covering it, averaged over those patches; ``kd.aggregate.
+            patch_range_aggregate``) or "mean" (the paper's ablation). Used with
+            ``decoys``; docs/quality.md ("When to use DANCE") compares them. Defaults to
+            "range".
         batch_size: the memory knob — the most model rows (inputs × noise samples ×
             integration steps × classes) evaluated in one forward and backward pass.
             Defaults to 128.
@@ -87,6 +91,8 @@ class Explainer:
             )
         self.decoys = None if decoys is None else DecoyEngine(
             model, decoys, self.input_shape, prepare=self._inputs.prepare)
+        if self.decoys is not None:
+            self._reducer.bind(self.decoys)
         expansion = self.method.expansion(self.num_classes) if self.num_classes else 1
         if self.decoys is None:
             self._dance = None
@@ -351,7 +357,7 @@ class Explainer:
         return batch
 
     def _finish(self, maps, details, return_details):
-        if self.decoys is not None and self.aggregation == "range":
+        if self.decoys is not None and self.aggregation in ("range", "patch_range"):
             flat = np.abs(maps.reshape(len(maps), -1)).max(axis=1)
             zero = int(np.sum(flat == 0))
             if zero:

@@ -176,6 +176,62 @@ def test_mean_aggregation_and_constant_decoys():
     np.testing.assert_allclose(maps, grads.max(1) - grads.min(1), rtol=1e-4, atol=1e-6)
 
 
+def _patch_range_reference(decoy_maps, engine):
+    """NumPy: per feature, |max − min| over each covering patch's two decoys, averaged."""
+    covers = masks_lib.patch_masks(engine.spatial_shape, engine.starts, engine.patch)
+    if decoy_maps.ndim > covers.ndim:  # channels
+        covers = covers[..., None]
+    pairs = decoy_maps.reshape((-1, 2) + decoy_maps.shape[1:])
+    ranges = pairs.max(1) - pairs.min(1)
+    return (ranges * covers).sum(0) / np.broadcast_to(covers, ranges.shape).sum(0)
+
+
+@pytest.mark.parametrize("case, patch, stride, batch_size", [
+    ("image", 4, 2, 7),      # half-overlapping patches; 7 rows: chunks split to whole patches
+    ("image", 4, None, 128),
+    ("sequence", 5, 3, 5),
+    ("vector", 3, 2, 3),
+])
+def test_patch_range_against_numpy(case, patch, stride, batch_size):
+    make, config, shape = CASES[case]
+    config = kd.DecoyConfig.from_config(
+        {**config.get_config(), "patch": patch, "stride": stride, "steps": 8})
+    model = make()
+    explainer = kd.Explainer(model, decoys=config, aggregation="patch_range",
+                             batch_size=batch_size)
+    assert explainer._dance.decoys_per_map_pass % 2 == 0
+    x = np.random.default_rng(5).uniform(size=(2,) + shape).astype(np.float32)
+    targets = explainer.predict_classes(x)
+    decoys, _ = explainer.generate_decoys(x)
+    plain = kd.Explainer(model)
+    expected = np.stack([
+        _patch_range_reference(plain.explain(decoys[b], np.full(len(decoys[b]), targets[b])),
+                               explainer.decoys) for b in range(len(x))])
+    maps = explainer.explain(x, targets)
+    np.testing.assert_allclose(maps, expected, rtol=1e-4, atol=1e-6)
+    assert np.all(maps >= 0) and maps.max() > 0
+    # The pure function agrees with the streaming reducer.
+    covers = masks_lib.patch_masks(explainer.decoys.spatial_shape, explainer.decoys.starts,
+                                   explainer.decoys.patch)
+    covers = covers[..., None] if len(shape) > 1 else covers
+    decoy_maps = plain.explain(decoys[0], np.full(len(decoys[0]), targets[0]))
+    np.testing.assert_allclose(aggregate.patch_range_aggregate(decoy_maps, covers), expected[0],
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_patch_range_differs_from_range_and_needs_two_decoys_per_patch():
+    model = image_model()
+    x = np.random.default_rng(6).uniform(size=(1, 12, 12, 2)).astype(np.float32)
+    config = kd.DecoyConfig(layer="conv2", patch=4, steps=8)
+    per_patch = kd.Explainer(model, decoys=config, aggregation="patch_range").explain(x)
+    overall = kd.Explainer(model, decoys=config, aggregation="range").explain(x)
+    # Each feature's range over its own patch's decoys is one of the ranges "range" takes.
+    assert np.all(per_patch <= overall + 1e-6) and not np.allclose(per_patch, overall)
+    with pytest.raises(ValueError, match="kind='optimized'"):
+        kd.Explainer(model, decoys=kd.DecoyConfig(layer="conv2", patch=4, kind="constant"),
+                     aggregation="patch_range")
+
+
 @pytest.mark.parametrize("case, kind", [("image", "optimized"), ("vector", "optimized"),
                                         ("image", "constant")])
 def test_solver_patch_values_and_the_decoy_images_they_make(case, kind):
@@ -368,7 +424,7 @@ def test_aggregation_identities():
     np.testing.assert_allclose(aggregate.mean_aggregate(copies), one, rtol=1e-6)
     maps = rng.normal(size=(7, 4, 5)).astype(np.float32)
     assert np.all(aggregate.range_aggregate(maps).numpy() >= 0)
-    for name in aggregate.AGGREGATIONS:
+    for name in ("range", "mean"):  # patch_range: test_patch_range_against_numpy
         reducer = aggregate.Reducer(name)
         state = reducer.merge(reducer.merge(reducer.init(one), reducer.partial(maps[:3])),
                               reducer.partial(maps[3:]))

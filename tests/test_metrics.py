@@ -76,6 +76,14 @@ def test_fidelity_against_a_numpy_reference():
     sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731 — logits (sum, 0) → p = σ(sum)
     expected = -np.log(sigmoid((e * x[0]).sum()) / sigmoid((e.mean() * x[0]).sum()))
     np.testing.assert_allclose(got[0], expected, rtol=1e-5)
+    # The other reading of the paper's formula: the unmasked input as the reference.
+    got = kd.metrics.fidelity(model, x, maps, targets=0, normalise="minmax", reference="input")
+    expected = -np.log(sigmoid((e * x[0]).sum()) / sigmoid(x[0].sum()))
+    np.testing.assert_allclose(got[0], expected, rtol=1e-5)
+    ones = kd.metrics.fidelity(model, x, np.ones_like(x), targets=0, reference="input")
+    np.testing.assert_allclose(ones, 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="Expected `reference`"):
+        kd.metrics.fidelity(model, x, maps, reference="mean")
 
 
 def test_sparseness_reference_and_extremes():

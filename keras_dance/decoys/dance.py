@@ -33,11 +33,12 @@ class DecoyMaps:
     def __init__(self, engine, method, reducer, forward, batch_size, expansion):
         self.engine, self.method, self.reducer, self.forward = engine, method, reducer, forward
         count = engine.num_decoys
+        unit = reducer.unit  # decoys a reducer needs in one chunk (a patch's, "patch_range")
         # Decoys held at once ≤ batch_size rows; their maps in sub-chunks of the same.
         self.inputs_per_pass = max(1, batch_size // count)
-        self.decoys_per_pass = max(1, min(count, batch_size // self.inputs_per_pass))
-        self.decoys_per_map_pass = max(1, min(
-            self.decoys_per_pass, batch_size // max(1, expansion) // self.inputs_per_pass))
+        self.decoys_per_pass = _whole(min(count, batch_size // self.inputs_per_pass), unit)
+        self.decoys_per_map_pass = _whole(min(
+            self.decoys_per_pass, batch_size // max(1, expansion) // self.inputs_per_pass), unit)
         self.max_expansion = max(
             1, batch_size // (self.decoys_per_map_pass * self.inputs_per_pass))
 
@@ -58,7 +59,7 @@ class DecoyMaps:
                 decoys = engine.decoy_images(x, start + first, part)  # (count, b, …)
                 rows = tf.reshape(decoys, tf.concat([[-1], tf.shape(x)[1:]], 0))
                 maps = self.method(rows, self.forward, targets.tile(count), self.max_expansion)
-                return reducer.partial(fold(maps, count))
+                return reducer.partial(fold(maps, count), start + first)
 
             state = chunked_reduce(map_chunk, size, per_map_pass, reducer.init(x), reducer.merge)
             return (state, tf.reduce_sum(tf.cast(found, tf.float32), axis=0),
@@ -73,3 +74,8 @@ class DecoyMaps:
         state, found, change = chunked_reduce(decoy_chunk, count, self.decoys_per_pass, init,
                                               combine)
         return reducer.result(state, count), found / count, change / count
+
+
+def _whole(decoys, unit):
+    """``decoys`` rounded down to a positive multiple of ``unit``."""
+    return max(unit, decoys // unit * unit)

@@ -21,16 +21,23 @@ def _normalise(maps, mode, has_channels):
     raise ValueError(f"Expected `normalise` 'postprocess' or 'minmax'. Received: {mode!r}")
 
 
+REFERENCES = ("mean_mask", "input")
+
+
 def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=256,
-             preprocess=None):
-    """Saliency fidelity: ``SF(E, x) = −log( F^c(Ẽ ∘ x) / F^c(Ē ∘ x) )``; lower is better.
+             preprocess=None, reference="mean_mask"):
+    """Saliency fidelity: ``SF(E, x) = −log( F^c(Ẽ ∘ x) / F^c(ref) )``; lower is better.
 
     ``Ẽ`` is the map normalised to [0, 1] (``normalise="postprocess"``: the display recipe,
     channels reduced and broadcast back; ``"minmax"``: the signed map scaled per sample),
-    ``Ē`` a map filled with ``Ẽ``'s mean, ``F^c`` the softmax probability of class ``c``
-    (on logits). A constant map scores exactly 0; a map that keeps the evidence scores
-    below 0. The paper's formula is garbled in the available text; this reading
-    (PAPERS.md §1) compares the map with a mask of the same total mass.
+    ``F^c`` the softmax probability of class ``c`` (on logits). The paper's formula is
+    garbled in the available text (PAPERS.md §1); both readings are offered:
+
+    - ``reference="mean_mask"``: ``ref = Ē ∘ x``, ``Ē`` a map filled with ``Ẽ``'s mean —
+      the map against a mask of the same total mass. A constant map scores exactly 0; a
+      map that keeps the evidence better than its mass alone scores below 0.
+    - ``reference="input"``: ``ref = x`` — how much of the class probability the masked
+      input keeps (≥ 0 when masking only removes evidence; 0 for a map of ones).
 
     Args:
         model: the classifier.
@@ -41,10 +48,16 @@ def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=2
         batch_size: rows per model call. Defaults to 256.
         preprocess: the explainer's ``preprocess``, applied before the model (``x`` is
             raw input). Defaults to None.
+        reference: "mean_mask" or "input" (above). Defaults to "mean_mask".
 
     Returns:
         ``(B,)`` float32.
     """
+    if reference not in REFERENCES:
+        raise ValueError(
+            f"Expected `reference` to be one of {list(REFERENCES)}. Received: "
+            f"reference={reference!r}"
+        )
     x = _validation.as_input_batch(x, tuple(model.inputs[0].shape[1:]))
     maps = as_maps(maps)
     same_shape(x, maps, "x", "maps")
@@ -52,6 +65,7 @@ def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=2
     weights = _normalise(maps, normalise, has_channels)
     mean = weights.reshape(len(weights), -1).mean(axis=1).reshape((-1,) + (1,) * (x.ndim - 1))
     probability = ClassProbability(model, x, targets, batch_size, preprocess)
-    masked = np.concatenate([weights * x, np.broadcast_to(mean, x.shape) * x]).astype(np.float32)
+    compared = np.broadcast_to(mean, x.shape) * x if reference == "mean_mask" else x
+    masked = np.concatenate([weights * x, compared]).astype(np.float32)
     p = np.maximum(probability(masked, np.tile(probability.targets, 2)), 1e-30)
     return (-np.log(p[:len(x)] / p[len(x):])).astype(np.float32)
