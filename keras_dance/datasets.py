@@ -127,6 +127,132 @@ def make_shapes(count, size=32, shape_size=7, distractors=3, seed=0):
     return images, labels, masks
 
 
+CONFIGURATION_CLASSES = ("cross left of square", "cross right of square")
+
+
+def make_configurations(count, size=64, shape_size=9, distractors=4, seed=0):
+    """Images whose class is a configuration of two parts: which side the cross is on.
+
+    Every image holds a cross and a square outline (brightness 0.9) on a smooth random
+    texture (0.1–0.4), with ``distractors`` other parts at the same brightness (filled
+    discs, triangle and ell outlines) that carry no class information. The label is 0 when
+    the cross lies left of the square and 1 when it lies right of it (the two are at least
+    ``shape_size + 1`` columns apart, anywhere vertically): both parts occur in every
+    class, so no single part decides — only their arrangement does. Deterministic under
+    ``seed``.
+
+    Returns:
+        ``(images (N, size, size, 1) float32 in [0, 1], labels (N,) int32,
+        masks (N, size, size) bool)`` — the mask covers the cross's and the square's pixels.
+    """
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, size, size, 1), np.float32)
+    labels = rng.integers(0, 2, count).astype(np.int32)
+    masks = np.zeros((count, size, size), bool)
+    yy, xx = np.mgrid[:size, :size]
+    span = size - shape_size + 1
+    others = [_stamp(kind, shape_size) for kind in ("triangle", "ell")]
+    for i in range(count):
+        coarse = rng.uniform(0.1, 0.4, size=(size // 8 + 1, size // 8 + 1))
+        texture = np.kron(coarse, np.ones((8, 8)))[:size, :size]
+        texture += rng.normal(0, 0.03, size=(size, size))
+        while True:  # two columns at least shape_size + 1 apart
+            left, right = np.sort(rng.integers(0, span, 2))
+            if right - left > shape_size:
+                break
+        cross_x, square_x = (left, right) if labels[i] == 0 else (right, left)
+        cross_y, square_y = rng.integers(0, span, 2)
+        deciding = np.zeros((size, size), bool)
+        for kind, top, left_ in (("cross", cross_y, cross_x), ("square", square_y, square_x)):
+            deciding[top:top + shape_size, left_:left_ + shape_size] |= _stamp(kind, shape_size)
+        occupied = np.zeros((size, size), bool)
+        for _ in range(2):  # keep a margin around the deciding parts
+            occupied |= np.roll(deciding, 1, 0) | np.roll(deciding, -1, 0)
+            occupied |= np.roll(occupied, 1, 1) | np.roll(occupied, -1, 1) | deciding
+        bright = deciding.copy()
+        for d in range(distractors):
+            for _ in range(100):
+                top, left_ = rng.integers(0, span, 2)
+                if d % 2 == 0:
+                    r = shape_size // 2
+                    part = ((yy - top - r) ** 2 + (xx - left_ - r) ** 2) <= (r - 1) ** 2
+                else:
+                    part = np.zeros((size, size), bool)
+                    part[top:top + shape_size, left_:left_ + shape_size] = others[(d // 2) % 2]
+                if not (part & occupied).any():
+                    break
+            else:
+                continue
+            bright |= part
+            occupied |= part
+        images[i, ..., 0] = np.clip(np.where(bright, 0.9, texture), 0, 1)
+        masks[i] = deciding
+    return images, labels, masks
+
+
+def _saturation_template(side=5):
+    """Zero-mean 5×5 plus sign: +1 on the plus, a negative constant on the rest."""
+    plus = _stamp("cross", side)
+    return np.where(plus, 1.0, -plus.sum() / (~plus).sum()).astype(np.float32)
+
+
+def make_saturation(count, size=32, seed=0):
+    """Images for the saturation probe: a bright plus sign whose evidence saturates.
+
+    A smooth texture (0.2–0.4) with one 5×5 plus sign raised by a contrast of 0.45–0.65
+    above its surroundings, at a random place. With ``saturating_model`` the evidence
+    ``E`` (the plus detector's maximum) lies far up the model's tanh (``E/s ≈ 4–6``), so
+    the gradient on the plus is tiny (sech² ≈ 10⁻³–10⁻⁵) while the class is certain.
+
+    Returns:
+        ``(images (N, size, size, 1) float32, labels (N,) int32 (all 1: the plus is
+        present), masks (N, size, size) bool covering the plus's 5×5 window)``.
+    """
+    rng = np.random.default_rng(seed)
+    side = 5
+    plus = _stamp("cross", side)
+    images = np.zeros((count, size, size, 1), np.float32)
+    masks = np.zeros((count, size, size), bool)
+    for i in range(count):
+        coarse = rng.uniform(0.2, 0.4, size=(size // 8 + 1, size // 8 + 1))
+        image = np.kron(coarse, np.ones((8, 8)))[:size, :size]
+        image += rng.normal(0, 0.02, size=(size, size))
+        top, left = rng.integers(1, size - side, 2)
+        window = (slice(top, top + side), slice(left, left + side))
+        image[window] = np.where(plus, image[window].mean() + rng.uniform(0.45, 0.65),
+                                 image[window])
+        images[i, ..., 0] = np.clip(image, 0, 1)
+        masks[i][window] = True
+    return images, np.ones(count, np.int32), masks
+
+
+def saturating_model(size=32, scale=0.8, evidence_weight=6.0, context_weight=10.0):
+    """A classifier whose evidence saturates by construction (the saturation probe).
+
+    ``logit_1 = evidence_weight · tanh(E / scale) + context_weight · mean(x) − 6``,
+    ``logit_0 = 0``, where ``E`` is the global maximum of a zero-mean plus-sign detector
+    (layer ``"detector"``, a 5×5 convolution). On ``make_saturation`` images the tanh is
+    flat, so the plain gradient of class 1 is dominated by the unsaturated context term —
+    the same everywhere — and nearly blind to the plus that decides the class. Weights are
+    set, not trained.
+    """
+    import keras
+
+    inputs = keras.Input((size, size, 1), name="image")
+    detector = keras.layers.Conv2D(1, 5, use_bias=False, name="detector")
+    evidence = keras.layers.GlobalMaxPooling2D(name="evidence")(detector(inputs))
+    saturated = keras.layers.Activation("tanh", name="saturate")(
+        keras.layers.Rescaling(1.0 / scale, name="scale")(evidence))
+    context = keras.layers.GlobalAveragePooling2D(name="context")(inputs)
+    joined = keras.layers.Concatenate(name="join")([saturated, context])
+    head = keras.layers.Dense(2, activation="softmax", name="predictions")
+    model = keras.Model(inputs, head(joined), name="saturating_model")
+    detector.set_weights([_saturation_template()[..., None, None]])
+    head.set_weights([np.array([[0.0, evidence_weight], [0.0, context_weight]], np.float32),
+                      np.array([0.0, -6.0], np.float32)])
+    return model
+
+
 MOTIFS = ("TGACGT", "CCAATG")
 
 

@@ -59,8 +59,10 @@ def model_randomisation(explainer, x, targets=None, mode="cascading", seed=0):
         x: inputs.
         targets: classes to explain; None: the trained model's predictions (kept fixed for
             every randomised copy). Defaults to None.
-        mode: "cascading" (randomise from the top layer down, cumulatively) or
-            "independent" (one layer at a time). Defaults to "cascading".
+        mode: "cascading" (randomise from the top layer down, cumulatively),
+            "independent" (one layer at a time) or "full" (one step: every weighted layer
+            at once, the cascade's last step for the cost of one explanation — for
+            expensive explainers such as DANCE on deep models). Defaults to "cascading".
         seed: seed of the re-initialisation. Defaults to 0.
 
     Returns:
@@ -70,9 +72,9 @@ def model_randomisation(explainer, x, targets=None, mode="cascading", seed=0):
     from keras_dance import _validation
 
     _validation.check_positive_int(seed, "seed", minimum=0)
-    if mode not in ("cascading", "independent"):
+    if mode not in ("cascading", "independent", "full"):
         raise ValueError(
-            f"Expected `mode` 'cascading' or 'independent'. Received: mode={mode!r}"
+            f"Expected `mode` 'cascading', 'independent' or 'full'. Received: mode={mode!r}"
         )
     if targets is None:
         targets = explainer.predict_classes(x)
@@ -84,8 +86,10 @@ def model_randomisation(explainer, x, targets=None, mode="cascading", seed=0):
         if mode == "independent":
             copy = _copy(explainer.model)
         _randomise(copy.get_layer(name), seed + 1000 * step)
+        if mode == "full" and step < len(layers) - 1:
+            continue
         maps = _explainer_like(explainer, copy).explain(x, targets)
-        results.append({"layer": name, **compare(reference, maps)})
+        results.append({"layer": "all" if mode == "full" else name, **compare(reference, maps)})
     return results
 
 

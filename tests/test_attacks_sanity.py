@@ -74,6 +74,10 @@ def test_cascading_randomisation_drives_gradient_correlation_down(digits):
     independent = sanity.summarise(sanity.model_randomisation(kd.Explainer(model), x[:1],
                                                               mode="independent"))
     assert len(independent) == 5 and all(np.isfinite(r["spearman_signed"]) for r in independent)
+    # "full" is the cascade's last step in one explanation (same seeds, same copy).
+    full = sanity.summarise(sanity.model_randomisation(kd.Explainer(model), x, mode="full"))
+    assert [r["layer"] for r in full] == ["all"]
+    np.testing.assert_allclose(full[0]["spearman_abs"], results[-1]["spearman_abs"], rtol=1e-6)
     with pytest.raises(ValueError, match="mode"):
         sanity.model_randomisation(kd.Explainer(model), x, mode="top")
 
