@@ -28,6 +28,7 @@ import keras_dance as kd  # noqa: E402
 from keras_dance import attacks, sanity  # noqa: E402
 
 SEED = 0
+SWEEP_START, SWEEP_END = "<!-- dance_sweep:start -->", "<!-- dance_sweep:end -->"
 
 
 def mean_se(values):
@@ -282,6 +283,11 @@ def main():
     ] + [f"- {f}" for f in findings] + [""]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # The "When to use DANCE" section belongs to benchmarks/dance_sweep.py: keep it.
+    previous = out.read_text() if out.exists() else ""
+    if SWEEP_START in previous and SWEEP_END in previous:
+        kept = previous.split(SWEEP_START, 1)[1].split(SWEEP_END, 1)[0]
+        lines += [SWEEP_START + kept + SWEEP_END]
     temporary = out.with_suffix(".tmp")
     temporary.write_text("\n".join(header + lines) + "\n")
     os.replace(temporary, out)

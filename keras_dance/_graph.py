@@ -178,44 +178,52 @@ class GraphFunction:
 
     Args:
         model: a functional or Sequential model with one input.
-        path: the layers from ``model`` down to the target (from ``resolve``).
+        path: the layers from ``model`` down to the target (from ``resolve``); None: the
+            model's outputs (one tensor, or a list for several).
+        start: the layers down to a layer whose output becomes the function's input
+            (e.g. an ``Embedding``: token models are explained from the embedded
+            sequence); None: the model's input. Everything the target needs must come
+            through it.
 
     Attributes:
         steps: the flattened operations, in order (see ``Step``); the input is
             ``input_key``, the result ``output_key``.
-        layer: the target layer.
+        layer: the target layer (None for the model's outputs).
     """
 
-    def __init__(self, model, path):
-        inputs, _ = graph_io(model)
-        if isinstance(path[-1], keras.layers.InputLayer):
+    def __init__(self, model, path, start=None):
+        inputs, outputs = graph_io(model)
+        if path is not None and isinstance(path[-1], keras.layers.InputLayer):
             raise ValueError(
                 "Expected an intermediate layer for the decoy constraint, not an input "
                 "layer (F_l would be the input itself). Received: layer "
                 f"{path[-1].name!r}"
             )
-        self.layer = path[-1]
-        self.name = "/".join(layer.name for layer in path)
-        steps, graph, graph_inputs = [], model, inputs
+        self.layer = None if path is None else path[-1]
+        self.name = "outputs" if path is None else "/".join(layer.name for layer in path)
         self.input_key = id(inputs[0])
-        for depth, layer in enumerate(path):
-            _, graph_outputs = graph_io(graph)
-            node = _unique_node(_nodes(graph_inputs, graph_outputs), layer, graph.name)
-            last = depth == len(path) - 1
-            if last:
-                if len(node.outputs) != 1:
-                    raise ValueError(
-                        f"Expected a layer with one output. Received: layer {layer.name!r} "
-                        f"with {len(node.outputs)} outputs"
-                    )
-                steps.extend(_flatten(graph_inputs, node.outputs))
-                self.output_key = id(node.outputs[0])
-            else:
-                steps.extend(_flatten(graph_inputs, node.input_tensors))
-                inner_inputs, _ = graph_io(layer)
-                steps.append(Step(None, None, tuple(id(t) for t in node.input_tensors),
-                                  tuple(id(t) for t in inner_inputs)))
-                graph, graph_inputs = layer, inner_inputs
+        if path is None:
+            steps = _flatten(inputs, outputs)
+            self.output_keys = [id(t) for t in outputs]
+        else:
+            steps, out = _steps_to(model, inputs, path)
+            if len(out) != 1:
+                raise ValueError(
+                    f"Expected a layer with one output. Received: layer {path[-1].name!r} "
+                    f"with {len(out)} outputs"
+                )
+            self.output_keys = [id(out[0])]
+        self.output_key = self.output_keys[0]
+        if start is not None:
+            _, (start_tensor, *rest) = _steps_to(model, inputs, start)
+            steps = _prune(steps, self.output_keys, id(start_tensor))
+            if any(self.input_key in step.inputs for step in steps):
+                raise ValueError(
+                    f"Expected {self.name!r} to depend on the model's input only through "
+                    f"the layer {start[-1].name!r}. Received: a graph where the input also "
+                    "reaches it another way"
+                )
+            self.input_key = id(start_tensor)
         self.steps = steps
         self._takes_training = {}
 
@@ -245,4 +253,33 @@ class GraphFunction:
             outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
             for key, value in zip(step.outputs, outputs):
                 values[key] = value
+        if self.layer is None and len(self.output_keys) > 1:
+            return [values[key] for key in self.output_keys]
         return values[self.output_key]
+
+
+def _steps_to(model, inputs, path):
+    """``(steps computing the output of path[-1] from inputs, that node's outputs)``."""
+    steps, graph, graph_inputs = [], model, inputs
+    for depth, layer in enumerate(path):
+        _, graph_outputs = graph_io(graph)
+        node = _unique_node(_nodes(graph_inputs, graph_outputs), layer, graph.name)
+        if depth == len(path) - 1:
+            steps.extend(_flatten(graph_inputs, node.outputs))
+            return steps, list(node.outputs)
+        steps.extend(_flatten(graph_inputs, node.input_tensors))
+        inner_inputs, _ = graph_io(layer)
+        steps.append(Step(None, None, tuple(id(t) for t in node.input_tensors),
+                          tuple(id(t) for t in inner_inputs)))
+        graph, graph_inputs = layer, inner_inputs
+
+
+def _prune(steps, output_keys, start_key):
+    """The steps ``output_keys`` need when ``start_key``'s value is given."""
+    needed, kept = set(output_keys), []
+    for step in reversed(steps):
+        if not needed.intersection(step.outputs) or start_key in step.outputs:
+            continue
+        kept.append(step)
+        needed.update(step.inputs)
+    return kept[::-1]

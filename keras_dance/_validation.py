@@ -117,3 +117,35 @@ def check_positive_int(value, name, minimum=1, maximum=MAX_INT32):
             f"Received: {name}={value!r}"
         )
     return int(value)
+
+
+def as_token_batch(x, token_shape, vocabulary_size=None, name="x"):
+    """Validates a batch of token ids ``(B, L)`` and returns it as an int32 numpy array.
+
+    Floats are accepted only when every value is a whole number.
+
+    Raises:
+        TypeError / ValueError: wrong dtype, shape, non-integer or out-of-vocabulary ids.
+    """
+    if isinstance(x, (tf.Tensor, tf.Variable)):
+        x = x.numpy()
+    array = as_numeric_array(x, name, kinds="fiu")
+    expected = (None,) + tuple(token_shape)
+    if array.ndim != len(expected) or any(w is not None and w != g
+                                          for w, g in zip(expected[1:], array.shape[1:])):
+        raise ValueError(
+            f"Expected `{name}` to be token ids of shape {expected}. Received: "
+            f"{name}.shape={array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"Expected a non-empty batch. Received: {name}.shape={array.shape}")
+    if array.dtype.kind == "f" and not (np.all(np.isfinite(array))
+                                        and np.all(array == np.round(array))):
+        raise ValueError(
+            f"Expected integer token ids in `{name}`. Received: {name} with non-integer "
+            "values")
+    low, high = array.min(), array.max()
+    if low < 0 or (vocabulary_size is not None and high >= vocabulary_size):
+        raise ValueError(
+            f"Expected token ids in [0, {vocabulary_size}) in `{name}`. Received: ids in "
+            f"[{int(low)}, {int(high)}]")
+    return array.astype(np.int32)

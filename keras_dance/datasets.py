@@ -145,6 +145,15 @@ def make_configurations(count, size=64, shape_size=9, distractors=4, seed=0):
         ``(images (N, size, size, 1) float32 in [0, 1], labels (N,) int32,
         masks (N, size, size) bool)`` — the mask covers the cross's and the square's pixels.
     """
+    from keras_dance import _validation
+
+    _validation.check_positive_int(count, "count")
+    _validation.check_positive_int(shape_size, "shape_size", minimum=3)
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2 * shape_size + 2:
+        raise ValueError(
+            f"Expected `size` >= 2 * shape_size + 2 = {2 * shape_size + 2} (two parts side by "
+            f"side). Received: size={size!r}"
+        )
     rng = np.random.default_rng(seed)
     images = np.zeros((count, size, size, 1), np.float32)
     labels = rng.integers(0, 2, count).astype(np.int32)
@@ -208,6 +217,10 @@ def make_saturation(count, size=32, seed=0):
         ``(images (N, size, size, 1) float32, labels (N,) int32 (all 1: the plus is
         present), masks (N, size, size) bool covering the plus's 5×5 window)``.
     """
+    from keras_dance import _validation
+
+    _validation.check_positive_int(count, "count")
+    _validation.check_positive_int(size, "size", minimum=8)
     rng = np.random.default_rng(seed)
     side = 5
     plus = _stamp("cross", side)
@@ -320,3 +333,73 @@ def load_model(name):
     """Loads a shipped model from ``saved_models/`` (``digits_cnn``, ``shapes_cnn``,
     ``motifs_cnn``, ``cancer_mlp``, …) with Keras's safe mode."""
     return _load(SAVED_MODELS / f"{name}.keras")
+
+
+# ---------------------------------------------------------------- text (token models)
+
+POSITIVE_WORDS = ("good", "great", "excellent", "wonderful", "brilliant", "charming",
+                  "moving", "funny", "superb", "delightful")
+NEGATIVE_WORDS = ("bad", "awful", "boring", "terrible", "dull", "poor", "weak", "tedious",
+                  "bland", "clumsy")
+NEGATORS = ("not", "never", "hardly")
+INTENSIFIERS = ("very", "really", "truly", "so")
+FILLER = ("the", "a", "this", "movie", "film", "plot", "story", "acting", "cast", "was",
+          "is", "and", "it", "of", "with", "script", "ending", "music", "director", "scenes",
+          "but", "quite", "overall", "i", "thought", "felt", "some", "moments", "seemed",
+          "there")
+#: Token ids: 0 is padding, 1 out-of-vocabulary, then the words above in order.
+SENTIMENT_VOCABULARY = (("[PAD]", "[UNK]") + POSITIVE_WORDS + NEGATIVE_WORDS + NEGATORS
+                        + INTENSIFIERS + FILLER)
+TEXT_CLASSES = ("negative", "positive")
+
+
+def make_sentiment(count, length=16, seed=0):
+    """Sentences whose sentiment needs negation scope; ground truth marks the deciding words.
+
+    Each sentence is filler words around one sentiment word, optionally preceded by an
+    intensifier; in half of them a negator stands right before it (or before its
+    intensifier: "not very good") and flips the label. Half of all sentences also hold a
+    negator *out of scope* (followed by filler, or after the sentiment word), so a negator
+    alone carries no evidence: only its place relative to the sentiment word does (the
+    interaction DANCE claims to capture). Sentences are padded with id 0 to ``length``.
+
+    Returns:
+        ``(ids (N, length) int32 over SENTIMENT_VOCABULARY, labels (N,) int32 (1:
+        positive), masks (N, length) bool: the sentiment word and its in-scope negator)``.
+    """
+    from keras_dance import _validation
+
+    _validation.check_positive_int(count, "count")
+    _validation.check_positive_int(length, "length", minimum=10)
+    index = {word: i for i, word in enumerate(SENTIMENT_VOCABULARY)}
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((count, length), np.int32)
+    labels = np.zeros(count, np.int32)
+    masks = np.zeros((count, length), bool)
+    for i in range(count):
+        size = int(rng.integers(8, length + 1))
+        words = [FILLER[k] for k in rng.integers(0, len(FILLER), size)]
+        positive, negated = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
+        intensified = bool(rng.integers(0, 2))
+        phrase = ([NEGATORS[rng.integers(0, len(NEGATORS))]] if negated else []) + (
+            [INTENSIFIERS[rng.integers(0, len(INTENSIFIERS))]] if intensified else []) + [
+            (POSITIVE_WORDS if positive else NEGATIVE_WORDS)[rng.integers(0, 10)]]
+        start = int(rng.integers(0, size - len(phrase) + 1))
+        words[start:start + len(phrase)] = phrase
+        deciding = {start + len(phrase) - 1} | ({start} if negated else set())
+        if rng.integers(0, 2):  # a negator out of scope: two or more words away
+            free = [k for k in range(size) if words[k] in FILLER
+                    and not start - 3 <= k <= start + len(phrase)]
+            if free:
+                words[free[rng.integers(0, len(free))]] = NEGATORS[rng.integers(0, 3)]
+        ids[i, :size] = [index[w] for w in words]
+        labels[i] = int(positive != negated)
+        masks[i, sorted(deciding)] = True
+    return ids, labels, masks
+
+
+def load_text_model():
+    """The shipped Kim-style text CNN and its vocabulary: ``(model, vocabulary list)``
+    (``examples/train_text.py``; token 0 is padding, 1 out-of-vocabulary)."""
+    vocabulary = (SAVED_MODELS / "text_cnn.vocab.txt").read_text().splitlines()
+    return load_model("text_cnn"), vocabulary

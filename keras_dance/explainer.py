@@ -19,6 +19,8 @@ from keras_dance.decoys.dance import DecoyMaps
 from keras_dance.input_adapter import InputAdapter
 from keras_dance.methods import get as get_method
 
+TOKEN_REDUCTIONS = ("mean", "sum", "l2", None)
+
 
 class Explainer:
     """Explains a trained Keras classifier with saliency maps.
@@ -53,6 +55,18 @@ class Explainer:
             None.
         input_shape: the shape of one input, for models where it cannot be read
             (subclassed models) or has ``None`` axes. Defaults to None.
+        embedding_layer: token models (integer ids through an ``Embedding``) are
+            explained at the embedding's output, the embedded sequence ``(L, E)``: every
+            method and the decoys (patches over token positions, spanning the embedding
+            dimensions; the box is the embedding matrix's per-dimension range unless
+            ``DecoyConfig.value_range`` is changed from its default) work there. The one
+            ``keras.layers.Embedding`` is found by itself; otherwise name the layer
+            (name, nested path, index or layer). Defaults to None.
+        token_reduction: how a token's map over its embedding dimensions becomes one
+            score: "mean" (the DANCE paper), "sum" (keeps IG's completeness), "l2", or
+            None for ``(B, L, E)`` maps. Token models only. Defaults to "mean".
+        pad_id: the padding token id, whose positions score 0; None: 0 when the
+            embedding has ``mask_zero``, else none. Defaults to None.
 
     Example:
         >>> import keras_dance as kd
@@ -64,9 +78,17 @@ class Explainer:
     """
 
     def __init__(self, model, method="gradient", decoys=None, aggregation="range",
-                 batch_size=128, jit_compile=False, preprocess=None, input_shape=None):
+                 batch_size=128, jit_compile=False, preprocess=None, input_shape=None,
+                 embedding_layer=None, token_reduction="mean", pad_id=None):
         _validation.check_backend()
-        self._inputs = InputAdapter(model, input_shape=input_shape, preprocess=preprocess)
+        self._inputs = InputAdapter(model, input_shape=input_shape, preprocess=preprocess,
+                                    embedding_layer=embedding_layer, pad_id=pad_id)
+        self.tokens = self._inputs.tokens
+        if token_reduction not in TOKEN_REDUCTIONS:
+            raise ValueError(
+                f"Expected `token_reduction` to be one of {list(TOKEN_REDUCTIONS)}. "
+                f"Received: token_reduction={token_reduction!r}")
+        self.token_reduction = token_reduction
         self.model = model
         self.preprocess = preprocess
         self.method = get_method(method)
@@ -77,7 +99,12 @@ class Explainer:
                 f"Expected `jit_compile` to be a bool. Received: jit_compile={jit_compile!r}"
             )
         self.jit_compile = jit_compile
-        self.input_shape = self._inputs.input_shape
+        # What explain() takes, and the space the methods differentiate (the embedded
+        # sequence for token models; the input itself otherwise).
+        self.input_shape = self._inputs.token_shape if self.tokens else self._inputs.input_shape
+        self._space_shape = self._inputs.input_shape
+        self.map_shape = (self._space_shape[:1] if self.tokens and token_reduction
+                          else self._space_shape)
         self._logits = self._inputs.logits
         self.num_classes = self._inputs.num_classes
         self._forward = self._inputs.forward
@@ -89,8 +116,7 @@ class Explainer:
                 f"Received: input shape {self.input_shape}; pass "
                 "`input_shape=` with every axis"
             )
-        self.decoys = None if decoys is None else DecoyEngine(
-            model, decoys, self.input_shape, prepare=self._inputs.prepare)
+        self.decoys = None if decoys is None else self._engine(model, decoys)
         if self.decoys is not None:
             self._reducer.bind(self.decoys)
         expansion = self.method.expansion(self.num_classes) if self.num_classes else 1
@@ -108,17 +134,48 @@ class Explainer:
         self._callable_functions = {}
         self._decoy_functions = {}
 
+    def _engine(self, model, config):
+        if not self.tokens:
+            return DecoyEngine(model, config, self._space_shape, prepare=self._inputs.prepare)
+        from keras_dance._graph import resolve
+
+        bounds = self._inputs.bounds
+        if config.value_range != (0.0, 1.0) or bounds is None:
+            bounds = None  # the user's box (or no embedding matrix to read one from)
+        return DecoyEngine(model, config, self._space_shape,
+                           start=resolve(model, self._inputs.embedding_path), bounds=bounds)
+
     # ------------------------------------------------------------------ compiled parts
+    def _space(self, x):
+        """Explainer inputs → the tensor the methods differentiate (embeds token ids)."""
+        return self._inputs.embed(x) if self.tokens else x
+
+    def _per_token(self, maps, x):
+        """Token models: ``(b, L, E)`` maps reduced per token, padding set to 0."""
+        if not self.tokens:
+            return maps
+        reduction = self.token_reduction
+        if reduction == "mean":
+            maps = tf.reduce_mean(maps, axis=-1)
+        elif reduction == "sum":
+            maps = tf.reduce_sum(maps, axis=-1)
+        elif reduction == "l2":
+            maps = tf.norm(maps, axis=-1)
+        mask = self._inputs.pad_mask(x)
+        return maps * (mask if reduction else mask[..., None])
+
     def _maps_for_chunk(self, x, targets):
         """Maps ``(b, …)`` plus per-input decoy statistics (fraction feasible, mean change)."""
+        z = self._space(x)
         if self._dance is not None:
-            return self._dance(x, targets)
+            maps, feasible, change = self._dance(z, targets)
+            return self._per_token(maps, x), feasible, change
         batch = tf.shape(x)[0]
-        maps = self.method(x, self._forward, targets, self.max_expansion)
-        return maps, tf.ones([batch]), tf.zeros([batch])
+        maps = self.method(z, self._forward, targets, self.max_expansion)
+        return self._per_token(maps, x), tf.ones([batch]), tf.zeros([batch])
 
     def _build_indexed_function(self, jit_compile=None):
-        spec = tf.TensorSpec((None,) + self.input_shape, tf.float32)
+        spec = tf.TensorSpec((None,) + self.input_shape, tf.int32 if self.tokens else tf.float32)
         per_pass = self.inputs_per_pass
         jit_compile = self.jit_compile if jit_compile is None else jit_compile
 
@@ -128,7 +185,8 @@ class Explainer:
                 # The forward pass for the predicted class only when some target asks.
                 targets = tf.cond(
                     tf.reduce_any(targets < 0),
-                    lambda: tf.where(targets < 0, predicted_classes(self._forward(x)),
+                    lambda: tf.where(targets < 0,
+                                     predicted_classes(self._forward(self._space(x))),
                                      targets),
                     lambda: targets)
             maps, feasible, change = self._maps_for_chunk(x, IndexTargets(targets))
@@ -142,7 +200,7 @@ class Explainer:
             arrays = [
                 tf.TensorArray(dtype, size=chunks, infer_shape=False,
                                element_shape=tf.TensorShape((None,) + shape))
-                for dtype, shape in ((tf.float32, self.input_shape), (tf.int32, ()),
+                for dtype, shape in ((tf.float32, self.map_shape), (tf.int32, ()),
                                      (tf.float32, ()), (tf.float32, ()))
             ]
             for i in tf.range(chunks):
@@ -213,7 +271,7 @@ class Explainer:
         holds one index per input), so the check runs on the batch it will explain.
         """
         # The outputs in passes of the memory knob (only the logits are kept).
-        pieces = [self._forward(tf.constant(batch[i:i + self.batch_size]))
+        pieces = [self._forward(self._space(tf.constant(batch[i:i + self.batch_size])))
                   for i in range(0, len(batch), self.batch_size)]
         outputs = tf.nest.map_structure(lambda *parts: tf.concat(parts, 0), *pieces)
         with tf.GradientTape() as tape:
@@ -346,6 +404,9 @@ class Explainer:
         return [np.concatenate(parts) for parts in zip(*results)]
 
     def _validate(self, x):
+        if self.tokens:
+            return _validation.as_token_batch(x, self.input_shape,
+                                              self._inputs.vocabulary_size)
         batch = _validation.as_input_batch(x, self.input_shape)
         if self.decoys is not None:
             lo, hi = self.decoys.config.value_range
@@ -379,6 +440,7 @@ class Explainer:
         Returns:
             ``(decoys, feasible)``: float32 ``(B, D, *input_shape)`` and bool ``(B, D)``,
             ``D = explainer.decoys.num_decoys``; an infeasible problem's decoy is ``x``.
+            For token models decoys are embedded sequences, ``(B, D, L, E)``, not tokens.
         """
         if self.decoys is None:
             raise ValueError("Expected an explainer built with `decoys`. Received: decoys=None")
@@ -396,8 +458,9 @@ class Explainer:
         """A compiled ``(decoys, found)`` for chunks of ``size`` pairs (built once per size)."""
         if size not in self._decoy_functions:
             def decoys(x, start):
-                values, found, _ = self.decoys.solve(x, start, size)
-                return self.decoys.decoy_images(x, start, values), found
+                z = self._space(x)
+                values, found, _ = self.decoys.solve(z, start, size)
+                return self.decoys.decoy_images(z, start, values), found
 
             self._decoy_functions[size] = tf.function(
                 decoys, jit_compile=self.jit_compile, reduce_retracing=True)
@@ -405,9 +468,11 @@ class Explainer:
 
     def predict_classes(self, x):
         """The predicted class of each input (argmax of the logits)."""
-        batch = _validation.as_input_batch(x, self.input_shape)
+        batch = (_validation.as_token_batch(x, self.input_shape, self._inputs.vocabulary_size)
+                 if self.tokens else _validation.as_input_batch(x, self.input_shape))
         self._logits.sync()
-        return np.argmax(self._forward(tf.constant(batch)).numpy(), axis=-1).astype(np.int32)
+        return np.argmax(self._forward(self._space(tf.constant(batch))).numpy(),
+                         axis=-1).astype(np.int32)
 
     def export(self, path, overwrite=False):
         """Writes a SavedModel with serving signatures for TF Serving.

@@ -5,14 +5,18 @@ before the user's ``preprocess`` (e.g. pixels in [0, 255] before
 ``keras.applications.resnet50.preprocess_input``). This module reads the model's input
 shape (or takes it, for subclassed models), refuses inputs that cannot be differentiated
 (integer token ids, a graph that cuts the gradient) instead of returning zero maps, and
-builds ``forward(x) = logits(model(preprocess(x)))``. Later adaptations (token
-embeddings) belong here too.
+builds ``forward(x) = logits(model(preprocess(x)))``.
+
+Token models (integer ids through an ``Embedding``) are explained at the embedding's
+output: ``embed(ids)`` is the embedded sequence ``(B, L, E)``, every method and the decoys
+work on it, and ``forward(z)`` runs the rest of the model from there (``kd._graph``).
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_dance import _graph
 from keras_dance._graph import graph_io
 from keras_dance._logits import LogitsModel
 from keras_dance.methods.base import ModelFunction
@@ -29,9 +33,17 @@ class InputAdapter:
             to None.
         preprocess: a callable applied to the inputs inside the compiled graph, before the
             model; the gradient flows through it. Defaults to None.
+        embedding_layer: for token models, the layer whose output is attributed (name,
+            path, index or layer); None finds the one ``keras.layers.Embedding``.
+        pad_id: the padding token id (its positions score 0); None: 0 when the embedding
+            has ``mask_zero``, else no padding.
 
     Attributes:
-        input_shape: the shape of one input.
+        input_shape: the shape of one input the methods differentiate (for token models
+            the embedded sequence ``(L, E)``).
+        tokens: whether the model takes token ids (then ``token_shape``, ``embed``,
+            ``pad_id``, ``bounds`` (per-dimension range of the embedding matrix or None),
+            ``vocabulary_size`` and ``embedding_path`` are set).
         num_classes: the size of the class axis, or None (no single class axis).
         output_shapes: the shape of each output (batch axis included).
         logits: the ``LogitsModel`` (output activations removed on a private copy).
@@ -42,7 +54,8 @@ class InputAdapter:
         TypeError / ValueError: a model or argument that cannot be explained, naming it.
     """
 
-    def __init__(self, model, input_shape=None, preprocess=None):
+    def __init__(self, model, input_shape=None, preprocess=None, embedding_layer=None,
+                 pad_id=None):
         if not isinstance(model, keras.Model):
             raise TypeError(
                 f"Expected `model` to be a keras.Model. Received: model of type "
@@ -63,6 +76,7 @@ class InputAdapter:
         self.preprocess = preprocess
         io = graph_io(model)
         self.has_graph = io is not None
+        self.tokens = False
         if self.has_graph:
             inputs = io[0]
             if len(inputs) != 1:
@@ -70,9 +84,17 @@ class InputAdapter:
                     "Expected a model with exactly one input. Received: model with "
                     f"{len(inputs)} inputs"
                 )
-            _check_dtype(inputs[0].dtype)
             declared = tuple(inputs[0].shape[1:])
             self.input_shape = _merge_shapes(declared, input_shape)
+            path = _embedding_path(model, inputs[0].dtype, embedding_layer)
+            if path is not None:
+                self._init_tokens(model, path, pad_id)
+                return
+            if pad_id is not None:
+                raise ValueError(
+                    "Expected `pad_id` only for token models (integer ids through an "
+                    f"Embedding). Received: pad_id={pad_id!r} for model {model.name!r}")
+            _check_dtype(inputs[0].dtype)
         else:
             if input_shape is None:
                 raise ValueError(
@@ -88,6 +110,84 @@ class InputAdapter:
         self.num_classes = int(outputs[0][-1]) if single else None
         self.forward = ModelFunction(self._forward, self.num_classes)
 
+    # ------------------------------------------------------------------ token models
+    def _init_tokens(self, model, path, pad_id):
+        if self.preprocess is not None:
+            raise ValueError(
+                "Expected no `preprocess` for a token model (the ids are embedded by the "
+                f"model). Received: preprocess={self.preprocess!r}")
+        if len(self.input_shape) != 1 or self.input_shape[0] is None:
+            raise ValueError(
+                "Expected token ids of a known length, shape (B, L): pass "
+                f"`input_shape=(L,)`. Received: input shape {self.input_shape}")
+        layer = path[-1]
+        self.tokens = True
+        self.token_shape = self.input_shape
+        self.embedding_path = "/".join(item.name for item in path)
+        self.vocabulary_size = getattr(layer, "input_dim", None)
+        self.embed_graph = _graph.GraphFunction(model, path)
+        matrix = getattr(layer, "embeddings", None)
+        self.bounds = None if matrix is None else (
+            np.min(keras.ops.convert_to_numpy(matrix), axis=0),
+            np.max(keras.ops.convert_to_numpy(matrix), axis=0))
+        if pad_id is None and getattr(layer, "mask_zero", False):
+            pad_id = 0
+        if pad_id is not None:
+            if (isinstance(pad_id, bool) or not isinstance(pad_id, (int, np.integer)) or pad_id < 0
+                    or (self.vocabulary_size is not None and pad_id >= self.vocabulary_size)):
+                raise ValueError(
+                    f"Expected `pad_id` to be a token id in [0, {self.vocabulary_size}). "
+                    f"Received: pad_id={pad_id!r}")
+            pad_id = int(pad_id)
+        self.pad_id = pad_id
+        self.logits = LogitsModel(model)
+        copy_path = _graph.resolve(self.logits.model, self.embedding_path)
+        self._tail = _graph.GraphFunction(self.logits.model, None, start=copy_path)
+        ids = np.zeros((2,) + self.token_shape, np.int32)
+        ids[0] = np.arange(self.token_shape[0]) % max(1, self.vocabulary_size or 1)
+        embedded = self.embed(tf.constant(ids))
+        if len(embedded.shape) != 3:
+            raise ValueError(
+                f"Expected the embedding layer {self.embedding_path!r} to return (B, L, E). "
+                f"Received: output of shape {tuple(embedded.shape)}")
+        self.input_shape = tuple(int(n) for n in embedded.shape[1:])
+        self._check_tail(ids, embedded)
+        self.output_shapes = [tuple(o.shape) for o in tf.nest.flatten(
+            self._forward(embedded))]
+        single = len(self.output_shapes) == 1 and len(self.output_shapes[0]) >= 2
+        self.num_classes = int(self.output_shapes[0][-1]) if single else None
+        self.forward = ModelFunction(self._forward, self.num_classes)
+
+    def embed(self, ids):
+        """Token ids ``(B, L)`` → the embedded sequence ``(B, L, E)``, float32."""
+        return tf.cast(self.embed_graph(tf.cast(ids, tf.int32)), tf.float32)
+
+    def pad_mask(self, ids):
+        """``(B, L)`` float: 0 at padding positions, 1 elsewhere."""
+        if self.pad_id is None:
+            return tf.ones(tf.shape(ids), tf.float32)
+        return tf.cast(tf.not_equal(tf.cast(ids, tf.int32), self.pad_id), tf.float32)
+
+    def _check_tail(self, ids, embedded):
+        """The model from the embedding on must equal the model: refuse what differs
+        (e.g. a padding mask consumed downstream, which noise and decoys cannot carry)."""
+        if self.pad_id is not None:
+            ids = ids.copy()
+            ids[:, self.token_shape[0] // 2:] = self.pad_id
+            embedded = self.embed(tf.constant(ids))
+        want = tf.nest.flatten(self.logits(tf.constant(ids)))
+        got = tf.nest.flatten(self._forward(embedded))
+        for a, b in zip(want, got):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(a).max())):
+                raise ValueError(
+                    "Expected the model's output to depend on the token ids only through "
+                    f"the embedding {self.embedding_path!r}; run from the embedded "
+                    "sequence it differs (a padding mask used downstream, mask_zero=True, "
+                    "or the ids used elsewhere). Pass `embedding_layer=` naming the layer "
+                    f"whose output carries everything. Received: model {self.model.name!r}")
+        return True
+
     def prepare(self, x):
         """Raw inputs as the model takes them: ``preprocess(x)``, or ``x`` without one."""
         if self.preprocess is None:
@@ -97,8 +197,8 @@ class InputAdapter:
 
     def _forward(self, x):
         # Mixed precision: float16 logits become float32 (the cast is differentiable).
-        return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32),
-                                     self.logits(self.prepare(x)))
+        outputs = self._tail(x) if self.tokens else self.logits(self.prepare(x))
+        return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), outputs)
 
     def model_outputs(self, x):
         """The user's model on raw inputs (serving predictions): ``model(preprocess(x))``."""
@@ -136,6 +236,30 @@ class InputAdapter:
         if not self.has_graph:
             _refuse_probabilities(outputs, self.model)
         return [tuple(o.shape) for o in outputs]
+
+
+def _embedding_path(model, dtype, embedding_layer):
+    """The layers down to the token model's embedding, or None for other models."""
+    if embedding_layer is not None:
+        return _graph.resolve(model, embedding_layer)
+    found = [path for path, layer in _graph.layer_paths(model)
+             if isinstance(layer, keras.layers.Embedding)]
+    if tf.as_dtype(dtype).is_floating and not found:
+        return None
+    if not found:
+        raise ValueError(
+            "Expected a model with a floating-point input, or token ids fed to an "
+            "Embedding layer (maps are then per token, taken at the embedding's output): "
+            "saliency is a gradient with respect to the input, which does not exist for "
+            "integer inputs, and this model has no Embedding layer (pass "
+            "`embedding_layer=` naming the layer that embeds the ids). Received: a model "
+            f"input of dtype {tf.as_dtype(dtype).name}")
+    if len(found) > 1:
+        raise ValueError(
+            "Expected one Embedding layer, or `embedding_layer=` naming the one that "
+            f"embeds the ids. Received: {len(found)} Embedding layers: "
+            + ", ".join("/".join(path) for path in found))
+    return _graph.resolve(model, "/".join(found[0]))
 
 
 def _check_dtype(dtype):

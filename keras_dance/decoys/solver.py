@@ -32,7 +32,7 @@ class LayerFunction:
         name: the layer's path (``"outer/inner"``) or the callable's name.
     """
 
-    def __init__(self, model, layer, prepare=None):
+    def __init__(self, model, layer, prepare=None, start=None):
         self.prepare = prepare
         if callable(layer) and not isinstance(layer, keras.layers.Layer):
             self.graph, self._fn = None, layer
@@ -48,7 +48,9 @@ class LayerFunction:
                 f"cropping). Received: layer={layer!r} for model of type "
                 f"{type(model).__name__}"
             )
-        self.graph = _graph.GraphFunction(model, _graph.resolve(model, layer))
+        # start: the layers down to the one whose output is the explainer's input space
+        # (an Embedding for token models); F_l is computed from there.
+        self.graph = _graph.GraphFunction(model, _graph.resolve(model, layer), start)
         self._fn = self.graph
         self.name = self.graph.name
 
@@ -82,14 +84,17 @@ class DecoyEngine:
     #: benchmarks/bench_decoys.py); class attribute so the benchmark can compare.
     fuse = True
 
-    def __init__(self, model, config, input_shape, prepare=None):
+    def __init__(self, model, config, input_shape, prepare=None, start=None, bounds=None):
         if not isinstance(config, DecoyConfig):
             raise TypeError(
                 f"Expected `decoys` to be a kd.DecoyConfig or None. Received: decoys={config!r}"
             )
         self.config = config
         self.input_shape = tuple(input_shape)
-        self.sub_model = LayerFunction(model, config.layer, prepare)
+        # The box: config.value_range, or per-channel (lo, hi) arrays (token embeddings).
+        self.bounds = config.value_range if bounds is None else tuple(
+            np.asarray(b, np.float32) for b in bounds)
+        self.sub_model = LayerFunction(model, config.layer, prepare, start)
         self.layer_name = self.sub_model.name
         has_channels = len(self.input_shape) >= 2
         self.spatial_shape = self.input_shape[:-1] if has_channels else self.input_shape
@@ -162,7 +167,7 @@ class DecoyEngine:
 
     def _verify(self, plan):
         """Cropped evaluation equals the full sub-model on a probe, for every patch."""
-        lo, hi = self.config.value_range
+        lo, hi = self.bounds
         rng = np.random.default_rng(12345)
         x = rng.uniform(lo, hi, size=(1,) + self.input_shape).astype(np.float32)
         base = self.sub_model(x, training=False).numpy()[0]
@@ -336,15 +341,15 @@ class DecoyEngine:
             ``(best patch values (K, *patch, C), found (K,) bool, steps taken)``.
         """
         config = self.config
-        lo, hi = config.value_range
-        step = config.learning_rate * (hi - lo)
+        lo, hi = self.bounds
+        step = config.learning_rate * (hi - lo)  # per channel for embedding boxes
         growth = config.multiplier_growth
         per_row = [-1] + [1] * (len(start.shape) - 1)
         sign = tf.reshape(sign, per_row)
         axes = list(range(1, len(start.shape)))
         # A problem has stalled when its best feasible objective has not grown by 1% of
         # one full Adam step over the patch since the last time it did.
-        min_gain = 0.01 * step * self.patch_features
+        min_gain = 0.01 * float(np.mean(step)) * self.patch_features
         surrogate_grad = -sign / float(self.patch_features)
         tau = config.tau
         rows = tf.shape(base)[0]
