@@ -54,6 +54,14 @@ def test_dance_sweep_quick_mode_rewrites_its_section(tmp_path, monkeypatch):
     evaluation = results["evaluation"]["results"]
     assert {"base", "centre", "chosen"} <= set(evaluation)
     assert len(evaluation["chosen"]["values"]["deletion"]) == 2  # the evaluation split
+    # --render rebuilds the same section from the JSON alone.
+    out.write_text("# Quality report\n\n" + SECTION + "\n")
+    monkeypatch.setattr(sys, "argv", ["dance_sweep.py", f"--render={raw}", f"--out={out}"])
+    sweep.main()
+    rendered = out.read_text()
+    start, end = "<!-- dance_sweep:start -->", "<!-- dance_sweep:end -->"
+    section = text[text.index(start):text.index(end)]
+    assert rendered[rendered.index(start):rendered.index(end)] == section
     with pytest.raises(SystemExit):
         monkeypatch.setattr(sys, "argv", ["dance_sweep.py", "--tasks=images"])
         sweep.main()
