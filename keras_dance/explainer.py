@@ -474,17 +474,25 @@ class Explainer:
         return np.argmax(self._forward(self._space(tf.constant(batch))).numpy(),
                          axis=-1).astype(np.int32)
 
-    def export(self, path, overwrite=False):
+    def export(self, path, overwrite=False, vocabulary=None):
         """Writes a SavedModel with serving signatures for TF Serving.
 
         Signatures: ``serving_default`` (``inputs`` → ``predictions``), ``explain``
         (``inputs`` → ``saliency``, ``target``: the predicted class) and ``explain_target``
         (``inputs``, ``target`` → ``saliency``, ``target``). Loading needs TensorFlow only.
-        The maps are those of ``explain`` with the model's weights at export time.
+        The maps are those of ``explain`` with the model's weights at export time. Token
+        models take int32 ``(None, L)`` ids and return ``(None, L)`` maps; with
+        ``vocabulary`` they also get ``explain_text``: raw strings ``text`` → ``tokens``
+        (the words, padded with ""), ``ids``, ``saliency`` and ``target`` — raw text in,
+        word scores out.
 
         Args:
             path: the version directory TF Serving expects, e.g. ``models/digits/1``.
             overwrite: replace an existing non-empty directory. Defaults to False.
+            vocabulary: token models: a list of tokens or a file of one per line, id =
+                position, Keras's convention (id 0 padding, id 1 out-of-vocabulary, e.g.
+                ``TextVectorization.get_vocabulary()``); saved as an asset. Defaults to
+                None.
 
         Returns:
             the ``pathlib.Path`` written.
@@ -497,7 +505,7 @@ class Explainer:
         """
         from keras_dance.export import export
 
-        return export(self, path, overwrite=overwrite)
+        return export(self, path, overwrite=overwrite, vocabulary=vocabulary)
 
     @property
     def decoy_config(self):

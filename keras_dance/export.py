@@ -7,12 +7,40 @@ from pathlib import Path
 
 import tensorflow as tf
 
+# Keras TextVectorization's default standardisation: lower case, punctuation removed.
+_PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
+
 
 class _ServingModule(tf.Module):
     """Holds the models (so their variables are saved) and the signature functions."""
 
 
-def export(explainer, path, overwrite=False):
+def read_vocabulary(vocabulary):
+    """A token list from a list/tuple or a file (one token per line); id = position.
+
+    Keras's convention (``TextVectorization.get_vocabulary()``): id 0 is padding, id 1 the
+    out-of-vocabulary token; words follow.
+    """
+    if isinstance(vocabulary, (str, os.PathLike)):
+        try:
+            vocabulary = Path(vocabulary).read_text().splitlines()
+        except OSError as error:
+            raise ValueError(
+                f"Expected `vocabulary` to be a readable file of one token per line. "
+                f"Received: vocabulary={str(vocabulary)!r} ({error.strerror})") from error
+    if not isinstance(vocabulary, (list, tuple)) or len(vocabulary) < 3 or not all(
+            isinstance(t, str) for t in vocabulary):
+        raise ValueError(
+            "Expected `vocabulary` to be a list of at least 3 strings (id 0 padding, id 1 "
+            f"out-of-vocabulary, then words) or a file of them. Received: {vocabulary!r:.80}")
+    words = list(vocabulary[2:])
+    if len(set(words)) != len(words) or "" in words:
+        raise ValueError("Expected unique, non-empty words in `vocabulary` after ids 0 and 1. "
+                         "Received: duplicates or an empty line")
+    return list(vocabulary)
+
+
+def export(explainer, path, overwrite=False, vocabulary=None):
     """See ``Explainer.export``."""
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise TypeError(
@@ -29,6 +57,18 @@ def export(explainer, path, overwrite=False):
             f"Expected `path` to be a new or empty directory (or overwrite=True). "
             f"Received: path={str(path)!r}, which exists and is not empty"
         )
+    if vocabulary is not None:
+        if not explainer.tokens:
+            raise ValueError(
+                "Expected `vocabulary` only for token models (integer ids through an "
+                f"Embedding). Received: vocabulary for a model with inputs of shape "
+                f"{explainer.input_shape}")
+        vocabulary = read_vocabulary(vocabulary)
+        size = explainer._inputs.vocabulary_size
+        if size is not None and len(vocabulary) > size:
+            raise ValueError(
+                f"Expected at most {size} tokens in `vocabulary` (the embedding's input_dim). "
+                f"Received: {len(vocabulary)} tokens")
     explainer._logits.sync()
     engine = explainer.decoys
     fused = None if engine is None else engine.__dict__.get("fuse")
@@ -40,7 +80,8 @@ def export(explainer, path, overwrite=False):
         module.model = explainer.model
         module.logits = explainer._logits.model
         # F_l runs the model's own layers: their variables are saved with module.model.
-        spec = tf.TensorSpec((None,) + explainer.input_shape, tf.float32, name="inputs")
+        dtype = tf.int32 if explainer.tokens else tf.float32
+        spec = tf.TensorSpec((None,) + explainer.input_shape, dtype, name="inputs")
         target_spec = tf.TensorSpec((None,), tf.int32, name="target")
 
         @tf.function(input_signature=[spec])
@@ -60,12 +101,19 @@ def export(explainer, path, overwrite=False):
         module.serving_default = serving_default
         module.explain = explain
         module.explain_target = explain_target
+        signatures = {"serving_default": serving_default, "explain": explain,
+                      "explain_target": explain_target}
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        words = None
         try:
-            tf.saved_model.save(module, str(staging), signatures={
-                "serving_default": serving_default, "explain": explain,
-                "explain_target": explain_target})
+            if vocabulary is not None:
+                # The words as a file: the lookup table saves it as a SavedModel asset.
+                words = Path(tempfile.mkdtemp(prefix=".vocabulary.", dir=path.parent))
+                (words / "vocabulary.txt").write_text("\n".join(vocabulary[2:]) + "\n")
+                signatures["explain_text"] = _explain_text(
+                    module, explainer, function, str(words / "vocabulary.txt"))
+            tf.saved_model.save(module, str(staging), signatures=signatures)
             if path.exists():
                 aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
                 os.replace(path, aside / "old")
@@ -75,6 +123,8 @@ def export(explainer, path, overwrite=False):
                 os.replace(staging, path)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            if words is not None:
+                shutil.rmtree(words, ignore_errors=True)
     finally:
         if engine is not None:
             if fused is None:
@@ -82,3 +132,28 @@ def export(explainer, path, overwrite=False):
             else:
                 engine.fuse = fused
     return path
+
+
+def _explain_text(module, explainer, function, words_file):
+    """``explain_text``: raw sentences → their tokens, ids, maps and predicted class.
+
+    Tokenised in the graph as Keras's ``TextVectorization`` does by default (lower case,
+    punctuation removed, split on whitespace), truncated or padded to the model's length;
+    ids by a ``keras.layers.StringLookup`` over the vocabulary file (an asset): padding
+    ``""`` → 0, unknown words → 1.
+    """
+    import keras
+
+    length = explainer.input_shape[0]
+    module.lookup = keras.layers.StringLookup(vocabulary=words_file, mask_token="",
+                                              num_oov_indices=1, output_mode="int")
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="text")])
+    def explain_text(text):
+        clean = tf.strings.regex_replace(tf.strings.lower(text), _PUNCTUATION, "")
+        tokens = tf.strings.split(clean).to_tensor(default_value="", shape=[None, length])
+        ids = tf.cast(module.lookup(tokens), tf.int32)
+        maps, targets, _, _ = function(ids, tf.fill([tf.shape(ids)[0]], -1))
+        return {"tokens": tokens, "ids": ids, "saliency": maps, "target": targets}
+
+    return explain_text

@@ -76,6 +76,57 @@ def test_export_round_trip_without_keras_dance(tmp_path, digits, kind):
     assert "signature_def['explain_target']" in shown.stdout and "DT_INT32" in shown.stdout
 
 
+TEXT_LOADER = """
+import sys
+sys.modules["keras_dance"] = None  # this process cannot import keras_dance
+import json, numpy as np, tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+ids = np.load(sys.argv[2])
+text = loaded.signatures["explain_text"](text=tf.constant(json.loads(sys.argv[4])))
+plain = loaded.signatures["explain"](inputs=tf.constant(ids))
+np.savez(sys.argv[3], text_saliency=text["saliency"].numpy(), text_ids=text["ids"].numpy(),
+         tokens=text["tokens"].numpy().astype(str), target=text["target"].numpy(),
+         saliency=plain["saliency"].numpy())
+fn = loaded.signatures["explain"]
+print(json.dumps({k: [v.dtype.name, v.shape.as_list()]
+                  for k, v in fn.structured_input_signature[1].items()}))
+"""
+
+
+def test_text_export_takes_ids_and_raw_strings_without_keras_dance(tmp_path):
+    model, vocabulary = kd.datasets.load_text_model()
+    explainer = kd.Explainer(model, decoys=kd.DecoyConfig(layer="conv3", patch=1, steps=6),
+                             pad_id=0)
+    path = explainer.export(tmp_path / "text" / "1",
+                            vocabulary=kd.datasets.SAVED_MODELS / "text_cnn.vocab.txt")
+    assert (path / "assets" / "vocabulary.txt").exists()
+    assert [p.name for p in (tmp_path / "text").iterdir()] == ["1"]  # no staging left
+    ids, _, _ = kd.datasets.make_sentiment(3, seed=5)
+    np.save(tmp_path / "ids.npy", ids)
+    sentences = ["The film was NOT very good!", "a zorblax, truly dull plot"]
+    result = subprocess.run([sys.executable, "-c", TEXT_LOADER, str(path), str(tmp_path / "ids.npy"),
+                             str(tmp_path / "out.npz"), json.dumps(sentences)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"inputs": ["int32", [None, 16]]}
+    out = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(out["saliency"], explainer.explain(ids), rtol=1e-5, atol=1e-5)
+    index = {word: i for i, word in enumerate(vocabulary)}
+    expected_ids = np.zeros((2, 16), np.int32)
+    for row, sentence in enumerate(["the film was not very good", "a zorblax truly dull plot"]):
+        expected_ids[row, :len(sentence.split())] = [index.get(w, 1) for w in sentence.split()]
+    np.testing.assert_array_equal(out["text_ids"], expected_ids)  # "zorblax" → 1 (OOV)
+    assert list(out["tokens"][1, :3]) == ["a", "zorblax", "truly"] and out["tokens"][1, 5] == ""
+    np.testing.assert_allclose(out["text_saliency"], explainer.explain(expected_ids),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out["target"], [0, 0])  # "not very good", "dull": negative
+    with pytest.raises(ValueError, match="only for token models"):
+        kd.Explainer(kd.datasets.load_digits_model()).export(tmp_path / "d", vocabulary=vocabulary)
+    with pytest.raises(ValueError, match="Expected `vocabulary`"):
+        explainer.export(tmp_path / "bad", vocabulary=["[PAD]"])
+    assert not (tmp_path / "d").exists() and not (tmp_path / "bad").exists()
+
+
 def test_export_refuses_to_overwrite_and_interrupted_export_leaves_nothing(tmp_path, digits,
                                                                           monkeypatch):
     model, _ = digits
