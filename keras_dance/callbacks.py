@@ -34,7 +34,9 @@ class ExplanationCallback(keras.callbacks.Callback):
     with the model's current weights, and writes to TensorBoard under ``log_dir``:
     image summaries ``explanations/input`` and ``explanations/overlay`` (images only) and
     scalars ``explanations/sparseness`` (Gini of |E|) and ``explanations/deletion_auc``
-    (lower is better). Targets are ``y`` when given, otherwise the predictions. It never
+    (lower is better; token models delete words by the padding token), and for token
+    models a text summary ``explanations/text``: each probe sentence's words with their
+    scores (words from ``vocabulary``, else ids). Targets are ``y`` when given, otherwise the predictions. It never
     changes the model, the optimiser or the training's random state.
 
     Args:
@@ -46,6 +48,8 @@ class ExplanationCallback(keras.callbacks.Callback):
             ``log_dir``. Defaults to False.
         max_images: images per image summary. Defaults to 8.
         deletion_steps: points of the deletion curve. Defaults to 16.
+        vocabulary: token models: a list of tokens or a file (id = position) to show
+            words instead of ids. Defaults to None.
 
     Example:
         >>> callback = kd.callbacks.ExplanationCallback(explainer, x_val[:8], y_val[:8],
@@ -54,7 +58,7 @@ class ExplanationCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, explainer, x, y=None, log_dir="logs/explanations", save_maps=False,
-                 max_images=8, deletion_steps=16):
+                 max_images=8, deletion_steps=16, vocabulary=None):
         super().__init__()
         from keras_dance.explainer import Explainer
 
@@ -71,6 +75,14 @@ class ExplanationCallback(keras.callbacks.Callback):
 
         self.max_images = _validation.check_positive_int(max_images, "max_images")
         self.deletion_steps = int(deletion_steps)
+        self.vocabulary = None
+        if vocabulary is not None:
+            if not explainer.tokens:
+                raise ValueError("Expected `vocabulary` only for token models. Received: a "
+                                 f"vocabulary for inputs of shape {explainer.input_shape}")
+            from keras_dance.export import read_vocabulary
+
+            self.vocabulary = read_vocabulary(vocabulary)
         self._writer = None
         self._epoch = None
         self._evaluations = 0
@@ -103,8 +115,10 @@ class ExplanationCallback(keras.callbacks.Callback):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
         gini = sparseness(maps)
+        tokens = self.explainer.tokens
+        pad = (self.explainer._inputs.pad_id or 0) if tokens else 0.0
         auc = deletion(self.explainer.model, self.x, maps, targets, steps=self.deletion_steps,
-                       preprocess=self.explainer.preprocess)
+                       preprocess=self.explainer.preprocess, baseline=pad)
         with self._writer.as_default(step=step):
             tf.summary.scalar("explanations/sparseness", float(np.mean(gini)))
             tf.summary.scalar("explanations/deletion_auc", float(np.mean(auc)))
@@ -116,6 +130,8 @@ class ExplanationCallback(keras.callbacks.Callback):
                 tf.summary.image("explanations/overlay",
                                  overlays(self.x[:self.max_images], maps[:self.max_images]),
                                  max_outputs=self.max_images)
+            if tokens and maps.ndim == 2:
+                tf.summary.text("explanations/text", self._sentences(maps, targets))
         self._writer.flush()
         if self.save_maps:
             os.makedirs(self.log_dir, exist_ok=True)
@@ -123,3 +139,13 @@ class ExplanationCallback(keras.callbacks.Callback):
             temporary = final.with_suffix(".tmp.npz")
             np.savez(temporary, inputs=self.x, maps=maps, targets=targets)
             os.replace(temporary, final)
+
+    def _sentences(self, maps, targets):
+        """One Markdown line per probe sentence: ``word (score)``, padding left out."""
+        pad = self.explainer._inputs.pad_id
+        lines = []
+        for ids, scores, target in zip(self.x[:self.max_images], maps, targets):
+            words = [(self.vocabulary[i] if self.vocabulary and i < len(self.vocabulary)
+                      else str(i), score) for i, score in zip(ids, scores) if i != pad]
+            lines.append(f"class {target}: " + " ".join(f"{w} ({s:+.3f})" for w, s in words))
+        return tf.constant(lines)

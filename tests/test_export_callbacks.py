@@ -127,6 +127,27 @@ def test_text_export_takes_ids_and_raw_strings_without_keras_dance(tmp_path):
     assert not (tmp_path / "d").exists() and not (tmp_path / "bad").exists()
 
 
+def test_callback_writes_word_scores_for_a_text_model(tmp_path):
+    model, vocabulary = kd.datasets.load_text_model()
+    x, y, _ = kd.datasets.make_sentiment(4, seed=6)
+    explainer = kd.Explainer(model, pad_id=0)
+    callback = kd.callbacks.ExplanationCallback(explainer, x, y, log_dir=tmp_path,
+                                                vocabulary=vocabulary)
+    model.compile(loss="sparse_categorical_crossentropy")
+    model.evaluate(x, y, verbose=0, callbacks=[callback])
+    scalars, texts = _read_events(tmp_path)
+    assert "explanations/deletion_auc" in scalars
+    (step, lines), = texts["explanations/text"]
+    maps = explainer.explain(x, y)
+    first = lines[0].decode()
+    words = [vocabulary[i] for i in x[0] if i != 0]
+    assert first.startswith(f"class {y[0]}: ") and first.split(": ", 1)[1] == " ".join(
+        f"{w} ({s:+.3f})" for w, s in zip(words, maps[0][x[0] != 0]))
+    with pytest.raises(ValueError, match="only for token models"):
+        kd.callbacks.ExplanationCallback(kd.Explainer(_small_model()), np.zeros((1, 32, 32, 1)),
+                                         vocabulary=vocabulary)
+
+
 def test_export_refuses_to_overwrite_and_interrupted_export_leaves_nothing(tmp_path, digits,
                                                                           monkeypatch):
     model, _ = digits
@@ -157,7 +178,7 @@ def _read_events(log_dir):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
                 tensor = tf.make_ndarray(value.tensor)
-                if value.tag.endswith("/input") or value.tag.endswith("/overlay"):
+                if value.tag.endswith(("/input", "/overlay", "/text")):
                     images.setdefault(value.tag, []).append((event.step, tensor))
                 else:
                     scalars.setdefault(value.tag, []).append((event.step, float(tensor)))

@@ -203,3 +203,31 @@ def test_sentiment_task_and_shipped_text_model():
     assert np.mean(model.predict(x, verbose=0).argmax(1) == y) >= 0.95
     maps = kd.Explainer(model, pad_id=0).explain(x[:8], y[:8])
     assert maps.shape == (8, 16) and np.all(maps[x[:8] == 0] == 0)
+
+
+def test_word_deletion_and_fidelity_on_token_models():
+    model, _ = kd.datasets.load_text_model()
+    x, y, masks = kd.datasets.make_sentiment(6, seed=8)
+    truth = masks.astype(np.float32)  # the deciding words first
+    first = kd.metrics.deletion(model, x, truth, y, baseline=0)
+    last = kd.metrics.deletion(model, x, 1.0 - truth, y, baseline=0)
+    assert first.mean() < last.mean()  # removing the deciding words loses the class
+    with pytest.raises(ValueError, match="token id"):
+        kd.metrics.deletion(model, x, truth, y, baseline=0.5)
+    with pytest.raises(ValueError, match="word deletion"):
+        kd.metrics.fidelity(model, x, truth, y)
+
+
+def test_viz_text_highlights_words(tmp_path):
+    shown = kd.viz.text(["<b>", "not", "good", "", "[PAD]"], [0.5, -1.0, 2.0, 0.0, 0.0])
+    assert shown.tokens == ["<b>", "not", "good"]  # padding left out
+    np.testing.assert_allclose(shown.weights, [0.25, -0.5, 1.0])
+    assert "&lt;b&gt;" in shown.html and "<b>" not in shown.html  # escaped
+    assert shown._repr_html_() == shown.html
+    assert shown.save(tmp_path / "words.html").read_text().count("<span") == 3
+    assert shown.save(tmp_path / "words.png").stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["words.html", "words.png"]
+    with pytest.raises(ValueError, match="one score per token"):
+        kd.viz.text(["a", "b"], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        kd.viz.text(["a"], [np.nan])

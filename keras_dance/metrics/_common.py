@@ -107,3 +107,20 @@ class ClassProbability:
         probabilities = np.concatenate(probabilities).astype(np.float64)
         index = np.asarray(classes) if self.num_classes > 1 else np.zeros(len(rows), int)
         return probabilities[np.arange(len(rows)), index]
+
+
+def token_inputs(model):
+    """Whether the model takes integer (token) inputs."""
+    import tensorflow as tf
+
+    return not tf.as_dtype(model.inputs[0].dtype).is_floating
+
+
+def check_token_baseline(model, baseline):
+    """Token models: a removed word becomes a token id (the padding id), nothing else."""
+    if token_inputs(model) and (np.ndim(baseline) != 0 or float(baseline) != int(baseline)
+                                or baseline < 0):
+        raise ValueError(
+            "Expected `baseline` to be a token id (e.g. the padding id 0) for a model with "
+            f"integer token inputs: removed words are replaced by it. Received: "
+            f"baseline={baseline!r}")

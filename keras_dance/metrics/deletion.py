@@ -3,7 +3,8 @@
 import numpy as np
 
 from keras_dance import _validation
-from keras_dance.metrics._common import ClassProbability, as_baseline, as_maps
+from keras_dance.metrics._common import (ClassProbability, as_baseline, as_maps,
+                                         check_token_baseline)
 
 
 def _order(maps, spatial_ndim, rank):
@@ -28,6 +29,7 @@ def _curve(model, x, maps, targets, steps, baseline, batch_size, insert, rank, p
             f"Expected `maps` with the shape of `x` {x.shape}. Received: maps.shape={maps.shape}"
         )
     steps = _validation.check_positive_int(steps, "steps")
+    check_token_baseline(model, baseline)
     probability = ClassProbability(model, x, targets, batch_size, preprocess)
     spatial_ndim = x.ndim - 2 if x.ndim >= 3 else 1
     order = _order(maps, spatial_ndim, rank)
@@ -74,7 +76,8 @@ def deletion(model, x, maps, targets=None, steps=32, baseline=0.0, batch_size=25
         maps: saliency maps of ``x``'s shape.
         targets: class per input; None: the predicted class. Defaults to None.
         steps: points on the curve minus one. Defaults to 32.
-        baseline: value of a removed feature (scalar or one input). Defaults to 0.0.
+        baseline: value of a removed feature (scalar or one input); for token models a
+            token id (word deletion by the padding token: 0). Defaults to 0.0.
         batch_size: rows per model call (the memory knob). Defaults to 256.
         rank: "absolute" ranks positions by ``max_c |E|``; "signed" by ``Σ_c E`` (most
             positive evidence first). Defaults to "absolute".

@@ -3,7 +3,7 @@
 import numpy as np
 
 from keras_dance import _validation
-from keras_dance.metrics._common import ClassProbability, as_maps, same_shape
+from keras_dance.metrics._common import ClassProbability, as_maps, same_shape, token_inputs
 from keras_dance.postprocess import postprocess
 
 
@@ -58,6 +58,12 @@ def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=2
             f"Expected `reference` to be one of {list(REFERENCES)}. Received: "
             f"reference={reference!r}"
         )
+    if token_inputs(model):
+        raise ValueError(
+            "Expected a model with floating-point inputs: fidelity multiplies the input by "
+            "the map, which means nothing for token ids. Use kd.metrics.deletion(..., "
+            f"baseline=pad_id) (word deletion) instead. Received: model {model.name!r} "
+            "with integer inputs")
     x = _validation.as_input_batch(x, tuple(model.inputs[0].shape[1:]))
     maps = as_maps(maps)
     same_shape(x, maps, "x", "maps")
