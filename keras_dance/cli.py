@@ -9,7 +9,9 @@ Usage:
 
 explain: INPUTS are ``.npy`` batches or images (PNG/JPEG, scaled to [0, 1]); writes
 ``maps.npy`` (raw maps, in order), ``inputs.npy``, ``targets.npy`` and one
-``*_overlay.png`` per input under ``--out``. export: a SavedModel for TF Serving.
+``*_overlay.png`` per input under ``--out``. For a token model with ``--vocabulary``,
+INPUTS are text files of one sentence per line, and each sentence gets a
+``*_words.html`` of highlighted words. export: a SavedModel for TF Serving.
 evaluate: DATA is an ``.npz`` with ``x`` (and optionally ``y`` labels, ``masks`` ground
 truth); prints the quality metrics of the method as a table.
 
@@ -44,9 +46,14 @@ flags.DEFINE_enum("aggregation", "range", ["range", "patch_range", "mean"],
 flags.DEFINE_bool("overwrite", False, "export: replace an existing SavedModel directory.")
 flags.DEFINE_integer("limit", 64, "evaluate: use at most this many examples.")
 flags.DEFINE_bool("verbose", False, "Keep TensorFlow's start-up and INFO log lines.")
+flags.DEFINE_string("vocabulary", None, "Token models: a file of one token per line (id = "
+                    "line number; 0 padding, 1 out-of-vocabulary). explain: INPUTS are text "
+                    "files of sentences; export: adds the explain_text signature.")
+flags.DEFINE_integer("pad_id", None, "Token models: the padding id, scored 0 (default: 0 "
+                     "with --vocabulary or mask_zero).")
 
 _EXPLAINER_FLAGS = ["method", "batch_size", "decoy_layer", "patch", "stride", "epsilon",
-                    "aggregation", "unsafe", "verbose"]
+                    "aggregation", "unsafe", "verbose", "vocabulary", "pad_id"]
 COMMANDS = {
     "explain": ("explain MODEL INPUTS... — maps, overlays and raw arrays for images or .npy",
                 _EXPLAINER_FLAGS + ["out"]),
@@ -132,10 +139,52 @@ def _explainer(model):
             layer = int(layer) if layer.lstrip("-").isdigit() else layer
             decoys = kd.DecoyConfig(layer=layer, patch=FLAGS.patch, stride=FLAGS.stride,
                                     epsilon=FLAGS.epsilon)
-        return kd.Explainer(model, method=FLAGS.method, decoys=decoys,
-                            aggregation=FLAGS.aggregation, batch_size=FLAGS.batch_size)
+        pad_id = FLAGS.pad_id
+        if pad_id is None and FLAGS.vocabulary is not None:
+            pad_id = 0
+        explainer = kd.Explainer(model, method=FLAGS.method, decoys=decoys,
+                                 aggregation=FLAGS.aggregation, batch_size=FLAGS.batch_size,
+                                 pad_id=pad_id)
     except (TypeError, ValueError) as error:
+        if FLAGS.vocabulary is not None and FLAGS.pad_id is None and "`pad_id` only" in str(error):
+            error = "a model that does not take token ids"  # the pad_id came from --vocabulary
+            raise UsageError("--vocabulary is for token models (integer ids through an "
+                             f"Embedding); this is {error}") from None
         raise UsageError(str(error)) from error
+    if FLAGS.vocabulary is not None and not explainer.tokens:
+        raise UsageError("--vocabulary is for token models (integer ids through an "
+                         "Embedding); this model takes inputs of shape "
+                         f"{explainer.input_shape}")
+    return explainer
+
+
+def _vocabulary():
+    from keras_dance.export import read_vocabulary
+
+    try:
+        return read_vocabulary(FLAGS.vocabulary)
+    except ValueError as error:
+        raise UsageError(f"--vocabulary={FLAGS.vocabulary}: {error}") from error
+
+
+def _load_sentences(paths, vocabulary, length):
+    from keras_dance.export import tokenize
+
+    sentences, names = [], []
+    for path in paths:
+        path = Path(path)
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read text file {path}: {error}") from error
+        for i, line in enumerate(lines):
+            if line.strip():
+                sentences.append(line)
+                names.append(f"{path.stem}_{i}")
+    if not sentences:
+        raise UsageError(f"no sentences in {', '.join(map(str, paths))} (one per line)")
+    words, ids = tokenize(sentences, vocabulary, length)
+    return ids, words, names
 
 
 def _explain_with_progress(explainer, x, targets):
@@ -152,7 +201,14 @@ def explain(argv):
     if len(argv) < 2:
         raise UsageError("explain needs MODEL and at least one INPUT")
     explainer = _explainer(_load_model(argv[0]))
-    x, names = _load_inputs(argv[1:], explainer.input_shape)
+    words = None
+    if explainer.tokens:
+        if FLAGS.vocabulary is None:
+            x, names = _load_inputs(argv[1:], explainer.input_shape)  # .npy batches of ids
+        else:
+            x, words, names = _load_sentences(argv[1:], _vocabulary(), explainer.input_shape[0])
+    else:
+        x, names = _load_inputs(argv[1:], explainer.input_shape)
     try:
         targets = explainer.predict_classes(x)
         maps = _explain_with_progress(explainer, x, targets)
@@ -172,9 +228,13 @@ def explain(argv):
         np.save(staging / "inputs.npy", x)
         np.save(staging / "targets.npy", targets)
         label = explainer.method.name + (" + decoys" if explainer.decoys is not None else "")
-        for name, image, saliency, target in zip(names, x, maps, targets):
-            viz.save_overlay(staging / f"{name}_overlay.png", image, saliency,
-                             title=f"{label}, class {target}")
+        if words is not None:
+            for name, tokens, saliency in zip(names, words, maps):
+                viz.text(tokens, saliency).save(staging / f"{name}_words.html")
+        elif not explainer.tokens:
+            for name, image, saliency, target in zip(names, x, maps, targets):
+                viz.save_overlay(staging / f"{name}_overlay.png", image, saliency,
+                                 title=f"{label}, class {target}")
         out.mkdir(exist_ok=True)
         written = []
         for item in sorted(staging.iterdir()):
@@ -188,8 +248,10 @@ def explain(argv):
         print(f"decoys: {explainer.decoys.num_decoys} per input; {explainer.decoys.reason}")
     print(f"explained {len(x)} inputs with {explainer.method.name}; predicted classes "
           f"{targets.tolist()}")
+    shown = (f"{len(names)} highlighted sentences (*_words.html)" if words is not None else
+             "" if explainer.tokens else f"{len(names)} overlays (*_overlay.png)")
     print(f"wrote {len(written)} files to {out}/: maps.npy (raw maps {maps.shape}), "
-          f"inputs.npy, targets.npy, {len(names)} overlays (*_overlay.png)")
+          f"inputs.npy, targets.npy{', ' + shown if shown else ''}")
 
 
 def export(argv):
@@ -201,14 +263,18 @@ def export(argv):
     explainer = _explainer(_load_model(argv[0]))
     try:
         path = Path(FLAGS.out)
-        explainer.export(path, overwrite=FLAGS.overwrite)
+        vocabulary = None if FLAGS.vocabulary is None else _vocabulary()
+        explainer.export(path, overwrite=FLAGS.overwrite, vocabulary=vocabulary)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
     except FileExistsError as error:
         raise UsageError(f"{error}; pass --overwrite to replace it") from error
     except OSError as error:
         raise UsageError(f"cannot write to --out={FLAGS.out}: {error}") from error
     print(f"exported {argv[0]} ({explainer.method.name}"
           f"{' + decoys' if explainer.decoys is not None else ''}) to {path}/ with signatures "
-          "serving_default, explain, explain_target")
+          f"serving_default, explain, explain_target"
+          f"{', explain_text' if FLAGS.vocabulary is not None else ''}")
 
 
 def evaluate(argv):
@@ -228,7 +294,7 @@ def evaluate(argv):
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise UsageError(f"{path} is not an .npz archive; expected one with an array "
                              "named x (and optionally y, masks)")
-        x = np.asarray(data["x"], np.float32)[:FLAGS.limit]
+        x = np.asarray(data["x"], np.int32 if explainer.tokens else np.float32)[:FLAGS.limit]
         y = np.asarray(data["y"], np.int32)[:FLAGS.limit] if "y" in data else None
         masks = np.asarray(data["masks"])[:FLAGS.limit] if "masks" in data else None
     except (KeyError, ValueError, OSError) as error:
@@ -239,12 +305,18 @@ def evaluate(argv):
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from error
     try:
+        # Token models: words are deleted by the padding token; fidelity does not apply.
+        pad = (explainer._inputs.pad_id or 0) if explainer.tokens else 0.0
         rows = [
-            ("deletion AUC (lower is better)", kd.metrics.deletion(model, x, maps, targets)),
-            ("insertion AUC (higher is better)", kd.metrics.insertion(model, x, maps, targets)),
+            ("deletion AUC (lower is better)",
+             kd.metrics.deletion(model, x, maps, targets, baseline=pad)),
+            ("insertion AUC (higher is better)",
+             kd.metrics.insertion(model, x, maps, targets, baseline=pad)),
             ("sparseness, Gini (higher is sparser)", kd.metrics.sparseness(maps)),
-            ("fidelity (lower is better)", kd.metrics.fidelity(model, x, maps, targets)),
         ]
+        if not explainer.tokens:
+            rows.append(("fidelity (lower is better)",
+                         kd.metrics.fidelity(model, x, maps, targets)))
         if masks is not None:
             rows.append(("relevance mass in ground truth",
                          kd.metrics.relevance_mass(maps, masks)))

@@ -40,6 +40,21 @@ def read_vocabulary(vocabulary):
     return list(vocabulary)
 
 
+def tokenize(texts, vocabulary, length):
+    """Sentences → ``(words (N, length) str, ids (N, length) int32)``, as ``explain_text``
+    does in the graph: lower case, punctuation removed, split on whitespace, truncated or
+    padded ("" → id 0); unknown words → id 1."""
+    import numpy as np
+
+    clean = tf.strings.regex_replace(tf.strings.lower(tf.constant(list(texts))), _PUNCTUATION, "")
+    words = tf.strings.split(clean).to_tensor(default_value="", shape=[None, length])
+    words = words.numpy().astype(str)
+    index = {word: i for i, word in enumerate(vocabulary) if i >= 2}
+    ids = np.array([[0 if w == "" else index.get(w, 1) for w in row] for row in words],
+                   np.int32).reshape(len(words), length)
+    return words, ids
+
+
 def export(explainer, path, overwrite=False, vocabulary=None):
     """See ``Explainer.export``."""
     if not isinstance(path, (str, os.PathLike)) or not str(path):

@@ -148,3 +148,33 @@ def test_cli_errors_are_one_line_never_a_traceback(tmp_path, capsys, case, messa
     assert "Traceback" not in captured.err
     assert (tmp_path / "file").read_text() == "x"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".keras-dance-")]
+
+
+def test_cli_explains_sentences_and_exports_a_text_model(tmp_path, capsys):
+    import keras_dance as kd
+
+    model_path = kd.datasets.SAVED_MODELS / "text_cnn.keras"
+    vocabulary = kd.datasets.SAVED_MODELS / "text_cnn.vocab.txt"
+    (tmp_path / "reviews.txt").write_text("The film was not very good.\n\nA truly dull plot!\n")
+    out = tmp_path / "run"
+    status, captured = _run_in_process(["explain", model_path, tmp_path / "reviews.txt",
+                                        f"--vocabulary={vocabulary}", f"--out={out}"], capsys)
+    assert status == 0, captured.err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "inputs.npy", "maps.npy", "reviews_0_words.html", "reviews_2_words.html", "targets.npy"]
+    ids, maps = np.load(out / "inputs.npy"), np.load(out / "maps.npy")
+    model, words = kd.datasets.load_text_model()
+    np.testing.assert_allclose(maps, kd.Explainer(model, pad_id=0).explain(ids), rtol=1e-5,
+                               atol=1e-6)
+    assert [words[i] for i in ids[0][:6]] == ["the", "film", "was", "not", "very", "good"]
+    assert np.load(out / "targets.npy").tolist() == [0, 0]
+    assert ">not</span>" in (out / "reviews_0_words.html").read_text()
+    status, captured = _run_in_process(["export", model_path, f"--vocabulary={vocabulary}",
+                                        f"--out={tmp_path / 'served' / '1'}"], capsys)
+    assert status == 0 and "explain_text" in captured.out, captured.err
+    # --vocabulary on an image model: one line, nothing written.
+    status, captured = _run_in_process(["explain", kd.datasets.SAVED_MODELS / "digits_cnn.keras",
+                                        tmp_path / "reviews.txt", f"--vocabulary={vocabulary}",
+                                        f"--out={tmp_path / 'none'}"], capsys)
+    assert status == 1 and "--vocabulary is for token models" in captured.err
+    assert not (tmp_path / "none").exists()
