@@ -17,6 +17,7 @@ Run: .venv/bin/python benchmarks/quality.py            (full, about 10 minutes o
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -24,11 +25,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sections import marked_sections  # noqa: E402
+
 import keras_dance as kd  # noqa: E402
 from keras_dance import attacks, sanity  # noqa: E402
 
 SEED = 0
-SWEEP_START, SWEEP_END = "<!-- dance_sweep:start -->", "<!-- dance_sweep:end -->"
 
 
 def mean_se(values):
@@ -283,11 +286,9 @@ def main():
     ] + [f"- {f}" for f in findings] + [""]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The "When to use DANCE" section belongs to benchmarks/dance_sweep.py: keep it.
+    # Marked sections belong to other scripts (dance_sweep.py, text_quality.py): kept.
     previous = out.read_text() if out.exists() else ""
-    if SWEEP_START in previous and SWEEP_END in previous:
-        kept = previous.split(SWEEP_START, 1)[1].split(SWEEP_END, 1)[0]
-        lines += [SWEEP_START + kept + SWEEP_END]
+    lines += [f"{section}\n" for section in marked_sections(previous)]
     temporary = out.with_suffix(".tmp")
     temporary.write_text("\n".join(header + lines) + "\n")
     os.replace(temporary, out)
