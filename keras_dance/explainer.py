@@ -466,6 +466,17 @@ class Explainer:
                 decoys, jit_compile=self.jit_compile, reduce_retracing=True)
         return self._decoy_functions[size]
 
+    def embed(self, ids):
+        """Token models: ids ``(B, L)`` → the embedded sequences ``(B, L, E)`` the methods
+        see, as numpy — e.g. an Integrated Gradients baseline of padding tokens:
+        ``IntegratedGradients(baseline=explainer.embed([[pad_id]])[0, 0])``."""
+        if not self.tokens:
+            raise ValueError("Expected a token model (integer ids through an Embedding). "
+                             f"Received: a model with inputs of shape {self.input_shape}")
+        ids = np.asarray(ids)
+        batch = _validation.as_token_batch(ids, (None,), self._inputs.vocabulary_size, "ids")
+        return self._inputs.embed(tf.constant(batch)).numpy()
+
     def predict_classes(self, x):
         """The predicted class of each input (argmax of the logits)."""
         batch = (_validation.as_token_batch(x, self.input_shape, self._inputs.vocabulary_size)

@@ -78,6 +78,25 @@ def test_integrated_gradients_sum_is_complete_per_token_sum():
     assert np.median(error) < 0.02, error
 
 
+def test_integrated_gradients_from_the_padding_embedding():
+    model = kim_cnn()
+    x = tokens(3, seed=2, pad_from=LENGTH)
+    explainer = kd.Explainer(model)
+    pad = explainer.embed([[0]])[0, 0]  # (E,): the baseline sentence is all padding
+    np.testing.assert_allclose(pad, model.get_layer("embedding").embeddings.numpy()[0])
+    ig = kd.Explainer(model, kd.methods.IntegratedGradients(steps=256, baseline=pad),
+                      token_reduction="sum")
+    targets = ig.predict_classes(x)
+    z = explainer.embed(x)
+    full = tf.gather(explainer._forward(z), targets, batch_dims=1).numpy()
+    base = tf.gather(explainer._forward(np.broadcast_to(pad, z.shape).astype(np.float32)),
+                     targets, batch_dims=1).numpy()
+    error = np.abs(ig.explain(x, targets).sum(1) - (full - base)) / np.abs(full - base)
+    assert np.median(error) < 0.02, error
+    with pytest.raises(ValueError, match="token model"):
+        kd.Explainer(kd.datasets.load_digits_model()).embed([[0]])
+
+
 @pytest.mark.parametrize("method", ["smoothgrad", "cgi", "gradient_x_input"])
 def test_every_method_runs_on_tokens_and_padding_scores_zero(method):
     model = kim_cnn()
