@@ -22,9 +22,15 @@ def _explainer_like(explainer, model):
     if config is not None and isinstance(config.layer, keras.layers.Layer):
         # A layer object belongs to the original model: name it by its path in the copy.
         config = dataclasses.replace(config, layer=explainer.decoys.layer_name)
+    tokens = {}
+    if explainer.tokens:  # the same embedding layer, reduction and padding in the copy
+        tokens = dict(embedding_layer=explainer._inputs.embedding_path,
+                      token_reduction=explainer.token_reduction,
+                      pad_id=explainer._inputs.pad_id)
     return Explainer(model, method=explainer.method, decoys=config,
                      aggregation=explainer.aggregation, batch_size=explainer.batch_size,
-                     preprocess=explainer.preprocess, input_shape=explainer.input_shape)
+                     preprocess=explainer.preprocess, input_shape=explainer.input_shape,
+                     **tokens)
 
 
 def _copy(model):

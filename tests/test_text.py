@@ -250,3 +250,14 @@ def test_viz_text_highlights_words(tmp_path):
         kd.viz.text(["a", "b"], [1.0])
     with pytest.raises(ValueError, match="finite"):
         kd.viz.text(["a"], [np.nan])
+
+
+def test_sanity_randomisation_keeps_the_token_settings():
+    model = kim_cnn()
+    x = tokens(3)
+    explainer = kd.Explainer(model, token_reduction="sum", pad_id=0)
+    results = kd.sanity.model_randomisation(explainer, x, mode="full")
+    assert results[0]["layer"] == "all" and np.all(np.isfinite(results[0]["spearman_abs"]))
+    copy = kd.sanity._explainer_like(explainer, kd.sanity._copy(model))
+    assert copy.token_reduction == "sum" and copy._inputs.pad_id == 0
+    assert np.all(copy.explain(x, 0)[x == 0] == 0)
