@@ -41,7 +41,10 @@ def test_wheel_ships_its_models_and_works_outside_the_checkout(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet",
                     "--target", str(site), str(wheel)], check=True, capture_output=True,
                    timeout=600)
-    assert (site / "keras_dance" / "saved_models" / "digits_cnn.keras").is_file()
+    shipped = site / "keras_dance" / "saved_models"
+    for name in ("digits_cnn.keras", "configurations_resnet.keras", "text_cnn.keras",
+                 "text_cnn.vocab.txt"):
+        assert (shipped / name).is_file(), name
     result = subprocess.run(
         [sys.executable, "-c", SMOKE, str(site), str(ROOT), str(tmp_path / "serving" / "1")],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
