@@ -30,7 +30,7 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("method", "gradient", "Saliency method id (gradient, gradient_x_input, "
-                    "integrated_gradients, smoothgrad, cgi).")
+                    "integrated_gradients, smoothgrad, squaregrad, vargrad, cgi).")
 flags.DEFINE_string("out", None, "Output directory (explain: default out/explain; export: "
                     "the SavedModel version directory, required).")
 flags.DEFINE_integer("batch_size", 128, "Memory knob: most model rows per pass.")

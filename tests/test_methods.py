@@ -110,6 +110,27 @@ def test_smoothgrad_averages_the_wrapped_method_over_seeded_noise(quadratic):
     np.testing.assert_allclose(run(sg, x, forward, np.zeros(3, np.int32), 2), maps, **TOL)
 
 
+@pytest.mark.parametrize("cls, reduce", [
+    (kd.methods.SquareGrad, lambda m: np.mean(m ** 2, axis=0)),
+    (kd.methods.VarGrad, lambda m: np.var(m, axis=0)),
+])
+def test_squaregrad_and_vargrad_reduce_the_same_noisy_maps(quadratic, cls, reduce):
+    a, forward = quadratic
+    x = np.random.default_rng(4).normal(size=(3, 5)).astype(np.float32)
+    method = cls(num_samples=5, noise_level=0.2, value_range=(0, 2), seed=7)
+    maps = run(method, x, forward, np.zeros(3, np.int32))
+    draws = np.stack([kd._random.normal([5], 7, [j]).numpy()[0] for j in range(5)])
+    noisy_maps = np.stack([(x + 0.4 * d) @ a for d in draws])  # SmoothGrad's very samples
+    np.testing.assert_allclose(maps, reduce(noisy_maps), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(run(method, x, forward, np.zeros(3, np.int32), 2), maps,
+                               rtol=1e-4, atol=1e-5)  # chunked: same maps
+    other = run(cls(num_samples=5, noise_level=0.2, value_range=(0, 2), seed=8), x, forward,
+                np.zeros(3, np.int32))
+    assert not np.allclose(other, maps)  # another seed, other noise
+    again = kd.methods.get({"name": method.name, "config": method.get_config()})
+    assert type(again) is cls and again.get_config() == method.get_config()
+
+
 def _competition_reference(per_class, targets):
     """NumPy reference of the CGI rule: per_class (C, B, *f)."""
     out = np.zeros(per_class.shape[1:], np.float32)

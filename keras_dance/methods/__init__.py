@@ -5,15 +5,18 @@ from keras_dance.methods.competitive import CGI, Competitive, compete
 from keras_dance.methods.gradient import Gradient
 from keras_dance.methods.gradient_x_input import GradientXInput
 from keras_dance.methods.integrated_gradients import IntegratedGradients
+from keras_dance.methods.noise_tunnel import SquareGrad, VarGrad
 from keras_dance.methods.smoothgrad import SmoothGrad
 
 _REGISTRY = {
     cls.name: cls
-    for cls in (Gradient, GradientXInput, IntegratedGradients, SmoothGrad, CGI, Competitive)
+    for cls in (Gradient, GradientXInput, IntegratedGradients, SmoothGrad, SquareGrad, VarGrad,
+                CGI, Competitive)
 }
 
 #: The method ids ``Explainer(method=...)`` accepts.
-METHOD_NAMES = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "cgi")
+METHOD_NAMES = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
+                "squaregrad", "vargrad", "cgi")
 
 
 def get(identifier):
@@ -50,5 +53,5 @@ def _lookup(name):
 
 __all__ = [
     "CGI", "Competitive", "Gradient", "GradientXInput", "IntegratedGradients",
-    "METHOD_NAMES", "SaliencyMethod", "SmoothGrad", "compete", "get",
+    "METHOD_NAMES", "SaliencyMethod", "SmoothGrad", "SquareGrad", "VarGrad", "compete", "get",
 ]

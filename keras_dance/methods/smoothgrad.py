@@ -35,6 +35,9 @@ class SmoothGrad(SaliencyMethod):
     """
 
     name = "smoothgrad"
+    #: The noise tunnel's reduction of the N maps: "mean" (SmoothGrad), "square" (the mean
+    #: of squares, SquareGrad) or "variance" (VarGrad); one noise loop for all three.
+    reduction = "mean"
 
     def __init__(self, method=None, num_samples=50, noise_level=0.15, value_range=None,
                  seed=0):
@@ -92,12 +95,19 @@ class SmoothGrad(SaliencyMethod):
             draws = random.normal(feature_shape, seed, start + tf.range(size))
             noisy = x[None] + sigma * draws[:, None]  # (size, B, *f)
             rows = tf.reshape(noisy, tf.concat([[-1], feature_shape], 0))
-            maps = self.method(rows, forward, targets.tile(size),
-                               inner_budget(max_expansion, size))
-            return tf.reduce_sum(fold(maps, size), axis=0)
+            maps = fold(self.method(rows, forward, targets.tile(size),
+                                    inner_budget(max_expansion, size)), size)
+            # Σ E and Σ E² over the chunk's samples (streamed: memory stays bounded).
+            return tf.reduce_sum(maps, axis=0), tf.reduce_sum(tf.square(maps), axis=0)
 
-        total = chunked_sum(chunk, self.num_samples, samples_per_pass, tf.zeros_like(x))
-        return total / float(self.num_samples)
+        total, squares = chunked_sum(chunk, self.num_samples, samples_per_pass,
+                                     (tf.zeros_like(x), tf.zeros_like(x)))
+        mean, mean_square = total / float(self.num_samples), squares / float(self.num_samples)
+        if self.reduction == "square":
+            return mean_square
+        if self.reduction == "variance":
+            return tf.maximum(mean_square - tf.square(mean), 0.0)
+        return mean
 
     def get_config(self):
         return {
