@@ -220,8 +220,11 @@ class GraphFunction:
             if any(self.input_key in step.inputs for step in steps):
                 raise ValueError(
                     f"Expected {self.name!r} to depend on the model's input only through "
-                    f"the layer {start[-1].name!r}. Received: a graph where the input also "
-                    "reaches it another way"
+                    f"the layer {start[-1].name!r} (maps and decoys are taken there). "
+                    "Received: a graph where the input also reaches it another way, e.g. "
+                    "an Embedding's padding mask (mask_zero=True) read by a later layer "
+                    "such as an LSTM; use an explicit `pad_id` without mask_zero, or name "
+                    "with `embedding_layer=` a layer whose output carries everything"
                 )
             self.input_key = id(start_tensor)
         self.steps = steps

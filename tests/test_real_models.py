@@ -242,14 +242,21 @@ def test_preprocess_maps_are_gradients_with_respect_to_raw_inputs(tmp_path):
 
 
 def test_models_that_cannot_be_differentiated_raise_instead_of_zero_maps():
+    # Token ids through an Embedding (int32 or float inputs) are explained per token at
+    # the embedding (tests/test_text.py); without an Embedding, integer inputs raise.
+    for dtype in ("int32", "float32"):
+        inputs = keras.Input((12,), dtype=dtype)
+        h = L.Embedding(50, 4)(keras.ops.cast(inputs, "int32"))
+        model = keras.Model(inputs, L.Dense(2)(L.Flatten()(h)))
+        maps = kd.Explainer(model).explain(np.arange(24).reshape(2, 12) % 50)
+        assert maps.shape == (2, 12) and np.abs(maps).max() > 0
     inputs = keras.Input((12,), dtype="int32")
-    h = L.Embedding(50, 4)(inputs)
-    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(h)))
-    with pytest.raises(ValueError, match=r"floating-point input.*dtype int32"):
+    model = keras.Model(inputs, L.Dense(2)(keras.ops.cast(inputs, "float32")))
+    with pytest.raises(ValueError, match=r"no Embedding layer.*dtype int32"):
         kd.Explainer(model)
     inputs = keras.Input((12,))
-    h = L.Embedding(50, 4)(keras.ops.cast(inputs, "int32"))
-    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(h)))
+    cut = keras.ops.cast(keras.ops.cast(inputs, "int32"), "float32")
+    model = keras.Model(inputs, L.Dense(2)(cut))
     with pytest.raises(ValueError, match="gradient is None"):
         kd.Explainer(model)
 

@@ -261,3 +261,14 @@ def test_sanity_randomisation_keeps_the_token_settings():
     copy = kd.sanity._explainer_like(explainer, kd.sanity._copy(model))
     assert copy.token_reduction == "sum" and copy._inputs.pad_id == 0
     assert np.all(copy.explain(x, 0)[x == 0] == 0)
+
+
+def test_a_padding_mask_consumed_downstream_is_refused_not_dropped():
+    # An LSTM reads the embedding's mask; run from a new embedded tensor (noise, decoys)
+    # the mask would be lost and the maps silently wrong: the explainer refuses.
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((LENGTH,), dtype="int32")
+    embedded = keras.layers.Embedding(VOCABULARY, DIMENSIONS, mask_zero=True)(ids)
+    model = keras.Model(ids, keras.layers.Dense(2)(keras.layers.LSTM(4)(embedded)))
+    with pytest.raises(ValueError, match="only through the layer 'embedding'.*mask_zero"):
+        kd.Explainer(model)
