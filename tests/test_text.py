@@ -268,7 +268,8 @@ def test_a_padding_mask_consumed_downstream_is_refused_not_dropped():
     # the mask would be lost and the maps silently wrong: the explainer refuses.
     keras.utils.set_random_seed(0)
     ids = keras.Input((LENGTH,), dtype="int32")
-    embedded = keras.layers.Embedding(VOCABULARY, DIMENSIONS, mask_zero=True)(ids)
+    embedded = keras.layers.Embedding(VOCABULARY, DIMENSIONS, mask_zero=True,
+                                      name="words")(ids)
     model = keras.Model(ids, keras.layers.Dense(2)(keras.layers.LSTM(4)(embedded)))
-    with pytest.raises(ValueError, match="only through the layer 'embedding'.*mask_zero"):
+    with pytest.raises(ValueError, match="only through the layer 'words'.*mask_zero"):
         kd.Explainer(model)
