@@ -34,10 +34,15 @@ def patch_range_aggregate(maps, patch_masks, decoys_per_patch=2):
         The ``(…)`` map (≥ 0).
     """
     maps = tf.convert_to_tensor(maps)
-    per_patch = tf.reshape(maps, tf.concat([[-1, decoys_per_patch], tf.shape(maps)[1:]], 0))
-    ranges = tf.reduce_max(per_patch, 1) - tf.reduce_min(per_patch, 1)  # (P, …)
+    ranges = _patch_ranges(maps, decoys_per_patch)  # (P, …)
     cover = tf.cast(tf.convert_to_tensor(patch_masks), maps.dtype)
     return tf.reduce_sum(ranges * cover, 0) / tf.reduce_sum(cover + tf.zeros_like(ranges), 0)
+
+
+def _patch_ranges(maps, unit):
+    """``(P·unit, …) → (P, …)``: max − min over each patch's ``unit`` consecutive decoys."""
+    per_patch = tf.reshape(maps, tf.concat([[-1, unit], tf.shape(maps)[1:]], 0))
+    return tf.reduce_max(per_patch, 1) - tf.reduce_min(per_patch, 1)
 
 
 class Reducer:
@@ -45,9 +50,10 @@ class Reducer:
 
     Range keeps ``(max, min)``, mean keeps the sum; both merge associatively, so chunking
     over decoys does not change the result beyond float summation order (mean).
-    ``"patch_range"`` keeps the sum of per-patch ranges over covering patches and their
-    count; it needs ``bind(engine)`` (the patch geometry) and chunks that hold a patch's
-    decoys together (``unit`` decoys: the engine's decoys per patch).
+    ``"patch_range"`` keeps the sum of per-patch ranges over covering patches and divides
+    by the covering count, built once from the geometry; it needs ``bind(engine)`` and
+    chunks that hold a patch's decoys together (``unit`` decoys: the engine's decoys per
+    patch).
     """
 
     def __init__(self, aggregation):
@@ -73,12 +79,16 @@ class Reducer:
         self.unit = engine.num_decoys // engine.num_patches
         spatial = engine.spatial_shape
         # Per axis: (P, n_axis) membership of each patch; a patch's mask is their product.
-        self._geometry = [
-            tf.constant((np.arange(n)[None, :] >= engine.starts[:, a:a + 1])
-                        & (np.arange(n)[None, :] < engine.starts[:, a:a + 1] + engine.patch[a]),
-                        tf.float32)
-            for a, n in enumerate(spatial)]
+        members = [(np.arange(n)[None, :] >= engine.starts[:, a:a + 1])
+                   & (np.arange(n)[None, :] < engine.starts[:, a:a + 1] + engine.patch[a])
+                   for a, n in enumerate(spatial)]
+        self._geometry = [tf.constant(m, tf.float32) for m in members]
         self._has_channels = engine._has_channels
+        # How many patches cover each position (built once; a constant of the geometry).
+        from keras_dance.decoys.masks import patch_masks
+
+        count = patch_masks(spatial, engine.starts, engine.patch).sum(0).astype(np.float32)
+        self._count = tf.constant(count[..., None] if self._has_channels else count)
         return self
 
     def _cover(self, first_patch, count):
@@ -93,8 +103,6 @@ class Reducer:
     def init(self, like):
         if self.aggregation == "range":
             return (tf.fill(tf.shape(like), -float("inf")), tf.fill(tf.shape(like), float("inf")))
-        if self.aggregation == "patch_range":
-            return (tf.zeros_like(like), tf.zeros_like(like))
         return (tf.zeros_like(like),)
 
     def partial(self, maps, first=0):
@@ -105,21 +113,19 @@ class Reducer:
             if self._geometry is None:
                 raise RuntimeError("Reducer('patch_range') used before bind(engine)")
             count = maps.shape[0] // self.unit  # chunks hold whole patches (DecoyMaps)
-            per_patch = tf.reshape(maps, [count, self.unit, -1] + list(maps.shape[2:]))
-            ranges = tf.reduce_max(per_patch, 1) - tf.reduce_min(per_patch, 1)  # (P', b, …)
+            ranges = _patch_ranges(maps, self.unit)  # (P', b, …)
             cover = self._cover(first // self.unit, count)[:, None]  # (P', 1, …)
-            covered = cover * tf.ones_like(ranges)
-            return (tf.reduce_sum(ranges * cover, 0), tf.reduce_sum(covered, 0))
+            return (tf.reduce_sum(ranges * cover, 0),)
         return (tf.reduce_sum(maps, 0),)
 
     def merge(self, state, other):
         if self.aggregation == "range":
             return (tf.maximum(state[0], other[0]), tf.minimum(state[1], other[1]))
-        return tuple(a + b for a, b in zip(state, other))
+        return (state[0] + other[0],)
 
     def result(self, state, count):
         if self.aggregation == "range":
             return state[0] - state[1]
         if self.aggregation == "patch_range":
-            return state[0] / state[1]  # every feature lies in at least one patch
+            return state[0] / self._count  # every feature lies in at least one patch
         return state[0] / float(count)
