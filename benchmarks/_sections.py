@@ -1,4 +1,5 @@
-"""Marked sections of a generated report: each benchmark script owns one.
+"""Marked sections of a generated report (each benchmark script owns one), and the
+mean ± standard error cells every report prints.
 
 A section is the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; a script
 rewrites its own section and keeps everything else, so the quality report can be built
@@ -8,6 +9,24 @@ by several scripts (benchmarks/quality.py, dance_sweep.py, text_quality.py).
 import os
 import re
 from pathlib import Path
+
+import numpy as np
+
+
+def mean_se(values):
+    """``(mean, standard error)`` of the finite values (NaN when there are too few)."""
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return float(values.mean()), float(se)
+
+
+def fmt(values):
+    """``"mean ± se"`` to three decimals (the mean alone for one value)."""
+    mean, se = mean_se(values)
+    return f"{mean:.3f} ± {se:.3f}" if np.isfinite(se) else f"{mean:.3f}"
 
 
 def markers(name):

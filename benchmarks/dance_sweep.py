@@ -39,7 +39,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _sections import write_section  # noqa: E402
+from _sections import fmt, mean_se, write_section  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -112,19 +112,6 @@ def base_method(name, settings):
     if name == "integrated_gradients":
         return kd.methods.IntegratedGradients(steps=settings["ig_steps"])
     return kd.methods.Gradient()
-
-
-def mean_se(values):
-    values = np.asarray(values, np.float64)
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return (float(values.mean()) if len(values) else float("nan")), float("nan")
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
-
-
-def fmt(values, digits=3):
-    mean, se = mean_se(values)
-    return f"{mean:.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:.{digits}f}"
 
 
 # ------------------------------------------------------------------ settings

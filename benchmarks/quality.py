@@ -26,26 +26,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sections import marked_sections  # noqa: E402
+from _sections import fmt, marked_sections, mean_se  # noqa: E402
 
 import keras_dance as kd  # noqa: E402
 from keras_dance import attacks, sanity  # noqa: E402
 
 SEED = 0
-
-
-def mean_se(values):
-    values = np.asarray(values, np.float64)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return float(values.mean()), float(se)
-
-
-def fmt(values):
-    mean, se = mean_se(values)
-    return f"{mean:.3f} ± {se:.3f}" if np.isfinite(se) else f"{mean:.3f}"
 
 
 def base_methods(settings):

@@ -24,17 +24,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _sections import write_section  # noqa: E402
+from _sections import fmt, write_section  # noqa: E402
 
 import keras_dance as kd  # noqa: E402
 
 SEED = 0
-
-
-def fmt(values):
-    values = np.asarray(values, np.float64)
-    se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return f"{values.mean():.3f} ± {se:.3f}" if np.isfinite(se) else f"{values.mean():.3f}"
 
 
 def methods(settings):
