@@ -403,12 +403,16 @@ class Explainer:
                 bar.add(len(piece))
         return [np.concatenate(parts) for parts in zip(*results)]
 
-    def _validate(self, x):
+    def _as_batch(self, x, name="x"):
+        """``x`` validated as a batch of this explainer's inputs (token ids or floats)."""
         if self.tokens:
             return _validation.as_token_batch(x, self.input_shape,
-                                              self._inputs.vocabulary_size)
-        batch = _validation.as_input_batch(x, self.input_shape)
-        if self.decoys is not None:
+                                              self._inputs.vocabulary_size, name)
+        return _validation.as_input_batch(x, self.input_shape, name)
+
+    def _validate(self, x):
+        batch = self._as_batch(x)
+        if self.decoys is not None and not self.tokens:
             lo, hi = self.decoys.config.value_range
             if batch.min() < lo or batch.max() > hi:
                 raise ValueError(
@@ -473,14 +477,12 @@ class Explainer:
         if not self.tokens:
             raise ValueError("Expected a token model (integer ids through an Embedding). "
                              f"Received: a model with inputs of shape {self.input_shape}")
-        ids = np.asarray(ids)
         batch = _validation.as_token_batch(ids, (None,), self._inputs.vocabulary_size, "ids")
         return self._inputs.embed(tf.constant(batch)).numpy()
 
     def predict_classes(self, x):
         """The predicted class of each input (argmax of the logits)."""
-        batch = (_validation.as_token_batch(x, self.input_shape, self._inputs.vocabulary_size)
-                 if self.tokens else _validation.as_input_batch(x, self.input_shape))
+        batch = self._as_batch(x)
         self._logits.sync()
         return np.argmax(self._forward(self._space(tf.constant(batch))).numpy(),
                          axis=-1).astype(np.int32)
