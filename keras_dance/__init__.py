@@ -17,10 +17,11 @@ _NAMES = {
     "Explainer": ("keras_dance.explainer", "Explainer"),
 }
 _MODULES = ("attacks", "callbacks", "datasets", "methods", "metrics", "sanity", "training",
-            "decoys", "viz")
+            "decoys", "viz", "distributed", "ray", "beam")
 
-__all__ = ["DecoyConfig", "Explainer", "attacks", "callbacks", "datasets", "methods",
-           "metrics", "postprocess", "sanity", "training", "__version__"]
+__all__ = ["DecoyConfig", "Explainer", "attacks", "beam", "callbacks", "datasets",
+           "distributed", "methods", "metrics", "postprocess", "ray", "sanity", "training",
+           "__version__"]
 
 
 def __getattr__(name):

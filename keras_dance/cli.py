@@ -5,6 +5,8 @@ Usage:
         [--decoy_layer=conv2 --patch=4 --epsilon=0.1 --aggregation=range]  (DANCE)
     keras-dance export MODEL --out=models/NAME/1 [--method=...] [--decoy_layer=...]
     keras-dance evaluate MODEL DATA [--method=...] [--decoy_layer=...] [--limit=64]
+    keras-dance explain-dataset MODEL INPUT_GLOB... --out=DIR [--engine=local|ray|beam]
+        [--workers=2 --inputs_per_shard=64] [--decoy_layer ... --patch ...]
     keras-dance COMMAND --help
 
 explain: INPUTS are ``.npy`` batches or images (PNG/JPEG, scaled to [0, 1]); writes
@@ -13,7 +15,10 @@ explain: INPUTS are ``.npy`` batches or images (PNG/JPEG, scaled to [0, 1]); wri
 INPUTS are text files of one sentence per line, and each sentence gets a
 ``*_words.html`` of highlighted words. export: a SavedModel for TF Serving.
 evaluate: DATA is an ``.npz`` with ``x`` (and optionally ``y`` labels, ``masks`` ground
-truth); prints the quality metrics of the method as a table.
+truth); prints the quality metrics of the method as a table. explain-dataset: one record
+per input (id, target, predicted class, map, decoy statistics) in Parquet shards under
+``--out``, each written whole or not at all; running it again resumes, and bad inputs go
+to ``errors.jsonl``. MODEL may be an exported SavedModel directory.
 
 Errors print one line and exit with status 1; nothing half-written is left in --out.
 """
@@ -49,6 +54,14 @@ flags.DEFINE_bool("verbose", False, "Keep TensorFlow's start-up and INFO log lin
 flags.DEFINE_string("vocabulary", None, "Token models: a file of one token per line (id = "
                     "line number; 0 padding, 1 out-of-vocabulary). explain: INPUTS are text "
                     "files of sentences; export: adds the explain_text signature.")
+flags.DEFINE_enum("engine", "local", ["local", "ray", "beam"], "explain-dataset: where the "
+                  "work runs (local: this process; ray: Ray Data actors, local or the cluster "
+                  "RAY_ADDRESS names; beam: Apache Beam's DirectRunner).")
+flags.DEFINE_integer("workers", None, "explain-dataset: worker processes (default: 1 local, "
+                     "2 on ray/beam).")
+flags.DEFINE_integer("inputs_per_shard", 64, "explain-dataset: inputs per batch and per "
+                     "output Parquet shard.")
+flags.DEFINE_float("gpus_per_worker", 0, "explain-dataset, ray: GPUs per actor.")
 flags.DEFINE_integer("pad_id", None, "Token models: the padding id, scored 0 (default: 0 "
                      "with --vocabulary or mask_zero).")
 
@@ -59,6 +72,11 @@ COMMANDS = {
                 _EXPLAINER_FLAGS + ["out"]),
     "export": ("export MODEL --out=DIR — a SavedModel with serving_default, explain and "
                "explain_target signatures", _EXPLAINER_FLAGS + ["out", "overwrite"]),
+    "explain-dataset": (
+        "explain-dataset MODEL INPUT_GLOB... --out=DIR [--engine=local|ray|beam] — maps of "
+        "every image or .npy input as resumable Parquet shards (kd.distributed.read_maps)",
+        [f for f in _EXPLAINER_FLAGS if f != "vocabulary"]
+        + ["out", "engine", "workers", "inputs_per_shard", "gpus_per_worker"]),
     "evaluate": ("evaluate MODEL DATA.npz — deletion, insertion, sparseness, fidelity "
                  "(and localisation with masks) as a table", _EXPLAINER_FLAGS + ["limit"]),
 }
@@ -129,22 +147,28 @@ def _load_model(path):
         raise UsageError(f"cannot load model {path}: {error}{hint}") from error
 
 
+def _explainer_kwargs():
+    """The ``kd.Explainer`` arguments the flags give."""
+    import keras_dance as kd
+
+    decoys = None
+    if FLAGS.decoy_layer is not None:
+        layer = FLAGS.decoy_layer
+        layer = int(layer) if layer.lstrip("-").isdigit() else layer
+        decoys = kd.DecoyConfig(layer=layer, patch=FLAGS.patch, stride=FLAGS.stride,
+                                epsilon=FLAGS.epsilon)
+    pad_id = FLAGS.pad_id
+    if pad_id is None and FLAGS.vocabulary is not None:
+        pad_id = 0
+    return dict(method=FLAGS.method, decoys=decoys, aggregation=FLAGS.aggregation,
+                batch_size=FLAGS.batch_size, pad_id=pad_id)
+
+
 def _explainer(model):
     import keras_dance as kd
 
     try:
-        decoys = None
-        if FLAGS.decoy_layer is not None:
-            layer = FLAGS.decoy_layer
-            layer = int(layer) if layer.lstrip("-").isdigit() else layer
-            decoys = kd.DecoyConfig(layer=layer, patch=FLAGS.patch, stride=FLAGS.stride,
-                                    epsilon=FLAGS.epsilon)
-        pad_id = FLAGS.pad_id
-        if pad_id is None and FLAGS.vocabulary is not None:
-            pad_id = 0
-        explainer = kd.Explainer(model, method=FLAGS.method, decoys=decoys,
-                                 aggregation=FLAGS.aggregation, batch_size=FLAGS.batch_size,
-                                 pad_id=pad_id)
+        explainer = kd.Explainer(model, **_explainer_kwargs())
     except (TypeError, ValueError) as error:
         if FLAGS.vocabulary is not None and FLAGS.pad_id is None and "`pad_id` only" in str(error):
             error = "a model that does not take token ids"  # the pad_id came from --vocabulary
@@ -333,6 +357,48 @@ def evaluate(argv):
         print(f"{label:<{width}}  {values.mean():8.4f}  {se:8.4f}")
 
 
+def explain_dataset(argv):
+    import keras_dance as kd
+
+    if len(argv) < 2:
+        raise UsageError("explain-dataset needs MODEL and at least one INPUT_GLOB")
+    if not FLAGS.out:
+        raise UsageError("explain-dataset needs --out=DIR (results are resumed from there)")
+    model = argv[0]
+    if not Path(model).exists():
+        raise UsageError(f"model not found: {model}")
+    if FLAGS.vocabulary is not None:
+        raise UsageError("explain-dataset reads images and .npy files; --vocabulary (text "
+                         "files) is for explain")
+    try:
+        if Path(model).is_dir():  # an exported SavedModel carries its own settings
+            spec = kd.distributed.ExplainerSpec(model)
+        else:
+            if Path(model).suffix == ".keras" and not zipfile.is_zipfile(model):
+                raise UsageError(f"cannot load model {model}: not a valid .keras file")
+            spec = kd.distributed.ExplainerSpec(model, safe_mode=not FLAGS.unsafe,
+                                                **_explainer_kwargs())
+        # Beam's and Ray's worker processes write their start-up lines straight to the
+        # terminal; failures still reach us as exceptions.
+        quiet = _stderr_silenced() if FLAGS.engine != "local" and not FLAGS.verbose else (
+            contextlib.nullcontext())
+        with quiet:
+            summary = kd.distributed.explain_files(
+                argv[1:], spec, FLAGS.out, engine=FLAGS.engine, workers=FLAGS.workers,
+                inputs_per_shard=FLAGS.inputs_per_shard,
+                gpus_per_worker=FLAGS.gpus_per_worker, progress=True)
+    except (TypeError, ValueError, ImportError) as error:
+        raise UsageError(str(error)) from error
+    except OSError as error:
+        raise UsageError(f"cannot write to --out={FLAGS.out}: {error}") from error
+    print(summary)
+    if summary.errors:
+        shown = "; ".join(f"{key}: {reason}" for key, reason in summary.errors[:3])
+        more = f" (and {len(summary.errors) - 3} more)" if len(summary.errors) > 3 else ""
+        print(f"errors: {shown}{more}")
+    print(f"maps: kd.distributed.read_maps({str(FLAGS.out)!r})")
+
+
 def _command_help(name):
     summary, names = COMMANDS[name]
     lines = [f"usage: keras-dance {summary}", "", "flags:"]
@@ -354,7 +420,8 @@ def main(argv):
 
         absl_logging.set_verbosity(absl_logging.WARNING)
     try:
-        {"explain": explain, "export": export, "evaluate": evaluate}[args[0]](args[1:])
+        {"explain": explain, "export": export, "evaluate": evaluate,
+         "explain-dataset": explain_dataset}[args[0]](args[1:])
     except UsageError as error:
         print(f"keras-dance: error: {error}", file=sys.stderr)
         return 1
@@ -385,7 +452,8 @@ def _quiet_start_up():
     with _stderr_silenced():
         import tensorflow  # noqa: F401
         import keras  # noqa: F401
-    for name in ("keras_dance", "absl", "tensorflow"):  # e.g. SavedModel's renaming notes
+    # e.g. SavedModel's renaming notes, Beam's and Ray's INFO lines
+    for name in ("keras_dance", "absl", "tensorflow", "apache_beam", "ray"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

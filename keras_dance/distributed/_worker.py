@@ -1,0 +1,300 @@
+"""What runs in a worker: a picklable spec, loaded once per process into a batch explainer."""
+
+import hashlib
+import inspect
+import os
+import pickle
+import resource
+from pathlib import Path
+
+import numpy as np
+
+_LOADED = {}  # spec key -> BatchExplainer: one model per worker process
+_SAVED_MODEL_OPTIONS = ("method", "decoys", "aggregation", "batch_size", "preprocess",
+                        "jit_compile", "input_shape", "embedding_layer", "token_reduction",
+                        "pad_id")
+
+
+def _explainer_arguments():
+    from keras_dance.explainer import Explainer
+
+    return [name for name in inspect.signature(Explainer.__init__).parameters
+            if name not in ("self", "model")]
+
+
+class ExplainerSpec:
+    """Everything a worker needs to build the explainer, and nothing that cannot travel.
+
+    Engines pickle the spec to their workers; each worker process loads the model once
+    (``load``) and reuses it for every batch.
+
+    Args:
+        model: a ``.keras`` file, or a SavedModel directory written by
+            ``Explainer.export`` / ``keras-dance export`` (its ``explain`` signature is
+            used: the settings are the exported ones, and loading needs TensorFlow only).
+            A local path or a URI TensorFlow reads (``gs://…``).
+        safe_mode: Keras ``safe_mode`` when loading a ``.keras`` file. Defaults to True.
+        threads: TensorFlow's intra-op threads per worker process (None: TensorFlow's
+            default, every core). Engines that run several workers on one machine set
+            it so that the workers share the cores instead of oversubscribing them.
+        **explainer_kwargs: ``kd.Explainer`` arguments (``method``, ``decoys``,
+            ``aggregation``, ``batch_size``, ``preprocess``, ``input_shape``, …). They
+            must pickle: a method name or ``kd.methods`` instance, a ``DecoyConfig`` whose
+            layer is a name, index or path, a module-level ``preprocess`` function.
+
+    Example:
+        >>> spec = kd.distributed.ExplainerSpec(
+        ...     "saved_models/digits_cnn.keras", method="gradient",
+        ...     decoys=kd.DecoyConfig(layer="conv2", patch=4))
+    """
+
+    def __init__(self, model, *, safe_mode=True, threads=None, **explainer_kwargs):
+        if not isinstance(model, (str, os.PathLike)) or not str(model):
+            raise TypeError("Expected `model` to be the path of a .keras file or an exported "
+                            f"SavedModel directory. Received: model={model!r}")
+        model = str(model)
+        self.saved_model = not model.endswith(".keras")
+        if "://" not in model:
+            path = Path(model)
+            if not path.exists():
+                raise ValueError(f"Expected `model` to exist. Received: model={model!r}")
+            if self.saved_model and not (path / "saved_model.pb").is_file():
+                raise ValueError(
+                    "Expected `model` to be a .keras file or a SavedModel directory (with "
+                    f"saved_model.pb). Received: model={model!r}")
+            model = str(path.resolve())
+        unknown = sorted(set(explainer_kwargs) - set(_explainer_arguments()))
+        if unknown:
+            raise TypeError(f"Expected kd.Explainer arguments. Received: unknown "
+                            f"{', '.join(map(repr, unknown))}")
+        if self.saved_model and set(explainer_kwargs) & set(_SAVED_MODEL_OPTIONS):
+            given = sorted(set(explainer_kwargs) & set(_SAVED_MODEL_OPTIONS))
+            raise ValueError(
+                "Expected no explainer settings with an exported SavedModel (its explain "
+                f"signature carries them). Received: {', '.join(given)} for model={model!r}")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"Expected `threads` to be None or a positive int. Received: "
+                             f"threads={threads!r}")
+        self.model = model
+        self.safe_mode = safe_mode
+        self.threads = threads
+        self.explainer_kwargs = dict(explainer_kwargs)
+        try:
+            self._key = hashlib.sha1(pickle.dumps(
+                (model, safe_mode, threads, sorted(self.explainer_kwargs.items())))).hexdigest()
+        except Exception as error:
+            raise TypeError(
+                "Expected explainer settings that pickle (engines send them to workers): a "
+                "method name or kd.methods instance, a DecoyConfig whose layer is a name, "
+                "index or path, a module-level preprocess function. Received: "
+                f"{self.explainer_kwargs!r} ({error})") from error
+
+    def with_threads(self, threads):
+        """The same spec with ``threads`` set (the engines' per-worker share of cores)."""
+        return ExplainerSpec(self.model, safe_mode=self.safe_mode, threads=threads,
+                             **self.explainer_kwargs)
+
+    def settings(self):
+        """What decides the maps, as JSON-able values: checked before a job resumes."""
+        described = {"model": os.path.basename(self.model.rstrip("/")),
+                     "model_sha256": _fingerprint(self.model)}
+        for name, value in sorted(self.explainer_kwargs.items()):
+            if name in ("batch_size", "jit_compile"):
+                continue  # the memory knob and XLA change how, not what
+            if hasattr(value, "get_config"):
+                value = {"class": type(value).__name__, "config": value.get_config()}
+            elif callable(value):
+                value = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', value)}"
+            described[name] = _jsonable(value)
+        return described
+
+    def load(self):
+        """The batch explainer for this spec, built once per process."""
+        explainer = _LOADED.get(self._key)
+        if explainer is None:
+            explainer = _LOADED[self._key] = BatchExplainer(self)
+        return explainer
+
+    def __repr__(self):
+        settings = ", ".join(f"{k}={v!r}" for k, v in sorted(self.explainer_kwargs.items()))
+        return f"ExplainerSpec({self.model!r}{', ' + settings if settings else ''})"
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
+
+
+def _fingerprint(model):
+    """sha256 over the model's file(s): a retrained model is a different job."""
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    paths = ([model] if not tf.io.gfile.isdir(model) else sorted(
+        os.path.join(root, name) for root, _, names in tf.io.gfile.walk(model)
+        for name in names))
+    for path in paths:
+        digest.update(os.path.relpath(path, model).encode())
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def configure_devices(threads=None):
+    """Per-process TensorFlow set-up for a worker: GPU memory growth (workers sharing a
+    GPU, or a GPU shared with other libraries, do not each claim all of it); with several
+    GPUs visible and none chosen by the engine (Ray sets ``CUDA_VISIBLE_DEVICES`` per
+    actor), one GPU per process; ``threads`` intra-op threads. Settings TensorFlow no
+    longer accepts (it has started) are left as they are."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    try:
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        if len(gpus) > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ:
+            tf.config.set_visible_devices(gpus[os.getpid() % len(gpus)], "GPU")
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        pass  # TensorFlow already initialised in this process
+
+
+class BatchExplainer:
+    """Numpy in, records out: the engine-neutral unit every engine runs.
+
+    ``explain(ids, inputs)`` validates every input on its own (shape, dtype, NaN/Inf, the
+    decoys' value range, token ids): bad ones become ``(id, reason)`` errors and the
+    rest are explained together.
+    """
+
+    def __init__(self, spec):
+        configure_devices(spec.threads)
+        self.spec = spec
+        if spec.saved_model:
+            import tensorflow as tf
+
+            loaded = tf.saved_model.load(spec.model)
+            self._signature = loaded.signatures["explain"]
+            self._loaded = loaded  # keeps the variables alive
+            (name, tensor), = self._signature.structured_input_signature[1].items()
+            self.input_shape = tuple(tensor.shape[1:])
+            self.dtype = np.int32 if tensor.dtype.is_integer else np.float32
+            self.explainer = None
+        else:
+            import keras
+
+            from keras_dance.explainer import Explainer
+
+            model = keras.models.load_model(spec.model, safe_mode=spec.safe_mode)
+            self.explainer = Explainer(model, **spec.explainer_kwargs)
+            self.input_shape = tuple(self.explainer.input_shape)
+            self.dtype = np.int32 if self.explainer.tokens else np.float32
+
+    def _check(self, value):
+        """One input as an array of the model's input shape, or a ValueError/TypeError."""
+        array = np.asarray(value)
+        if array.dtype == object:  # Arrow list columns arrive as arrays of arrays
+            array = np.stack(list(array)) if array.ndim == 1 and len(array) else array
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"holds {array.dtype} values; expected numbers")
+        if array.shape != self.input_shape:
+            if array.size != int(np.prod(self.input_shape)):
+                raise ValueError(f"has shape {array.shape}; the model expects "
+                                 f"{self.input_shape}")
+            array = array.reshape(self.input_shape)  # flattened rows (Parquet lists)
+        if self.explainer is not None:
+            self.explainer._validate(array[None])  # NaN/Inf, value range, token ids
+        else:
+            if not np.all(np.isfinite(array)):
+                raise ValueError("contains NaN or Inf")
+        return array.astype(self.dtype)
+
+    def explain(self, ids, inputs, targets=None):
+        """``(records, errors)``: ``records`` a dict of columns for ``Output.write_maps``
+        (``id``, ``target``, ``predicted``, ``map`` and the decoy statistics), ``errors``
+        ``[(id, reason)]`` for the inputs that could not be explained."""
+        good, rows, errors = [], [], []
+        for index, (key, value) in enumerate(zip(ids, inputs)):
+            try:
+                rows.append(self._check(value))
+                good.append(index)
+            except (TypeError, ValueError) as error:
+                errors.append((str(key), f"invalid input: {error}"))
+        records = {"id": [str(ids[i]) for i in good]}
+        if not good:
+            records.update(target=[], predicted=[], map=np.zeros((0,) + self.input_shape))
+            return records, errors
+        batch = np.stack(rows)
+        wanted = None if targets is None else np.asarray(targets, np.int32)[good]
+        if self.explainer is None:
+            outputs = self._run_signature(batch, wanted)
+        else:
+            outputs = self._run_explainer(batch, wanted)
+        records.update(outputs)
+        return records, errors
+
+    def _run_explainer(self, batch, targets):
+        explainer = self.explainer
+        predicted = explainer.predict_classes(batch)
+        maps, details = explainer.explain(batch, targets=targets, return_details=True)
+        records = {"target": details["targets"], "predicted": predicted, "map": maps}
+        for name in ("num_decoys", "feasible_fraction", "mean_perturbation"):
+            if name in details:
+                records[name] = details[name]
+        return records
+
+    def _run_signature(self, batch, targets):
+        import tensorflow as tf
+
+        outputs = self._signature(inputs=tf.constant(batch))
+        predicted = outputs["target"].numpy()
+        if targets is not None:
+            outputs = self._loaded.signatures["explain_target"](
+                inputs=tf.constant(batch), target=tf.constant(targets))
+        return {"target": outputs["target"].numpy(), "predicted": predicted,
+                "map": outputs["saliency"].numpy()}
+
+    def process(self, ids, inputs, output, targets=None, errors=()):
+        """Explains a batch and writes its shard (and error shard: ``errors`` found before,
+        plus the inputs found bad here); returns the summary rows (``summary``) the
+        engines report progress with."""
+        records, bad = self.explain(ids, inputs, targets)
+        errors = list(errors) + bad
+        output.write_maps(records)
+        output.write_errors(errors)
+        return summary(records["id"], errors)
+
+    def process_items(self, ids, paths, indices, output):
+        """``process`` for inputs named by files (``list_inputs`` items), read here: an
+        unreadable file is an error of its id, not of the batch."""
+        from keras_dance.distributed._inputs import InputError, read_item
+
+        keys, values, errors = [], [], []
+        for key, path, index in zip(ids, paths, indices):
+            try:
+                values.append(read_item(str(path), int(index), self.input_shape))
+                keys.append(str(key))
+            except InputError as error:
+                errors.append((str(key), str(error)))
+        return self.process(keys, values, output, errors=errors)
+
+
+def summary(done, errors, skipped=()):
+    """Per-input summary rows: ``status`` "explained", "error" or "skipped" (already in
+    the output), the worker's process id and its peak resident memory (MB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+    ids = list(done) + [key for key, _ in errors] + list(skipped)
+    status = (["explained"] * len(done) + ["error"] * len(errors)
+              + ["skipped"] * len(skipped))
+    return {"id": [str(i) for i in ids], "status": status,
+            "worker": [os.getpid()] * len(ids), "peak_rss_mb": [peak] * len(ids)}
