@@ -134,6 +134,7 @@ else:
 
         def setup(self):
             self.output = Output(self.out)
+            self.output.create()
             self.explained = beam.metrics.Metrics.counter(NAMESPACE, "explained")
             self.failed = beam.metrics.Metrics.counter(NAMESPACE, "errors")
             self.peak = beam.metrics.Metrics.distribution(

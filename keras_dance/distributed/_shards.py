@@ -64,6 +64,11 @@ class Output:
                       if not info.base_name.startswith((".", "_"))
                       and info.base_name.endswith(".parquet"))
 
+    def create(self):
+        """Creates the directories shards go to (a writer may be the first)."""
+        self.fs.create_dir(self.path(MAPS), recursive=True)
+        self.fs.create_dir(self.path(ERRORS), recursive=True)
+
     def prepare(self):
         """Creates the directories and removes what a killed run left: temporary files
         and the error shards of an unfinished run (those inputs are tried again)."""
@@ -142,6 +147,7 @@ class Output:
     def finish_errors(self):
         """Merges this run's error shards into ``errors.jsonl`` (written whole, then
         renamed into place) and returns the ``(id, reason)`` pairs."""
+        self.create()
         table = self.read(directory=ERRORS)
         errors = [] if table is None else sorted(
             zip(table.column("id").to_pylist(), table.column("reason").to_pylist()))
