@@ -174,13 +174,20 @@ else:
             self.inputs_per_shard = int(inputs_per_shard)
 
         def expand(self, results):
-            if isinstance(results, tuple):
-                results = results | "Merge" >> beam.Flatten()
+            if not isinstance(results, tuple):
+                return self._write(results, "")
+            # Each input written in its own branch, fused with the step that makes it:
+            # flattening first would make Beam's local runner hold every result back
+            # until the whole stage is done, and a killed job would lose them all.
+            written = [self._write(part, f"{i}") for i, part in enumerate(results)]
+            return written | "Statuses" >> beam.Flatten()
+
+        def _write(self, results, suffix):
             return (results
-                    | "Record" >> beam.Map(_as_record)
-                    | "Batch" >> beam.BatchElements(min_batch_size=1,
-                                                    max_batch_size=self.inputs_per_shard)
-                    | "Write" >> beam.ParDo(_Write(self.out)))
+                    | f"Record{suffix}" >> beam.Map(_as_record)
+                    | f"Batch{suffix}" >> beam.BatchElements(
+                        min_batch_size=1, max_batch_size=self.inputs_per_shard)
+                    | f"Write{suffix}" >> beam.ParDo(_Write(self.out)))
 
 
 def _as_record(element):
