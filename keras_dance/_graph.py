@@ -184,6 +184,8 @@ class GraphFunction:
             (e.g. an ``Embedding``: token models are explained from the embedded
             sequence); None: the model's input. Everything the target needs must come
             through it.
+        capture: the layers down to a layer whose output is returned as well, computed
+            in the same pass: the call returns ``(that output, result)``.
 
     Attributes:
         steps: the flattened operations, in order (see ``Step``); the input is
@@ -191,7 +193,7 @@ class GraphFunction:
         layer: the target layer (None for the model's outputs).
     """
 
-    def __init__(self, model, path, start=None):
+    def __init__(self, model, path, start=None, capture=None):
         inputs, outputs = graph_io(model)
         if path is not None and isinstance(path[-1], keras.layers.InputLayer):
             raise ValueError(
@@ -229,6 +231,18 @@ class GraphFunction:
             self.input_key = id(start_tensor)
         self.steps = steps
         self._takes_training = {}
+        self.capture_key = None
+        if capture is not None:  # a layer whose output is returned too (CAM methods)
+            _, out = _steps_to(model, inputs, capture)
+            if len(out) != 1:
+                raise ValueError(
+                    f"Expected a layer with one output. Received: layer "
+                    f"{capture[-1].name!r} with {len(out)} outputs")
+            self.capture_key = id(out[0])
+            if not any(self.capture_key in step.outputs for step in steps):
+                raise ValueError(
+                    f"Expected the layer {capture[-1].name!r} to lie between the input and "
+                    f"{self.name!r}. Received: a layer the computation does not pass")
 
     def _call(self, step, values, training):
         args, kwargs = step.node.arguments.fill_in(values)
@@ -257,8 +271,12 @@ class GraphFunction:
             for key, value in zip(step.outputs, outputs):
                 values[key] = value
         if self.layer is None and len(self.output_keys) > 1:
-            return [values[key] for key in self.output_keys]
-        return values[self.output_key]
+            result = [values[key] for key in self.output_keys]
+        else:
+            result = values[self.output_key]
+        if self.capture_key is not None:
+            return values[self.capture_key], result
+        return result
 
 
 def _steps_to(model, inputs, path):

@@ -108,6 +108,7 @@ class Explainer:
         self._logits = self._inputs.logits
         self.num_classes = self._inputs.num_classes
         self._forward = self._inputs.forward
+        self.method.check(self._forward)  # e.g. a CAM layer that does not exist
         self._reducer = Reducer(aggregation)
         self.aggregation = aggregation
         if decoys is not None and any(n is None for n in self.input_shape):

@@ -108,7 +108,9 @@ class InputAdapter:
         self.output_shapes = outputs
         single = len(outputs) == 1 and len(outputs[0]) >= 2 and outputs[0][-1] is not None
         self.num_classes = int(outputs[0][-1]) if single else None
-        self.forward = ModelFunction(self._forward, self.num_classes)
+        self._layer_functions = {}
+        self.forward = ModelFunction(self._forward, self.num_classes,
+                                     self._layer_forward if self.has_graph else None)
 
     # ------------------------------------------------------------------ token models
     def _init_tokens(self, model, path, pad_id):
@@ -156,7 +158,7 @@ class InputAdapter:
             self._forward(embedded))]
         single = len(self.output_shapes) == 1 and len(self.output_shapes[0]) >= 2
         self.num_classes = int(self.output_shapes[0][-1]) if single else None
-        self.forward = ModelFunction(self._forward, self.num_classes)
+        self.forward = ModelFunction(self._forward, self.num_classes)  # no CAM layer path
 
     def embed(self, ids):
         """Token ids ``(B, L)`` → the embedded sequence ``(B, L, E)``, float32."""
@@ -199,6 +201,35 @@ class InputAdapter:
         # Mixed precision: float16 logits become float32 (the cast is differentiable).
         outputs = self._tail(x) if self.tokens else self.logits(self.prepare(x))
         return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), outputs)
+
+    def _layer_forward(self, layer):
+        """``x -> (activations of layer, logits)`` on raw inputs, in one pass of the
+        differentiated (logits) model; ``layer`` None: the last layer whose output keeps
+        the input's spatial axes (the last convolutional block before global pooling)."""
+        from keras_dance._graph import GraphFunction, resolve
+
+        key = layer if isinstance(layer, (str, int, type(None))) else id(layer)
+        function = self._layer_functions.get(key)
+        if function is None:
+            model = self.logits.model
+            if layer is None:
+                path = _last_spatial_layer(model, len(self.input_shape))
+            else:
+                # Resolved in the user's model (a layer object is theirs), then found by
+                # its path in the logits copy, which shares every layer's name.
+                names = "/".join(item.name for item in resolve(self.model, layer))
+                path = resolve(model, names)
+            graph = GraphFunction(model, None, capture=path)
+
+            def function(x):
+                activations, outputs = graph(self.prepare(x))
+                cast = lambda t: tf.cast(t, tf.float32)  # noqa: E731 (mixed precision)
+                return cast(activations), tf.nest.map_structure(cast, outputs)
+
+            function.layer_name = "/".join(item.name for item in path)
+            function.layer_shape = tuple(_activation_shape(model, path))
+            self._layer_functions[key] = function
+        return function
 
     def model_outputs(self, x):
         """The user's model on raw inputs (serving predictions): ``model(preprocess(x))``."""
@@ -313,3 +344,41 @@ def _merge_shapes(declared, given):
             f"Received: input_shape={given}"
         )
     return given
+
+
+def _activation_shape(model, path):
+    from keras_dance._graph import _steps_to, graph_io
+
+    _, out = _steps_to(model, graph_io(model)[0], path)
+    return out[0].shape[1:]
+
+
+def _last_spatial_layer(model, rank):
+    """The path of the last layer (in graph order) whose output has the input's rank and
+    more than one position: where the CAM family reads activations by default."""
+    from keras_dance._graph import _flatten, graph_io, layer_paths
+
+    inputs, outputs = graph_io(model)
+    producers = {}
+    for path, layer in layer_paths(model):
+        for node in getattr(layer, "_inbound_nodes", []):
+            for tensor in node.outputs:
+                producers[id(tensor)] = path
+    found = None
+    for step in _flatten(inputs, outputs):
+        if step.operation is None or step.node is None:
+            continue
+        tensor = step.node.outputs[0]
+        shape = tuple(tensor.shape[1:])
+        if (len(shape) == rank and id(tensor) in producers
+                and any(n is not None and n > 1 for n in shape[:-1])
+                and not isinstance(step.operation, keras.layers.InputLayer)):
+            found = producers[id(tensor)]
+    if found is None:
+        raise ValueError(
+            "Expected a layer with spatial axes (e.g. a convolution) for the CAM family's "
+            f"default layer. Received: model {model.name!r} has none; pass `layer=`")
+    from keras_dance._graph import resolve
+
+    return resolve(model, "/".join(found))
+

@@ -160,7 +160,10 @@ def explain_dataset(dataset, spec, out, *, id_column=None, input_column=None,
         out: the output directory (local, or a ``pyarrow`` URI the cluster reaches).
         id_column: the column of unique ids; None: "id", "path" or "key".
         input_column: the column of inputs (arrays, or flattened lists reshaped to the
-            model's input shape); None: "input", "image" or "data".
+            model's input shape), fed to the model as they are; None: "input", "image"
+            or "data". Ray's ``read_images`` gives uint8 values in 0–255: scale them
+            (``dataset.map_batches``) or give the spec a ``preprocess`` if the model
+            expects [0, 1] (``explain_files`` scales image files to [0, 1] itself).
         target_column: a column of class indices to explain; None: the predicted class.
         concurrency: actors (worker processes). Defaults to 2.
         num_gpus: GPUs per actor (1: one actor per GPU; memory growth is on). Defaults to 0.

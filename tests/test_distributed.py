@@ -311,3 +311,16 @@ def test_cli_explain_dataset_errors_are_one_line(tmp_path, capsys, argv, message
     assert status == 1
     assert message in output.err and "Traceback" not in output.err
     assert not (tmp_path / "o" / "maps").exists() or not list((tmp_path / "o" / "maps").iterdir())
+
+
+def test_a_worker_takes_its_share_of_the_cores():
+    code = (
+        "import tensorflow as tf, keras_dance as kd\n"
+        f"spec = kd.distributed.ExplainerSpec({str(MODEL)!r}).with_threads(1)\n"
+        "spec.load()\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "1"

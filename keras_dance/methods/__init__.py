@@ -1,6 +1,7 @@
 """Saliency methods: one per module, registered here by string id."""
 
 from keras_dance.methods.base import SaliencyMethod
+from keras_dance.methods.cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from keras_dance.methods.competitive import CGI, Competitive, compete
 from keras_dance.methods.gradient import Gradient
 from keras_dance.methods.gradient_x_input import GradientXInput
@@ -11,12 +12,13 @@ from keras_dance.methods.smoothgrad import SmoothGrad
 _REGISTRY = {
     cls.name: cls
     for cls in (Gradient, GradientXInput, IntegratedGradients, SmoothGrad, SquareGrad, VarGrad,
-                CGI, Competitive)
+                CGI, Competitive, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM)
 }
 
 #: The method ids ``Explainer(method=...)`` accepts.
 METHOD_NAMES = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
-                "squaregrad", "vargrad", "cgi")
+                "squaregrad", "vargrad", "cgi", "gradcam", "gradcam_plus_plus", "layercam",
+                "scorecam")
 
 
 def get(identifier):
@@ -52,6 +54,7 @@ def _lookup(name):
 
 
 __all__ = [
-    "CGI", "Competitive", "Gradient", "GradientXInput", "IntegratedGradients",
+    "CGI", "Competitive", "GradCAM", "GradCAMPlusPlus", "Gradient", "GradientXInput",
+    "IntegratedGradients", "LayerCAM", "ScoreCAM",
     "METHOD_NAMES", "SaliencyMethod", "SmoothGrad", "SquareGrad", "VarGrad", "compete", "get",
 ]

@@ -11,12 +11,27 @@ class ModelFunction:
         num_classes: the size of the class axis, or None (no class axis).
     """
 
-    def __init__(self, fn, num_classes):
+    def __init__(self, fn, num_classes, layer_forward=None):
         self.fn = fn
         self.num_classes = num_classes
+        self._layer_forward = layer_forward
 
     def __call__(self, x):
         return self.fn(x)
+
+    def layer_forward(self, layer):
+        """``x -> (activations of layer, logits)`` in one pass (CAM methods); ``layer``
+        as ``DecoyConfig.layer`` takes it, or None for the last layer with spatial axes.
+
+        Raises:
+            ValueError: the model's graph cannot be read, or ``layer`` is unknown.
+        """
+        if self._layer_forward is None:
+            raise ValueError(
+                "Expected a functional or Sequential model (whose layers can be read) for a "
+                "method that reads a layer's activations (the CAM family). Received: a "
+                "model without a readable layer graph")
+        return self._layer_forward(layer)
 
 
 class SaliencyMethod:
@@ -57,6 +72,11 @@ class SaliencyMethod:
     def needs_class_indices(self):
         """Whether targets must be class indices (not a score function)."""
         return False
+
+    def check(self, forward):
+        """Raises early (when the explainer is built) for settings the model cannot
+        take, e.g. a CAM layer that does not exist. Does nothing by default."""
+        del forward
 
     def get_config(self):
         return {}

@@ -52,6 +52,9 @@ class Competitive(SaliencyMethod):
     def needs_class_indices(self):
         return True
 
+    def check(self, forward):
+        self.method.check(forward)
+
     def expansion(self, num_classes):
         if num_classes is None:
             raise ValueError(

@@ -77,6 +77,9 @@ class SmoothGrad(SaliencyMethod):
     def expansion(self, num_classes):
         return self.num_samples * self.method.expansion(num_classes)
 
+    def check(self, forward):
+        self.method.check(forward)
+
     def __call__(self, x, forward, targets, max_expansion=None):
         num_classes = getattr(forward, "num_classes", None)
         inner_rows = self.method.expansion(num_classes)

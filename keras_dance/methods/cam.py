@@ -1,0 +1,226 @@
+"""The CAM family: Grad-CAM, Grad-CAM++, Layer-CAM and Score-CAM.
+
+Each reads one layer's activations ``A`` (``(B, *positions, K)``: the last convolutional
+block by default), weighs its channels for the target's score, and upsamples the
+class-activation map to the input's positions with bilinear interpolation whose corners
+align (``scipy.ndimage.zoom(order=1)``, as tf-keras-vis does). The map is the same for
+every input channel. Maps are raw: tf-keras-vis's ``normalize_cam=True`` is
+``kd.postprocess``'s business here.
+"""
+
+import tensorflow as tf
+
+from keras_dance import _validation
+from keras_dance._chunking import chunked_sum
+from keras_dance.methods.base import SaliencyMethod, per_pass
+
+
+def upsample(cam, positions):
+    """``(B, *p) -> (B, *positions)``: bilinear (linear for sequences), corners aligned."""
+    if tuple(cam.shape[1:]) == tuple(positions):
+        return cam
+    if len(positions) == 1:  # sequences: a (L, 1) image
+        image = tf.compat.v1.image.resize_bilinear(cam[:, :, None, None],
+                                                   (positions[0], 1), align_corners=True)
+        return image[:, :, 0, 0]
+    if len(positions) != 2:
+        raise ValueError(f"Expected inputs with one or two position axes for the CAM family. "
+                         f"Received: positions {tuple(positions)}")
+    return tf.compat.v1.image.resize_bilinear(cam[..., None], positions,
+                                              align_corners=True)[..., 0]
+
+
+def _as_input_map(cam, x):
+    """A ``(B, *positions)`` map at the input's positions, repeated over its channels."""
+    return tf.broadcast_to(upsample(cam, x.shape[1:-1])[..., None], tf.shape(x))
+
+
+def _positions(tensor):
+    return list(range(1, len(tensor.shape) - 1))
+
+
+class _LayerMethod(SaliencyMethod):
+    """A method that reads the activations of ``layer``."""
+
+    def __init__(self, layer=None):
+        if layer is not None and not isinstance(layer, (str, int)) and not hasattr(
+                layer, "name"):
+            raise TypeError(
+                "Expected `layer` to be None, a layer name, a nested path 'outer/inner', an "
+                f"index or a keras Layer. Received: layer={layer!r}")
+        self.layer = layer
+
+    def check(self, forward):
+        function = forward.layer_forward(self.layer)
+        if len(function.layer_shape) < 2:
+            raise ValueError(
+                f"Expected a layer with position axes ({type(self).__name__} weighs the "
+                f"channels of a (positions, channels) activation). Received: layer "
+                f"{function.layer_name!r} with output shape {function.layer_shape}")
+
+    def _gradients(self, x, forward, targets):
+        """Activations and the score's gradient there, from one forward+backward pass."""
+        function = forward.layer_forward(self.layer)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            activations, outputs = function(x)
+            total = tf.reduce_sum(targets.score(outputs))
+        return activations, tape.gradient(total, activations)
+
+    def get_config(self):
+        layer = self.layer
+        return {"layer": layer if layer is None or isinstance(layer, (str, int))
+                else layer.name}
+
+
+class GradCAM(_LayerMethod):
+    """Grad-CAM (Selvaraju et al. 2017): ``ReLU(Σ_k α_k A_k)`` with ``α_k`` the
+    positions' mean of ``∂S/∂A_k``, upsampled to the input.
+
+    Equals tf-keras-vis ``Gradcam(..., normalize_cam=False)`` on the same layer (tested).
+
+    Args:
+        layer: the layer whose activations are read: a name (searched through nested
+            models), a path "outer/inner", an index or a layer; None: the last layer
+            whose output keeps the input's position axes. Defaults to None.
+
+    Example:
+        >>> method = kd.methods.GradCAM(layer="conv3")
+    """
+
+    name = "gradcam"
+
+    def __call__(self, x, forward, targets, max_expansion=None):
+        del max_expansion
+        activations, grads = self._gradients(x, forward, targets)
+        weights = tf.reduce_mean(grads, axis=_positions(grads), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))
+        return _as_input_map(cam, x)
+
+
+class GradCAMPlusPlus(_LayerMethod):
+    """Grad-CAM++ (Chattopadhay et al. 2018): channel weights ``Σ_p α_p ReLU(∂S/∂A_p)``
+    with ``α = g² / (2g² + g³ Σ_p A)`` (``g = ∂S/∂A``, the exponential-score closed form).
+
+    tf-keras-vis multiplies the gradients by ``exp(S)``; here that positive per-input
+    factor is left out (it overflows float32 for logits above 88 and cancels in any
+    normalised map): our maps equal tf-keras-vis ``GradcamPlusPlus`` after per-map
+    normalisation, and its raw maps divided by ``exp(S)`` (tested).
+
+    Args:
+        layer: as ``GradCAM``.
+    """
+
+    name = "gradcam_plus_plus"
+
+    def __call__(self, x, forward, targets, max_expansion=None):
+        del max_expansion
+        activations, grads = self._gradients(x, forward, targets)
+        axes = _positions(grads)
+        second = tf.square(grads)
+        third = second * grads
+        total = tf.reduce_sum(activations, axis=axes, keepdims=True)
+        denominator = 2.0 * second + third * total
+        denominator += tf.cast(tf.equal(second, 0.0), denominator.dtype)
+        alphas = second / denominator
+        norm = tf.reduce_sum(alphas, axis=axes, keepdims=True)
+        alphas /= norm + tf.cast(tf.equal(norm, 0.0), norm.dtype)
+        weights = tf.reduce_sum(tf.nn.relu(grads) * alphas, axis=axes, keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
+        return _as_input_map(cam, x)
+
+
+class LayerCAM(_LayerMethod):
+    """Layer-CAM (Jiang et al. 2021): ``ReLU(Σ_k ReLU(∂S/∂A_k) ⊙ A_k)``, position by
+    position, upsampled to the input: it keeps fine detail at earlier layers.
+
+    Equals tf-keras-vis ``Layercam(..., normalize_cam=False)`` (tested).
+
+    Args:
+        layer: as ``GradCAM``.
+    """
+
+    name = "layercam"
+
+    def __call__(self, x, forward, targets, max_expansion=None):
+        del max_expansion
+        activations, grads = self._gradients(x, forward, targets)
+        cam = tf.nn.relu(tf.reduce_sum(activations * tf.nn.relu(grads), axis=-1))
+        return _as_input_map(cam, x)
+
+
+class ScoreCAM(_LayerMethod):
+    """Score-CAM (Wang et al. 2020): each channel's activation map, upsampled and scaled
+    to [0, 1], masks the input; the channel's weight is the target's probability (softmax
+    of the logits; sigmoid for one logit) on the masked input. ``ReLU(Σ_k w_k A_k)``,
+    upsampled. No gradient: it needs only forward passes.
+
+    ``max_channels`` is the faster variant's cap (tf-keras-vis ``max_N``): only the
+    channels whose activation maps vary most (standard deviation over positions) are
+    used, chosen per input (tf-keras-vis chooses over the batch, so its maps depend on
+    the batch). The masked forward passes run in chunks under the memory knob.
+
+    Equals tf-keras-vis ``Scorecam(..., normalize_cam=False)`` (tested).
+
+    Args:
+        layer: as ``GradCAM``.
+        max_channels: at most this many channels; None: all. Defaults to None.
+    """
+
+    name = "scorecam"
+
+    def __init__(self, layer=None, max_channels=None):
+        super().__init__(layer)
+        if max_channels is not None:
+            max_channels = _validation.check_positive_int(max_channels, "max_channels")
+        self.max_channels = max_channels
+
+    def _channels(self, forward):
+        channels = forward.layer_forward(self.layer).layer_shape[-1]
+        return channels if self.max_channels is None else min(channels, self.max_channels)
+
+    def expansion(self, num_classes):
+        del num_classes
+        return 1 + (self.max_channels or 64)  # one pass for the activations, one per mask
+
+    def __call__(self, x, forward, targets, max_expansion=None):
+        function = forward.layer_forward(self.layer)
+        activations, _ = function(x)
+        activations = tf.stop_gradient(activations)
+        count = self._channels(forward)
+        axes = _positions(activations)
+        if count < activations.shape[-1]:  # the cap: per input, most varied first
+            spread = tf.math.reduce_std(activations, axis=axes)  # (B, K)
+            _, chosen = tf.math.top_k(spread, k=count)
+            activations = tf.gather(activations, chosen, axis=-1, batch_dims=1)
+        # (B, *p, N) -> (B, N, *positions): one mask per channel, in [0, 1].
+        moved = tf.transpose(activations, [0, len(axes) + 1] + axes)
+        flat = tf.reshape(moved, tf.concat([[-1], tf.shape(moved)[2:]], 0))
+        masks = tf.reshape(upsample(flat, x.shape[1:-1]),
+                           tf.concat([tf.shape(moved)[:2], tf.shape(x)[1:-1]], 0))
+        low = tf.reduce_min(masks, axis=list(range(2, len(masks.shape))), keepdims=True)
+        high = tf.reduce_max(masks, axis=list(range(2, len(masks.shape))), keepdims=True)
+        masks = (masks - low) / (high - low + 1e-7)  # Keras's epsilon, as tf-keras-vis
+        num_classes = getattr(forward, "num_classes", None)
+
+        def chunk(start, size):
+            # (size, B, *x features): channel-major rows, as targets.tile expects.
+            picked = tf.transpose(masks[:, start:start + size],
+                                  [1, 0] + list(range(2, len(masks.shape))))
+            rows = x[None] * picked[..., None]
+            rows = tf.reshape(rows, tf.concat([[-1], tf.shape(x)[1:]], 0))
+            outputs = forward(rows)
+            probabilities = (tf.nn.softmax(outputs) if num_classes and num_classes > 1
+                             else tf.sigmoid(outputs))
+            scores = tf.reshape(targets.tile(size).score(probabilities), [size, -1])
+            one_hot = tf.one_hot(start + tf.range(size), count)  # (size, N)
+            return tf.einsum("sb,sn->bn", scores, one_hot)
+
+        weights = chunked_sum(chunk, count, per_pass(max_expansion, 1) or count,
+                              tf.zeros([tf.shape(x)[0], count]))
+        shape = [-1] + [1] * len(axes) + [count]
+        cam = tf.nn.relu(tf.reduce_sum(activations * tf.reshape(weights, shape), axis=-1))
+        return _as_input_map(cam, x)
+
+    def get_config(self):
+        return dict(super().get_config(), max_channels=self.max_channels)

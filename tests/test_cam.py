@@ -1,0 +1,178 @@
+"""The CAM family against tf-keras-vis on the same model and layer, and everywhere a
+method goes (Explainer, memory knob, export, DANCE, errors)."""
+
+import keras
+import numpy as np
+import pytest
+import scipy.ndimage
+import tensorflow as tf
+from tf_keras_vis.gradcam import Gradcam
+from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+from tf_keras_vis.layercam import Layercam
+from tf_keras_vis.scorecam import Scorecam
+from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+from tf_keras_vis.utils.scores import CategoricalScore
+
+import keras_dance as kd
+from keras_dance.methods.cam import upsample
+
+PEERS = {"gradcam": Gradcam, "gradcam_plus_plus": GradcamPlusPlus, "layercam": Layercam,
+         "scorecam": Scorecam}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    sequential = kd.datasets.load_digits_model()
+    # tf-keras-vis's ReplaceToLinear reads `output_names`, which Keras 3 Sequential lacks:
+    # the same layers as a functional model.
+    functional = keras.Model(sequential.inputs, sequential.outputs)
+    x = kd.datasets.load_digits()[2][:6]
+    return functional, x
+
+
+def _normalised(maps):
+    low = maps.min(axis=(1, 2), keepdims=True)
+    high = maps.max(axis=(1, 2), keepdims=True)
+    return (maps - low) / (high - low + keras.backend.epsilon())
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+def test_cam_family_equals_tf_keras_vis(digits, name):
+    model, x = digits
+    explainer = kd.Explainer(model, method={"name": name, "config": {"layer": "conv3"}})
+    maps = explainer.explain(x)
+    assert maps.shape == x.shape and maps.dtype == np.float32
+    classes = explainer.predict_classes(x)
+    peer = PEERS[name](model, model_modifier=ReplaceToLinear(), clone=True)
+    # GradCAM++: tf-keras-vis scales by exp(score) (our docstring says why we do not):
+    # compare the normalised maps.
+    normalise = name == "gradcam_plus_plus"
+    theirs = peer(CategoricalScore(classes.tolist()), x, penultimate_layer="conv3",
+                  seek_penultimate_conv_layer=False, normalize_cam=normalise)
+    ours = _normalised(maps[..., 0]) if normalise else maps[..., 0]
+    scale = np.abs(theirs).max()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5 * max(1.0, scale))
+    assert np.all(maps >= 0) and np.ptp(maps) > 0
+
+
+def test_gradcam_plus_plus_is_tf_keras_vis_over_exp_score(digits):
+    model, x = digits
+    explainer = kd.Explainer(model, method=kd.methods.GradCAMPlusPlus(layer="conv3"))
+    classes = explainer.predict_classes(x)
+    copy = keras.models.clone_model(model)  # the logits: the softmax taken off a copy
+    copy.set_weights(model.get_weights())
+    copy.layers[-1].activation = keras.activations.linear
+    scores = copy(x).numpy()[np.arange(len(x)), classes]
+    theirs = GradcamPlusPlus(model, model_modifier=ReplaceToLinear(), clone=True)(
+        CategoricalScore(classes.tolist()), x, penultimate_layer="conv3",
+        seek_penultimate_conv_layer=False, normalize_cam=False)
+    ours = explainer.explain(x)[..., 0]
+    np.testing.assert_allclose(ours * np.exp(scores)[:, None, None], theirs, rtol=1e-4,
+                               atol=1e-5 * np.abs(theirs).max())
+
+
+def test_scorecam_channel_cap_and_memory_knob(digits):
+    model, x = digits
+    capped = kd.methods.ScoreCAM(layer="conv3", max_channels=5)
+    small = kd.Explainer(model, method=capped, batch_size=1).explain(x)
+    large = kd.Explainer(model, method=capped, batch_size=1000).explain(x)
+    np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-6)
+    # One input at a time, tf-keras-vis's batch-wide choice is the per-input one.
+    classes = kd.Explainer(model).predict_classes(x)
+    peer = Scorecam(model, model_modifier=ReplaceToLinear(), clone=True)
+    for i in range(2):
+        theirs = peer(CategoricalScore([int(classes[i])]), x[i:i + 1], penultimate_layer="conv3",
+                      seek_penultimate_conv_layer=False, normalize_cam=False, max_N=5)
+        np.testing.assert_allclose(small[i:i + 1, ..., 0], theirs,
+                                   atol=1e-5 * max(1.0, np.abs(theirs).max()))
+    full = kd.Explainer(model, method=kd.methods.ScoreCAM(layer="conv3")).explain(x)
+    assert not np.allclose(full, small)  # the cap changes the map
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (5, 5), (7,), (1, 6)])
+def test_upsampling_is_scipy_zoom_order_1(shape):
+    rng = np.random.default_rng(0)
+    cam = rng.normal(size=(2,) + shape).astype(np.float32)
+    target = tuple(4 * n + 1 for n in shape)
+    ours = upsample(tf.constant(cam), target).numpy()
+    factors = (1,) + tuple(t / n for t, n in zip(target, shape))
+    np.testing.assert_allclose(ours, scipy.ndimage.zoom(cam, factors, order=1), atol=1e-5)
+
+
+def test_default_layer_is_the_last_with_positions():
+    digits = kd.Explainer(kd.datasets.load_digits_model(), method="gradcam")
+    assert digits._forward.layer_forward(None).layer_name == "pool3"
+    resnet = kd.datasets.load_model("configurations_resnet")
+    explainer = kd.Explainer(resnet, method="gradcam")
+    name = explainer._forward.layer_forward(None).layer_name
+    layer = resnet.get_layer(name.split("/")[-1])
+    assert len(layer.output.shape) == 4 and layer.output.shape[1] > 1
+    # nothing after it keeps positions: the next layers pool them away
+    later = resnet.layers[resnet.layers.index(layer) + 1:]
+    assert all(len(item.output.shape) < 4 or item.output.shape[1] == 1 for item in later)
+    x = kd.datasets.make_configurations(2)[0]
+    assert explainer.explain(x).shape == x.shape
+
+
+def test_a_layer_inside_a_nested_base_model():
+    keras.utils.set_random_seed(0)
+    base = keras.Sequential([keras.Input((12, 12, 3)),
+                             keras.layers.Conv2D(4, 3, activation="relu", name="inner_conv"),
+                             keras.layers.Conv2D(5, 3, activation="relu", name="last_conv")],
+                            name="base")
+    inputs = keras.Input((12, 12, 3))
+    h = keras.layers.GlobalAveragePooling2D()(base(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(h))
+    x = np.random.default_rng(0).uniform(size=(3, 12, 12, 3)).astype(np.float32)
+    explainer = kd.Explainer(model, method=kd.methods.GradCAM(layer="base/last_conv"))
+    assert explainer._forward.layer_forward("base/last_conv").layer_shape == (8, 8, 5)
+    maps = explainer.explain(x, targets=1)
+    # Reference: the gradient at the nested layer, by hand, on a logits copy.
+    inner = keras.Model(base.inputs, base.get_layer("last_conv").output)
+    with tf.GradientTape() as tape:
+        activations = inner(x)
+        tape.watch(activations)
+        pooled = tf.reduce_mean(activations, axis=(1, 2))
+        logits = tf.matmul(pooled, model.get_layer("head").kernel) + model.get_layer("head").bias
+        score = tf.reduce_sum(logits[:, 1])
+    grads = tape.gradient(score, activations).numpy()
+    cam = np.maximum((activations.numpy() * grads.mean(axis=(1, 2), keepdims=True)).sum(-1), 0)
+    expected = scipy.ndimage.zoom(cam, (1, 12 / 8, 12 / 8), order=1)
+    np.testing.assert_allclose(maps[..., 0], expected, atol=1e-5)
+    np.testing.assert_array_equal(maps[..., 0], maps[..., 2])  # same over channels
+    # the default layer is the base's last convolution
+    assert kd.Explainer(model, method="gradcam")._forward.layer_forward(
+        None).layer_name == "base/last_conv"
+
+
+def test_cam_errors_are_raised_when_the_explainer_is_built():
+    model = kd.datasets.load_digits_model()
+    with pytest.raises(ValueError, match="nope"):
+        kd.Explainer(model, method=kd.methods.GradCAM(layer="nope"))
+    with pytest.raises(ValueError, match="position axes"):
+        kd.Explainer(model, method=kd.methods.LayerCAM(layer="fc"))
+    with pytest.raises(ValueError, match="readable layer graph"):
+        kd.Explainer(kd.datasets.load_text_model()[0], method="gradcam")
+    with pytest.raises(TypeError, match="layer"):
+        kd.methods.GradCAM(layer=3.5)
+    with pytest.raises(ValueError, match="max_channels"):
+        kd.methods.ScoreCAM(max_channels=0)
+
+
+def test_cam_methods_export_and_serve_as_dance_bases(tmp_path, digits):
+    model, x = digits
+    explainer = kd.Explainer(model, method=kd.methods.GradCAM(layer="conv3"))
+    explainer.export(tmp_path / "1")
+    loaded = tf.saved_model.load(str(tmp_path / "1"))
+    served = loaded.signatures["explain"](inputs=tf.constant(x[:3]))["saliency"].numpy()
+    np.testing.assert_allclose(served, explainer.explain(x[:3]), rtol=1e-5, atol=1e-6)
+    dance = kd.Explainer(model, method=kd.methods.LayerCAM(layer="conv3"),
+                         decoys=kd.DecoyConfig(layer="conv2", patch=8, steps=5))
+    decoys, _ = dance.generate_decoys(x[:1])
+    per_decoy = kd.Explainer(model, method=kd.methods.LayerCAM(layer="conv3")).explain(
+        decoys[0])
+    np.testing.assert_allclose(dance.explain(x[:1])[0], np.ptp(per_decoy, axis=0),
+                               rtol=1e-4, atol=1e-5)
+    config = kd.methods.get({"name": "scorecam", "config": {"layer": "conv3",
+                                                            "max_channels": 4}})
+    assert config.get_config() == {"layer": "conv3", "max_channels": 4}
