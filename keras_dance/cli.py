@@ -35,7 +35,10 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("method", "gradient", "Saliency method id (gradient, gradient_x_input, "
-                    "integrated_gradients, smoothgrad, squaregrad, vargrad, cgi).")
+                    "integrated_gradients, smoothgrad, squaregrad, vargrad, cgi, gradcam, "
+                    "gradcam_plus_plus, layercam, scorecam).")
+flags.DEFINE_string("layer", None, "CAM family: the layer whose activations are read (name, "
+                    "or nested path outer/inner; default: the last layer with positions).")
 flags.DEFINE_string("out", None, "Output directory (explain: default out/explain; export: "
                     "the SavedModel version directory, required).")
 flags.DEFINE_integer("batch_size", 128, "Memory knob: most model rows per pass.")
@@ -65,7 +68,7 @@ flags.DEFINE_float("gpus_per_worker", 0, "explain-dataset, ray: GPUs per actor."
 flags.DEFINE_integer("pad_id", None, "Token models: the padding id, scored 0 (default: 0 "
                      "with --vocabulary or mask_zero).")
 
-_EXPLAINER_FLAGS = ["method", "batch_size", "decoy_layer", "patch", "stride", "epsilon",
+_EXPLAINER_FLAGS = ["method", "layer", "batch_size", "decoy_layer", "patch", "stride", "epsilon",
                     "aggregation", "unsafe", "verbose", "vocabulary", "pad_id"]
 COMMANDS = {
     "explain": ("explain MODEL INPUTS... — maps, overlays and raw arrays for images or .npy",
@@ -160,7 +163,13 @@ def _explainer_kwargs():
     pad_id = FLAGS.pad_id
     if pad_id is None and FLAGS.vocabulary is not None:
         pad_id = 0
-    return dict(method=FLAGS.method, decoys=decoys, aggregation=FLAGS.aggregation,
+    method = FLAGS.method
+    if FLAGS.layer is not None:
+        if method not in ("gradcam", "gradcam_plus_plus", "layercam", "scorecam"):
+            raise UsageError(f"--layer is for the CAM family (gradcam, gradcam_plus_plus, "
+                             f"layercam, scorecam); --method={method}")
+        method = kd.methods.get({"name": method, "config": {"layer": FLAGS.layer}})
+    return dict(method=method, decoys=decoys, aggregation=FLAGS.aggregation,
                 batch_size=FLAGS.batch_size, pad_id=pad_id)
 
 

@@ -176,3 +176,18 @@ def test_cam_methods_export_and_serve_as_dance_bases(tmp_path, digits):
     config = kd.methods.get({"name": "scorecam", "config": {"layer": "conv3",
                                                             "max_channels": 4}})
     assert config.get_config() == {"layer": "conv3", "max_channels": 4}
+
+
+def test_cli_explains_with_a_cam_method_at_a_layer(tmp_path, capsys):
+    from test_cli import IMAGES, MODEL, _run_in_process
+
+    status, output = _run_in_process(["explain", MODEL, *IMAGES[:2], "--method=layercam",
+                                      "--layer=conv2", f"--out={tmp_path}"], capsys)
+    assert status == 0, output.err
+    inputs = np.load(tmp_path / "inputs.npy")
+    expected = kd.Explainer(kd.datasets.load_digits_model(),
+                            method=kd.methods.LayerCAM(layer="conv2")).explain(inputs)
+    np.testing.assert_allclose(np.load(tmp_path / "maps.npy"), expected, rtol=1e-5, atol=1e-6)
+    status, output = _run_in_process(["explain", MODEL, IMAGES[0], "--layer=conv2",
+                                      f"--out={tmp_path}/o"], capsys)
+    assert status == 1 and "--layer is for the CAM family" in output.err
