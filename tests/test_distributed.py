@@ -18,7 +18,7 @@ from keras_dance.distributed import _shards
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "saved_models" / "digits_cnn.keras"
-DANCE = dict(method="gradient", decoys=kd.DecoyConfig(layer="conv2", patch=8, steps=20))
+DANCE = dict(method="gradient", decoys=kd.DecoyConfig(layer="conv2", patch=16, steps=10))
 
 
 def write_inputs(directory, count=40):
