@@ -1,4 +1,4 @@
-"""Times SmoothGrad and Integrated Gradients: ours vs a bare reference vs tf-keras-vis.
+"""Times the methods: ours vs a bare reference, tf-keras-vis and Xplique.
 
 One run, one model (the shipped digits CNN), one batch, the same sample/step counts:
 
@@ -9,8 +9,14 @@ One run, one model (the shipped digits CNN), one batch, the same sample/step cou
   validation or targets;
 - tf-keras-vis: ``Saliency(..., smooth_samples=N)`` (SmoothGrad only; it has no IG).
 
+Then the CAM family against tf-keras-vis (same layer, batch and channels), and every
+method at the quality report's settings with 256 model rows per pass, beside Xplique's
+time for the same method where Xplique has it (``--xplique_python``: Xplique pins another
+TensorFlow, so it runs in its own environment, called from this script in the same run).
+
 Prints median wall times over repeats and the ratios. Run:
     .venv/bin/python benchmarks/bench_methods.py [--batch 32] [--samples 50] [--repeats 5]
+        [--xplique_python /path/to/xplique-venv/bin/python]
 """
 
 import argparse
@@ -73,6 +79,8 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--xplique_python", default=None,
+                        help="python of an environment with Xplique installed")
     args = parser.parse_args()
     b, n = args.batch, args.samples
 
@@ -128,6 +136,95 @@ def main():
     print(f"(ours(knob): default batch_size={rows[0][3]} rows per pass; "
           "ours(full): batch_size = B×N)")
     print(f"IG ours vs bare max |difference|: {check:.2e}")
+    peers = cam_family(model, x, targets, args.repeats)
+    every_method(model, x, targets, args.repeats, args.xplique_python, peers)
+
+
+def cam_family(model, x, targets, repeats):
+    """The CAM family: ours against tf-keras-vis on the same layer (conv3), batch and
+    channels; the maps are compared too (they are equal, tests/test_cam.py)."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.layercam import Layercam
+    from tf_keras_vis.scorecam import Scorecam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    functional = keras.Model(model.inputs[0], model.outputs[0])
+    score = CategoricalScore(targets.tolist())
+    cases = [("gradcam", Gradcam, {}), ("gradcam_plus_plus", GradcamPlusPlus, {}),
+             ("layercam", Layercam, {}), ("scorecam", Scorecam, {})]
+    print(f"\nCAM family at conv3, batch {len(x)}: ours vs tf-keras-vis (median of {repeats})")
+    print(f"{'method':<20}{'ours s':>9}{'tf-keras-vis s':>16}{'vis/ours':>10}")
+    times = {}
+    for name, peer_class, extra in cases:
+        ours = kd.Explainer(model, method={"name": name, "config": {"layer": "conv3"}})
+        peer = peer_class(functional, model_modifier=ReplaceToLinear(), clone=True)
+        t_ours = median_time(lambda: ours.explain(x, targets), repeats)
+        t_peer = median_time(lambda: peer(score, x, penultimate_layer="conv3",
+                                          seek_penultimate_conv_layer=False,
+                                          normalize_cam=False, **extra), repeats)
+        times[name] = t_peer
+        print(f"{name:<20}{t_ours:9.3f}{t_peer:16.3f}{t_peer / t_ours:10.1f}")
+    return times
+
+
+#: Every method at the settings the quality report uses, and Xplique's name for it.
+SETTINGS = {
+    "gradient": (kd.methods.Gradient(), "Saliency"),
+    "gradient_x_input": (kd.methods.GradientXInput(), "GradientInput"),
+    "integrated_gradients": (kd.methods.IntegratedGradients(steps=32), "IntegratedGradients"),
+    "smoothgrad": (kd.methods.SmoothGrad(num_samples=32), "SmoothGrad"),
+    "vargrad": (kd.methods.VarGrad(num_samples=32), "VarGrad"),
+    "squaregrad": (kd.methods.SquareGrad(num_samples=32), "SquareGrad"),
+    "gradcam": (kd.methods.GradCAM(layer="conv3"), "GradCAM"),
+    "gradcam_plus_plus": (kd.methods.GradCAMPlusPlus(layer="conv3"), "GradCAMPP"),
+    "layercam": (kd.methods.LayerCAM(layer="conv3"), None),
+    "scorecam": (kd.methods.ScoreCAM(layer="conv3"), None),
+    "occlusion": (kd.methods.Occlusion(patch=4, stride=2), "Occlusion"),
+    "rise": (kd.methods.RISE(num_masks=1000, cells=6), "Rise"),
+    "kernel_shap": (kd.methods.KernelSHAP(patch=4, num_samples=500), "KernelShap"),
+    "guided_backprop": (kd.methods.GuidedBackprop(), "GuidedBackprop"),
+}
+
+
+def every_method(model, x, targets, repeats, xplique_python, cam_peers):
+    """Every method, ours, with 256 model rows per pass; Xplique's time for the same
+    method, inputs and rows per pass when ``--xplique_python`` names an environment
+    with Xplique (it pins another TensorFlow: see benchmarks/xplique_times.py)."""
+    import json
+    import subprocess
+    import tempfile
+
+    rows_per_pass = 256
+    ours = {}
+    for name, (method, _) in SETTINGS.items():
+        explainer = kd.Explainer(model, method=method, batch_size=rows_per_pass)
+        ours[name] = median_time(lambda: explainer.explain(x, targets), repeats)
+    xplique = {}
+    if xplique_python:
+        with tempfile.TemporaryDirectory() as work:
+            np.save(f"{work}/x.npy", x)
+            np.save(f"{work}/targets.npy", targets)
+            script = os.path.join(os.path.dirname(__file__), "xplique_times.py")
+            result = subprocess.run(
+                [xplique_python, script, f"{work}/x.npy", f"{work}/targets.npy",
+                 "--repeats", str(repeats), "--rows", str(rows_per_pass)],
+                capture_output=True, text=True, check=True)
+            xplique = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"\nEvery method, batch {len(x)}, {rows_per_pass} rows per pass "
+          f"(median of {repeats}; Xplique in its own environment"
+          f"{'' if xplique else ': not given'})")
+    print(f"{'method':<22}{'ours s':>9}{'tf-keras-vis s':>16}{'Xplique s':>11}"
+          f"{'fastest peer / ours':>21}")
+    for name, (_, peer_name) in SETTINGS.items():
+        peers = [t for t in (cam_peers.get(name), xplique.get(peer_name or "")) if t]
+        vis = f"{cam_peers[name]:16.3f}" if name in cam_peers else f"{'-':>16}"
+        xq = f"{xplique[peer_name]:11.3f}" if peer_name in xplique else f"{'-':>11}"
+        ratio = f"{min(peers) / ours[name]:21.2f}" if peers else f"{'-':>21}"
+        print(f"{name:<22}{ours[name]:9.3f}{vis}{xq}{ratio}")
+    if xplique.get("versions"):
+        print(f"Xplique environment: {xplique['versions']}")
 
 
 if __name__ == "__main__":

@@ -186,6 +186,8 @@ class GraphFunction:
             through it.
         capture: the layers down to a layer whose output is returned as well, computed
             in the same pass: the call returns ``(that output, result)``.
+        output_hook: ``hook(operation, outputs) -> outputs`` applied to every operation's
+            outputs (e.g. to change how gradients flow back through them).
 
     Attributes:
         steps: the flattened operations, in order (see ``Step``); the input is
@@ -193,7 +195,7 @@ class GraphFunction:
         layer: the target layer (None for the model's outputs).
     """
 
-    def __init__(self, model, path, start=None, capture=None):
+    def __init__(self, model, path, start=None, capture=None, output_hook=None):
         inputs, outputs = graph_io(model)
         if path is not None and isinstance(path[-1], keras.layers.InputLayer):
             raise ValueError(
@@ -231,6 +233,7 @@ class GraphFunction:
             self.input_key = id(start_tensor)
         self.steps = steps
         self._takes_training = {}
+        self.output_hook = output_hook
         self.capture_key = None
         if capture is not None:  # a layer whose output is returned too (CAM methods)
             _, out = _steps_to(model, inputs, capture)
@@ -268,6 +271,8 @@ class GraphFunction:
                 continue
             outputs = self._call(step, values, training)
             outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+            if self.output_hook is not None:
+                outputs = self.output_hook(step.operation, outputs)
             for key, value in zip(step.outputs, outputs):
                 values[key] = value
         if self.layer is None and len(self.output_keys) > 1:

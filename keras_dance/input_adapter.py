@@ -110,7 +110,8 @@ class InputAdapter:
         self.num_classes = int(outputs[0][-1]) if single else None
         self._layer_functions = {}
         self.forward = ModelFunction(self._forward, self.num_classes,
-                                     self._layer_forward if self.has_graph else None)
+                                     self._layer_forward if self.has_graph else None,
+                                     self._guided_forward if self.has_graph else None)
 
     # ------------------------------------------------------------------ token models
     def _init_tokens(self, model, path, pad_id):
@@ -229,6 +230,24 @@ class InputAdapter:
             function.layer_name = "/".join(item.name for item in path)
             function.layer_shape = tuple(_activation_shape(model, path))
             self._layer_functions[key] = function
+        return function
+
+    def _guided_forward(self):
+        """``x -> logits`` through the logits model with every ReLU guided (Guided
+        Backprop): the layers run unchanged; after each ReLU-activated output an
+        identity passes back only positive gradients, and the ReLU's own backward keeps
+        positions with positive input."""
+        function = self._layer_functions.get("guided")
+        if function is None:
+            from keras_dance._graph import GraphFunction
+
+            graph = GraphFunction(self.logits.model, None, output_hook=_guide_relus)
+
+            def function(x):
+                outputs = graph(self.prepare(x))
+                return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), outputs)
+
+            self._layer_functions["guided"] = function
         return function
 
     def model_outputs(self, x):
@@ -381,4 +400,24 @@ def _last_spatial_layer(model, rank):
     from keras_dance._graph import resolve
 
     return resolve(model, "/".join(found))
+
+
+@tf.custom_gradient
+def _positive_gradient(x):
+    """Identity forward; backward passes only positive gradients (Guided Backprop)."""
+    return tf.identity(x), lambda upstream: tf.nn.relu(upstream)
+
+
+def _is_relu(operation):
+    activation = getattr(operation, "activation", None)
+    if isinstance(operation, keras.layers.ReLU):
+        config = operation.get_config()
+        return not config.get("negative_slope") and config.get("max_value") is None
+    return activation is keras.activations.relu or getattr(activation, "__name__", "") == "relu"
+
+
+def _guide_relus(operation, outputs):
+    if _is_relu(operation):
+        return [_positive_gradient(t) for t in outputs]
+    return outputs
 

@@ -2,6 +2,10 @@
 
 from keras_dance.methods.base import SaliencyMethod
 from keras_dance.methods.cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
+from keras_dance.methods.guided_backprop import GuidedBackprop
+from keras_dance.methods.kernel_shap import KernelSHAP
+from keras_dance.methods.occlusion import Occlusion
+from keras_dance.methods.rise import RISE
 from keras_dance.methods.competitive import CGI, Competitive, compete
 from keras_dance.methods.gradient import Gradient
 from keras_dance.methods.gradient_x_input import GradientXInput
@@ -12,13 +16,14 @@ from keras_dance.methods.smoothgrad import SmoothGrad
 _REGISTRY = {
     cls.name: cls
     for cls in (Gradient, GradientXInput, IntegratedGradients, SmoothGrad, SquareGrad, VarGrad,
-                CGI, Competitive, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM)
+                CGI, Competitive, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, Occlusion,
+                RISE, KernelSHAP, GuidedBackprop)
 }
 
 #: The method ids ``Explainer(method=...)`` accepts.
 METHOD_NAMES = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
                 "squaregrad", "vargrad", "cgi", "gradcam", "gradcam_plus_plus", "layercam",
-                "scorecam")
+                "scorecam", "occlusion", "rise", "kernel_shap", "guided_backprop")
 
 
 def get(identifier):
@@ -55,6 +60,7 @@ def _lookup(name):
 
 __all__ = [
     "CGI", "Competitive", "GradCAM", "GradCAMPlusPlus", "Gradient", "GradientXInput",
-    "IntegratedGradients", "LayerCAM", "ScoreCAM",
+    "GuidedBackprop", "IntegratedGradients", "KernelSHAP", "LayerCAM", "Occlusion", "RISE",
+    "ScoreCAM",
     "METHOD_NAMES", "SaliencyMethod", "SmoothGrad", "SquareGrad", "VarGrad", "compete", "get",
 ]

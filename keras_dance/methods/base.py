@@ -11,10 +11,11 @@ class ModelFunction:
         num_classes: the size of the class axis, or None (no class axis).
     """
 
-    def __init__(self, fn, num_classes, layer_forward=None):
+    def __init__(self, fn, num_classes, layer_forward=None, guided=None):
         self.fn = fn
         self.num_classes = num_classes
         self._layer_forward = layer_forward
+        self._guided = guided
 
     def __call__(self, x):
         return self.fn(x)
@@ -32,6 +33,19 @@ class ModelFunction:
                 "method that reads a layer's activations (the CAM family). Received: a "
                 "model without a readable layer graph")
         return self._layer_forward(layer)
+
+    def guided(self):
+        """``x -> logits`` whose ReLUs pass back only positive gradients (Guided
+        Backprop); the forward values are the model's.
+
+        Raises:
+            ValueError: the model's graph cannot be read.
+        """
+        if self._guided is None:
+            raise ValueError(
+                "Expected a functional or Sequential model (whose layers can be read) for "
+                "Guided Backprop. Received: a model without a readable layer graph")
+        return self._guided()
 
 
 class SaliencyMethod:

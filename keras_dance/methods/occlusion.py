@@ -1,0 +1,97 @@
+"""Occlusion (Zeiler & Fergus 2014): a black-box map from patches replaced by a baseline."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_dance._chunking import chunked_sum
+from keras_dance.decoys import masks as masks_lib
+from keras_dance.methods.base import SaliencyMethod, per_pass
+
+
+def _check_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+            np.isfinite(value)):
+        raise ValueError(f"Expected `{name}` to be a finite number. Received: "
+                         f"{name}={value!r}")
+    return float(value)
+
+
+def with_channels(x):
+    """``x`` with a channel axis: feature vectors ``(B, F)`` become ``(B, F, 1)`` (each
+    feature a position); other inputs are ``(B, *positions, channels)`` already."""
+    return x[..., None] if len(x.shape) == 2 else x
+
+
+def as_map(saliency, x):
+    """A ``(B, *positions)`` map repeated over ``x``'s channels, in ``x``'s shape."""
+    return tf.reshape(tf.broadcast_to(saliency[..., None], tf.shape(with_channels(x))),
+                      tf.shape(x))
+
+
+class Occlusion(SaliencyMethod):
+    """The score's drop when a patch of positions (all channels) is set to ``baseline``,
+    averaged over the patches that cover each position.
+
+    ``E(x)_p = mean over patches P ∋ p of [S(x) − S(x with P set to baseline)]``. Patches
+    slide with ``stride`` and the last one is aligned to the border (as DANCE's), so every
+    position is covered. Needs only ``model(x)``: no gradient. The occluded inputs are
+    evaluated in chunks under the memory knob.
+
+    Args:
+        patch: patch side (an int, or one per position axis). Defaults to 4.
+        stride: patch stride; None: the patch (no overlap). Defaults to None.
+        baseline: the value occluded features take. Defaults to 0.0.
+
+    Example:
+        >>> method = kd.methods.Occlusion(patch=4, stride=2)
+    """
+
+    name = "occlusion"
+
+    def __init__(self, patch=4, stride=None, baseline=0.0):
+        for name, value in (("patch", patch), ("stride", stride)):
+            values = value if isinstance(value, (tuple, list)) else (value,)
+            if value is None and name == "stride":
+                continue
+            if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1
+                   for v in values):
+                raise ValueError(f"Expected `{name}` to be a positive int or one per position "
+                                 f"axis. Received: {name}={value!r}")
+        self.patch = patch if not isinstance(patch, list) else tuple(patch)
+        self.stride = stride if not isinstance(stride, list) else tuple(stride)
+        self.baseline = _check_number(baseline, "baseline")
+
+    def windows(self, positions):
+        """Boolean masks ``(n, *positions)`` of the patches over ``positions``."""
+        patch = masks_lib.per_axis(self.patch, len(positions), "patch")
+        stride = masks_lib.per_axis(self.stride or self.patch, len(positions), "stride")
+        return masks_lib.patch_masks(positions, masks_lib.patch_grid(positions, patch, stride),
+                                     patch)
+
+    def expansion(self, num_classes):
+        del num_classes
+        return 64  # patches per input depend on its size; a nominal share of the knob
+
+    def __call__(self, x, forward, targets, max_expansion=None):
+        inputs, x = x, with_channels(x)
+        positions = tuple(x.shape[1:-1])
+        windows = self.windows(positions)
+        count = len(windows)
+        masks = tf.constant(windows.astype(np.float32))  # (n, *positions)
+        coverage = tf.constant(windows.sum(axis=0).astype(np.float32))
+        reference = targets.score(forward(inputs))  # (B,)
+
+        def chunk(start, size):
+            occluded = masks[start:start + size][:, None, ..., None]  # (s, 1, *p, 1)
+            rows = x[None] * (1.0 - occluded) + self.baseline * occluded
+            rows = tf.reshape(rows, tf.concat([[-1], tf.shape(inputs)[1:]], 0))
+            scores = tf.reshape(targets.tile(size).score(forward(rows)), [size, -1])
+            drops = reference[None] - scores  # (s, B)
+            return tf.einsum("sb,s...->b...", drops, masks[start:start + size])
+
+        total = chunked_sum(chunk, count, per_pass(max_expansion, 1) or count,
+                            tf.zeros(tf.concat([tf.shape(x)[:1], positions], 0)))
+        return as_map(total / coverage, inputs)
+
+    def get_config(self):
+        return {"patch": self.patch, "stride": self.stride, "baseline": self.baseline}

@@ -1,0 +1,102 @@
+"""RISE (Petsiuk et al. 2018): randomised input sampling for explanation."""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from keras_dance import _random as random
+from keras_dance import _validation
+from keras_dance._chunking import chunked_sum
+from keras_dance.methods.base import SaliencyMethod, per_pass
+from keras_dance.methods.occlusion import as_map, with_channels
+
+
+def probabilities(outputs, num_classes):
+    """The confidences black-box methods weigh: softmax of the logits over the class
+    axis (sigmoid for one logit or no class axis)."""
+    if num_classes and num_classes > 1:
+        return tf.nest.map_structure(tf.nn.softmax, outputs)
+    return tf.nest.map_structure(tf.sigmoid, outputs)
+
+
+class RISE(SaliencyMethod):
+    """``E(x) = 1 / (N·p) · Σ_i P_c(x ⊙ M_i) · M_i``: the target's probability under
+    random soft masks, weighted by the masks.
+
+    Mask ``i``: a ``cells × cells`` grid (``cells`` along a sequence) of Bernoulli(p)
+    values, upsampled bilinearly to ``(cells + 1)`` cell sizes and cropped at a random
+    shift of less than one cell (the paper's recipe). Masks come from ``seed`` and their
+    index only (counter-based), so a map depends on its input and the seed, not on the
+    batch or the memory knob; masks are shared by every input of a call. Needs only
+    ``model(x)``; the masked inputs are evaluated in chunks under the memory knob.
+
+    Args:
+        num_masks: N (>= 1). Defaults to 2000.
+        cells: grid cells per position axis (>= 2). Defaults to 7.
+        probability: p, the chance a cell is kept (0 < p <= 1). Defaults to 0.5.
+        seed: integer seed. Defaults to 0.
+
+    Example:
+        >>> method = kd.methods.RISE(num_masks=1000, cells=8, seed=1)
+    """
+
+    name = "rise"
+
+    def __init__(self, num_masks=2000, cells=7, probability=0.5, seed=0):
+        self.num_masks = _validation.check_positive_int(num_masks, "num_masks", maximum=2**24)
+        self.cells = _validation.check_positive_int(cells, "cells", minimum=2, maximum=4096)
+        if (isinstance(probability, bool) or not isinstance(probability, (int, float, np.number))
+                or not 0 < probability <= 1):
+            raise ValueError(f"Expected `probability` in (0, 1]. Received: "
+                             f"probability={probability!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"Expected `seed` to be an integer. Received: seed={seed!r}")
+        self.probability = float(probability)
+        self.seed = int(seed)
+
+    def expansion(self, num_classes):
+        del num_classes
+        return self.num_masks
+
+    def masks(self, positions, start, count):
+        """Masks ``start .. start + count − 1`` for inputs with ``positions``: float32
+        ``(count, *positions)`` in [0, 1]."""
+        positions = tuple(positions)
+        shape = positions + (1,) if len(positions) == 1 else positions
+        if len(shape) != 2:
+            raise ValueError(f"Expected inputs with one or two position axes for RISE. "
+                             f"Received: positions {positions}")
+        grid = (self.cells, self.cells if len(positions) == 2 else 1)
+        cell = [math.ceil(n / g) for n, g in zip(shape, grid)]
+        streams = start + tf.range(count)
+        kept = tf.cast(random.uniform(grid, self.seed, streams) < self.probability, tf.float32)
+        large = tf.image.resize(kept[..., None], [(g + 1) * c for g, c in zip(grid, cell)],
+                                method="bilinear")[..., 0]
+        shift = tf.cast(random.uniform((2,), self.seed + 0x5EED, streams)
+                        * tf.constant(cell, tf.float32), tf.int32)  # (count, 2), < a cell
+        rows = shift[:, :1] + tf.range(shape[0])[None]
+        cols = shift[:, 1:] + tf.range(shape[1])[None]
+        cropped = tf.gather(tf.gather(large, rows, axis=1, batch_dims=1), cols, axis=2,
+                            batch_dims=1)
+        return tf.reshape(cropped, (-1,) + positions)
+
+    def __call__(self, x, forward, targets, max_expansion=None):
+        inputs, x = x, with_channels(x)
+        positions = tuple(x.shape[1:-1])
+        num_classes = getattr(forward, "num_classes", None)
+
+        def chunk(start, size):
+            masks = self.masks(positions, start, size)  # (s, *p)
+            rows = x[None] * masks[:, None, ..., None]
+            rows = tf.reshape(rows, tf.concat([[-1], tf.shape(inputs)[1:]], 0))
+            scores = targets.tile(size).score(probabilities(forward(rows), num_classes))
+            return tf.einsum("sb,s...->b...", tf.reshape(scores, [size, -1]), masks)
+
+        total = chunked_sum(chunk, self.num_masks, per_pass(max_expansion, 1) or self.num_masks,
+                            tf.zeros(tf.concat([tf.shape(x)[:1], positions], 0)))
+        return as_map(total / (self.num_masks * self.probability), inputs)
+
+    def get_config(self):
+        return {"num_masks": self.num_masks, "cells": self.cells,
+                "probability": self.probability, "seed": self.seed}
