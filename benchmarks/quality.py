@@ -125,6 +125,8 @@ def sanity_checks(settings, model, x, targets, lines, findings):
         "gradient": kd.Explainer(model, "gradient"),
         "gradient_x_input": kd.Explainer(model, "gradient_x_input"),
         "cgi": kd.Explainer(model, "cgi"),
+        # Adebayo et al.'s negative control: its maps should survive randomisation.
+        "guided_backprop (negative control)": kd.Explainer(model, "guided_backprop"),
         "DANCE(gradient)": kd.Explainer(model, decoys=kd.DecoyConfig(
             layer="conv2", patch=4, steps=settings["decoy_steps"], seed=SEED)),
     }
