@@ -55,3 +55,18 @@ def write_section(path, name, lines):
     temporary = path.with_suffix(".tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def median_time(fn, repeats):
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call
+    (tracing and first-call allocation)."""
+    import time
+
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+

@@ -21,7 +21,8 @@ Prints median wall times over repeats and the ratios. Run:
 
 import argparse
 import os
-import time
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,15 +32,10 @@ import tensorflow as tf  # noqa: E402
 
 import keras_dance as kd  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sections import median_time  # noqa: E402
 
-def median_time(fn, repeats):
-    fn()  # warm-up: tracing and first-call allocation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+
 
 
 def bare_smoothgrad(logits_model, n, sigma):

@@ -19,7 +19,7 @@ libraries a CPU run does not use.)
 import argparse
 import json
 import os
-import time
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,17 +28,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sections import median_time  # noqa: E402  (numpy only: no keras_dance here)
+
 MODEL = Path(__file__).resolve().parent.parent / "saved_models" / "digits_cnn.keras"
 
 
-def median_time(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def patches(side, size=32):
