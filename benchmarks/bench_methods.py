@@ -221,6 +221,9 @@ def every_method(model, x, targets, repeats, xplique_python, cam_peers):
         print(f"{name:<22}{ours[name]:9.3f}{vis}{xq}{ratio}")
     if xplique.get("versions"):
         print(f"Xplique environment: {xplique['versions']}")
+    for key, value in xplique.items():
+        if key.endswith(" error"):
+            print(f"Xplique {key}: {value}")
 
 
 if __name__ == "__main__":

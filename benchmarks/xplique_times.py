@@ -37,11 +37,11 @@ MODEL = Path(__file__).resolve().parent.parent / "saved_models" / "digits_cnn.ke
 
 
 def patches(side, size=32):
-    """KernelSHAP's features: a grid of ``side`` × ``side`` patches, as ours."""
+    """KernelSHAP's features: a grid of ``side`` × ``side`` patches, as ours (Xplique
+    maps one input to its feature labels)."""
     label = (np.arange(size)[:, None] // side) * ((size + side - 1) // side) + (
         np.arange(size)[None] // side)
-    return lambda inputs: tf.constant(np.broadcast_to(label, (len(inputs), size, size)),
-                                      tf.int32)
+    return lambda one_input: tf.constant(label, tf.int32)
 
 
 def main():
@@ -75,7 +75,8 @@ def main():
                                           occlusion_value=0.0, batch_size=rows),
         "Rise": lambda: xa.Rise(model, nb_samples=1000, grid_size=6,
                                 preservation_probability=0.5, batch_size=rows),
-        "KernelShap": lambda: xa.KernelShap(model, nb_samples=500, ref_value=0.0,
+        "KernelShap": lambda: xa.KernelShap(model, nb_samples=500,
+                                            ref_value=np.zeros(1, np.float32),
                                             map_to_interpret_space=patches(4),
                                             batch_size=rows),
         "GuidedBackprop": lambda: xa.GuidedBackprop(model, batch_size=rows),
