@@ -191,3 +191,23 @@ def test_cli_explains_with_a_cam_method_at_a_layer(tmp_path, capsys):
     status, output = _run_in_process(["explain", MODEL, IMAGES[0], "--layer=conv2",
                                       f"--out={tmp_path}/o"], capsys)
     assert status == 1 and "--layer is for the CAM family" in output.err
+
+
+@pytest.mark.parametrize("method", [kd.methods.GradCAM(layer="conv"),
+                                    kd.methods.Occlusion(patch=8)], ids=lambda m: m.name)
+def test_the_callback_carries_new_methods_and_follows_training(tmp_path, method):
+    from test_export_callbacks import _read_events, _small_model
+
+    x_train, y_train, x_test, y_test = kd.datasets.load_digits()
+    model = _small_model()
+    callback = kd.callbacks.ExplanationCallback(kd.Explainer(model, method=method),
+                                                x_test[:3], y_test[:3],
+                                                log_dir=tmp_path / "logs", save_maps=True)
+    model.fit(x_train[:64], y_train[:64], epochs=1, batch_size=32, verbose=0,
+              validation_data=(x_test[:16], y_test[:16]), callbacks=[callback])
+    saved = np.load(tmp_path / "logs" / "maps_0000.npz")["maps"]
+    # The maps of the trained weights (the softmax layer's copy follows them too).
+    fresh = kd.Explainer(model, method=method).explain(x_test[:3], y_test[:3])
+    np.testing.assert_allclose(saved, fresh, rtol=1e-5, atol=1e-6)
+    scalars, images = _read_events(tmp_path / "logs")
+    assert len(images["explanations/overlay"]) == 1 and "explanations/sparseness" in scalars
