@@ -11,7 +11,7 @@ Writes docs/quality.md (and docs/quality_*.png) from one run:
 and the settings, sample counts, seed and run time. The findings are written from the
 numbers by this script.
 
-Run: .venv/bin/python benchmarks/quality.py            (full, about 10 minutes on 2 cores)
+Run: .venv/bin/python benchmarks/quality.py            (full, about 15 minutes on 2 cores)
      .venv/bin/python benchmarks/quality.py --quick --out /tmp/quality.md   (a smoke run)
 """
 
