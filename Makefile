@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/keras-dance export saved_models/digits_cnn.keras --decoy_layer=conv2 --patch=4 --out=out/demo/serving/digits/1 --overwrite
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --durations=10   # two worker processes: about twice as fast on 2 cores
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=10   # two workers: about twice as fast on 2 cores
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -18,6 +18,10 @@ from test_distributed import (DANCE, MODEL, check_same_maps, reference, write_ba
 ray = pytest.importorskip("ray")  # make test installs the extras; a bare install skips
 pytest.importorskip("apache_beam")
 
+# One pytest-xdist worker runs this module (make test uses --dist loadgroup): one local
+# Ray instance for all its tests, instead of one per worker fighting for the 2 cores.
+pytestmark = pytest.mark.xdist_group("engines")
+
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
