@@ -39,7 +39,8 @@ class DatasetSummary:
         return (f"{self.explained} explained, {self.skipped} already in {self.out}, "
                 f"{len(self.errors)} errors (errors.jsonl), of {self.total} inputs in "
                 f"{self.seconds:.1f} s ({rate:.1f} inputs/s; {len(self.workers)} worker "
-                f"processes, peak {peak:.0f} MB resident)")
+                f"process{'' if len(self.workers) == 1 else 'es'}, peak {peak:.0f} MB "
+                "resident)")
 
 
 class Job:
