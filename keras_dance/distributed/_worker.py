@@ -245,8 +245,10 @@ class BatchExplainer:
 
     def _run_explainer(self, batch, targets):
         explainer = self.explainer
-        predicted = explainer.predict_classes(batch)
         maps, details = explainer.explain(batch, targets=targets, return_details=True)
+        # With no targets, explain resolved the predicted classes itself: no second pass.
+        predicted = (details["targets"] if targets is None
+                     else explainer.predict_classes(batch))
         records = {"target": details["targets"], "predicted": predicted, "map": maps}
         for name in ("num_decoys", "feasible_fraction", "mean_perturbation"):
             if name in details:
