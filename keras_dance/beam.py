@@ -219,7 +219,7 @@ def run_items(items, spec, job, workers, inputs_per_shard, gpus_per_worker, opti
     settings = {"runner": "DirectRunner", "direct_num_workers": workers,
                 "direct_running_mode": "multi_processing",
                 "default_sdk_harness_log_level": "WARNING", **options}
-    input_shape = spec.load().input_shape
+    input_shape = job.input_shape  # the driver's explainer read it (no second load here)
     handler = ExplainModelHandler(spec, max_batch_size=inputs_per_shard)
     job.existing = set(job.output.shard_paths(MAPS))
     stop = threading.Event()

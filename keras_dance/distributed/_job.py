@@ -66,6 +66,7 @@ class Job:
                 raise ValueError(f"Expected every input id once. Received: id {key!r} twice")
             seen.add(key)
         self.started = time.perf_counter()
+        self.input_shape = tuple(input_shape)
         self.output = Output(out)
         settings = dict(spec.settings(), input_shape=list(input_shape))
         previous = self.output.read_text(SETTINGS)
