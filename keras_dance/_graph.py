@@ -219,6 +219,11 @@ class GraphFunction:
             self.output_keys = [id(out[0])]
         self.output_key = self.output_keys[0]
         if start is not None:
+            if path is not None and path[-1] is start[-1]:
+                raise ValueError(
+                    "Expected an intermediate layer after the embedding for the decoy "
+                    "constraint, not the embedding itself (F_l would be the explained "
+                    f"sequence itself). Received: layer {path[-1].name!r}")
             _, (start_tensor, *rest) = _steps_to(model, inputs, start)
             steps = _prune(steps, self.output_keys, id(start_tensor))
             if any(self.input_key in step.inputs for step in steps):

@@ -26,6 +26,9 @@ def _fmix32(h):
 
 def _bits(shape, seed, streams, salt):
     """Hash bits for ``streams`` (a 1-D int tensor) × ``prod(shape)`` counters."""
+    # Only the seed's low 32 bits reach the hash (its products are taken modulo 2^32),
+    # so reducing it first changes no stream and keeps salted seeds inside int64.
+    seed = int(seed) & _MASK if isinstance(seed, int) else seed
     streams = tf.reshape(tf.cast(streams, tf.int64), [-1, 1])
     key = _fmix32(tf.bitwise.bitwise_and(
         tf.cast(seed, tf.int64) * 0x9E3779B1 + streams * 0x85EBCA77 + salt, _MASK))

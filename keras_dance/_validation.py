@@ -1,7 +1,13 @@
 """Checks of user input, in Keras's "Expected … Received: …" style."""
 
 import numpy as np
-import tensorflow as tf
+
+
+def as_numpy(value):
+    """A backend tensor or variable as numpy (``.numpy()``); anything else unchanged."""
+    if not isinstance(value, np.ndarray) and callable(getattr(value, "numpy", None)):
+        return np.asarray(value.numpy())
+    return value
 
 
 def check_backend():
@@ -40,8 +46,7 @@ def as_input_batch(x, feature_shape, name="x"):
         TypeError: non-numeric dtype.
         ValueError: wrong rank or shape, empty batch, NaN or Inf.
     """
-    if isinstance(x, (tf.Tensor, tf.Variable)):
-        x = x.numpy()
+    x = as_numpy(x)
     array = as_numeric_array(x, name, kinds="fiu")
     expected = (None,) + tuple(feature_shape)
     if array.ndim != len(expected):
@@ -127,8 +132,7 @@ def as_token_batch(x, token_shape, vocabulary_size=None, name="x"):
     Raises:
         TypeError / ValueError: wrong dtype, shape, non-integer or out-of-vocabulary ids.
     """
-    if isinstance(x, (tf.Tensor, tf.Variable)):
-        x = x.numpy()
+    x = as_numpy(x)
     array = as_numeric_array(x, name, kinds="fiu")
     expected = (None,) + tuple(token_shape)
     if array.ndim != len(expected) or any(w is not None and w != g
@@ -149,3 +153,90 @@ def as_token_batch(x, token_shape, vocabulary_size=None, name="x"):
             f"Expected token ids in [0, {vocabulary_size}) in `{name}`. Received: ids in "
             f"[{int(low)}, {int(high)}]")
     return array.astype(np.int32)
+
+
+def _is_real(value):
+    return (not isinstance(value, (bool, np.bool_))
+            and isinstance(value, (int, float, np.integer, np.floating)))
+
+
+def check_range(value, name):
+    """``value`` as ``(lo, hi)``: two finite real numbers with ``lo < hi``.
+
+    Strings, mappings, sets and bools are refused (``"01"`` is not a range, and a dict
+    would be read by its keys).
+    """
+    ok = isinstance(value, (tuple, list, np.ndarray)) and len(value) == 2 and all(
+        _is_real(v) and np.isfinite(v) for v in value)
+    if not ok or not value[0] < value[1]:
+        raise ValueError(
+            f"Expected `{name}` to be (lo, hi): two finite numbers with lo < hi. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value[0]), float(value[1])
+
+
+#: Seeds are integers in [0, MAX_SEED]; the counter-based streams use their low 32 bits.
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed, name="seed"):
+    """``seed`` as an int in ``[0, MAX_SEED]``, else a ValueError naming it."""
+    return check_positive_int(seed, name, minimum=0, maximum=MAX_SEED)
+
+
+def check_finite_number(value, name, minimum=None, exclusive=True):
+    """``value`` as a finite float (above ``minimum``, when given) naming ``name``."""
+    if not _is_real(value) or not np.isfinite(value) or (minimum is not None and not (
+            value > minimum if exclusive else value >= minimum)):
+        bound = "" if minimum is None else f" {'>' if exclusive else '>='} {minimum}"
+        raise ValueError(
+            f"Expected `{name}` to be a finite number{bound}. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def as_maps(maps, name="maps"):
+    """Validated maps: numeric, rank >= 2 (a batch axis), finite; float32."""
+    array = as_numeric_array(maps, name).astype(np.float32)
+    if array.ndim < 2:
+        raise ValueError(
+            f"Expected `{name}` with a batch axis (rank >= 2). Received: {name}.shape={array.shape}"
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"Expected finite values in `{name}`. Received: NaN or Inf in {name}")
+    return array
+
+
+def as_masks(masks, name="masks"):
+    """Validated ground-truth masks: boolean, or numbers that are all 0 or 1."""
+    array = as_numeric_array(masks, name)
+    if array.dtype.kind != "b":
+        if not np.all(np.isfinite(array)) or not np.all((array == 0) | (array == 1)):
+            raise ValueError(
+                f"Expected `{name}` to be boolean (or 0/1 numbers). Received: {name} with "
+                f"values other than 0 and 1 (e.g. NaN)"
+            )
+    return array.astype(bool)
+
+
+def as_baseline(baseline, feature_shape, name="baseline"):
+    """A finite baseline broadcast to one input's shape."""
+    array = as_numeric_array(baseline, name).astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"Expected a finite `{name}`. Received: {name} with NaN or Inf")
+    try:
+        return np.broadcast_to(array, feature_shape)
+    except ValueError as error:
+        raise ValueError(
+            f"Expected `{name}` to be a scalar or broadcastable to one input "
+            f"{tuple(feature_shape)}. Received: {name}.shape={array.shape}"
+        ) from error
+
+
+def same_shape(a, b, name_a, name_b):
+    if np.shape(a) != np.shape(b):
+        raise ValueError(
+            f"Expected `{name_b}` with the shape of `{name_a}` {np.shape(a)}. "
+            f"Received: {name_b}.shape={np.shape(b)}"
+        )

@@ -252,9 +252,7 @@ class Explainer:
         if np.any(classes < 0):
             raise ValueError("Expected explicit classes in `targets=(classes, mask)`.")
         positions = tuple(shapes[0][1:-1])
-        from keras_dance.metrics._common import as_masks
-
-        mask = as_masks(targets[1], "mask")
+        mask = _validation.as_masks(targets[1], "mask")
         if mask.shape not in (positions, (batch,) + positions) or None in positions:
             raise ValueError(
                 f"Expected the region `mask` of shape {positions} or {(batch,) + positions} "
@@ -342,7 +340,15 @@ class Explainer:
         Raises:
             TypeError / ValueError: for invalid ``x`` or ``targets``, naming the argument.
         """
+        if not isinstance(return_details, bool):
+            raise TypeError(f"Expected `return_details` to be a bool. Received: "
+                            f"return_details={return_details!r}")
         if isinstance(x, tf.data.Dataset):
+            if x.cardinality() == tf.data.INFINITE_CARDINALITY:
+                raise ValueError(
+                    "Expected a finite `x` dataset (explain reads every batch). Received: a "
+                    "tf.data.Dataset of infinite cardinality (e.g. `.repeat()`); take the "
+                    "batches to explain with `.take(n)`")
             if targets is not None and not callable(targets):
                 raise ValueError(
                     "Expected `targets` to be None or a callable when `x` is a "

@@ -62,6 +62,9 @@ def export(explainer, path, overwrite=False, vocabulary=None):
             f"Expected `path` to be a directory path (str or os.PathLike). Received: "
             f"path={path!r}"
         )
+    if "\0" in os.fspath(path):
+        raise ValueError(
+            f"Expected `path` to be a directory path without NUL bytes. Received: path={path!r}")
     if not isinstance(overwrite, bool):
         raise TypeError(
             f"Expected `overwrite` to be a bool. Received: overwrite={overwrite!r}"

@@ -111,7 +111,8 @@ class InputAdapter:
         self._layer_functions = {}
         self.forward = ModelFunction(self._forward, self.num_classes,
                                      self._layer_forward if self.has_graph else None,
-                                     self._guided_forward if self.has_graph else None)
+                                     self._guided_forward if self.has_graph else None,
+                                     input_shape=self.input_shape)
 
     # ------------------------------------------------------------------ token models
     def _init_tokens(self, model, path, pad_id):
@@ -159,7 +160,8 @@ class InputAdapter:
             self._forward(embedded))]
         single = len(self.output_shapes) == 1 and len(self.output_shapes[0]) >= 2
         self.num_classes = int(self.output_shapes[0][-1]) if single else None
-        self.forward = ModelFunction(self._forward, self.num_classes)  # no CAM layer path
+        self.forward = ModelFunction(self._forward, self.num_classes,  # no CAM layer path
+                                     input_shape=self.input_shape)
 
     def embed(self, ids):
         """Token ids ``(B, L)`` → the embedded sequence ``(B, L, E)``, float32."""

@@ -27,9 +27,11 @@ def postprocess(maps, percentile=95.0, channel_axis=-1, reduce_channels=None):
         >>> shown.shape, float(shown.max())
         ((2, 8, 8), 1.0)
     """
-    from keras_dance.metrics._common import as_maps
+    from keras_dance._validation import as_maps
 
     array = as_maps(maps)  # numeric, a batch axis, finite: NaN maps are refused
+    if array.size == 0:
+        raise ValueError(f"Expected non-empty `maps`. Received: maps.shape={array.shape}")
     if (isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number))
             or not 0 < percentile <= 100):
         raise ValueError(
@@ -45,7 +47,8 @@ def postprocess(maps, percentile=95.0, channel_axis=-1, reduce_channels=None):
         )
     if reduce_channels and not (isinstance(channel_axis, (int, np.integer))
                                 and not isinstance(channel_axis, bool)
-                                and 1 <= channel_axis % array.ndim < array.ndim):
+                                and -array.ndim <= channel_axis < array.ndim
+                                and channel_axis % array.ndim != 0):
         raise ValueError(
             f"Expected `channel_axis` to be a non-batch axis of `maps` (rank {array.ndim}). "
             f"Received: channel_axis={channel_axis!r}"

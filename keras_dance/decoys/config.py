@@ -2,9 +2,12 @@
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
+
+from keras_dance import _validation
 
 IntOrTuple = Union[int, Tuple[int, ...]]
 
@@ -111,37 +114,17 @@ class DecoyConfig:
             if not _is_number(value) or not value > 0 or not math.isfinite(value):
                 raise ValueError(f"Expected `{name}` > 0. Received: {name}={value!r}")
             set_(name, float(value))
-        if not _is_number(self.multiplier_growth) or not self.multiplier_growth > 1:
-            raise ValueError(
-                f"Expected `multiplier_growth` > 1. Received: multiplier_growth="
-                f"{self.multiplier_growth!r}"
-            )
-        set_("multiplier_growth", float(self.multiplier_growth))
-        try:
-            lo, hi = (float(v) for v in self.value_range)
-        except (TypeError, ValueError):
-            lo, hi = math.nan, math.nan
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(
-                "Expected `value_range` to be (lo, hi) with finite lo < hi. "
-                f"Received: value_range={self.value_range!r}"
-            )
-        set_("value_range", (lo, hi))
+        set_("multiplier_growth", _validation.check_finite_number(
+            self.multiplier_growth, "multiplier_growth", minimum=1))
+        set_("value_range", _validation.check_range(self.value_range, "value_range"))
         if self.tau is not None:
             if not _is_number(self.tau) or not self.tau > 0 or not math.isfinite(self.tau):
                 raise ValueError(f"Expected `tau` > 0 or None. Received: tau={self.tau!r}")
             set_("tau", float(self.tau))
-        # Loop counters are int32 and seeds int64 inside the compiled solver.
-        for name, minimum, maximum in (("steps", 1, 2**31 - 1), ("patience", 0, 2**31 - 1),
-                                       ("seed", 0, 2**63 - 1)):
-            value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                    or not minimum <= value <= maximum):
-                raise ValueError(
-                    f"Expected `{name}` to be an integer in [{minimum}, {maximum}]. "
-                    f"Received: {name}={value!r}"
-                )
-            set_(name, int(value))
+        # Loop counters are int32 inside the compiled solver.
+        set_("steps", _validation.check_positive_int(self.steps, "steps"))
+        set_("patience", _validation.check_positive_int(self.patience, "patience", minimum=0))
+        set_("seed", _validation.check_seed(self.seed))
         if self.kind not in ("optimized", "constant"):
             raise ValueError(
                 "Expected `kind` to be 'optimized' or 'constant'. "
@@ -161,6 +144,10 @@ class DecoyConfig:
 
     @classmethod
     def from_config(cls, config):
+        if not isinstance(config, Mapping):
+            raise TypeError(
+                "Expected `config` to be a dict from DecoyConfig.get_config(). "
+                f"Received: config={config!r}")
         config = dict(config)
         for key in ("patch", "stride", "value_range"):
             if isinstance(config.get(key), list):

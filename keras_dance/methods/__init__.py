@@ -37,6 +37,10 @@ def get(identifier):
         return identifier
     if isinstance(identifier, dict) and "name" in identifier:
         cls = _lookup(identifier["name"])
+        if not isinstance(identifier.get("config") or {}, dict):
+            raise TypeError(
+                "Expected `method['config']` to be a dict of the method's settings. "
+                f"Received: config={identifier['config']!r}")
         config = dict(identifier.get("config") or {})
         if "method" in config and isinstance(config["method"], dict):
             config["method"] = get(config["method"])
@@ -50,7 +54,7 @@ def get(identifier):
 
 
 def _lookup(name):
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(
             f"Expected `method` to be one of {sorted(_REGISTRY)} or a "
             f"keras_dance.methods instance. Received: method={name!r}"

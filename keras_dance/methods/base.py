@@ -9,11 +9,13 @@ class ModelFunction:
     Args:
         fn: a callable from a batch of inputs to the model's logits.
         num_classes: the size of the class axis, or None (no class axis).
+        input_shape: the shape of one input ``x`` (``None`` axes unknown), or None.
     """
 
-    def __init__(self, fn, num_classes, layer_forward=None, guided=None):
+    def __init__(self, fn, num_classes, layer_forward=None, guided=None, input_shape=None):
         self.fn = fn
         self.num_classes = num_classes
+        self.input_shape = None if input_shape is None else tuple(input_shape)
         self._layer_forward = layer_forward
         self._guided = guided
 

@@ -62,6 +62,17 @@ class IntegratedGradients(SaliencyMethod):
     def is_complete(self):
         return True
 
+    def check(self, forward):
+        shape = getattr(forward, "input_shape", None)
+        if shape is None:
+            return
+        baseline = self._baseline.shape
+        if len(baseline) > len(shape) or any(
+                b not in (1, n) for b, n in zip(baseline[::-1], shape[::-1]) if n is not None):
+            raise ValueError(
+                "Expected `baseline` to be a number or an array broadcastable to one input "
+                f"{tuple(shape)}. Received: baseline of shape {baseline}")
+
     def expansion(self, num_classes):
         del num_classes
         return self.steps

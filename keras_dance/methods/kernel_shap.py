@@ -44,8 +44,7 @@ class KernelSHAP(SaliencyMethod):
         self.num_samples = _validation.check_positive_int(num_samples, "num_samples",
                                                           minimum=2, maximum=2**24)
         self.baseline = _check_number(baseline, "baseline")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"Expected `seed` to be an integer. Received: seed={seed!r}")
+        seed = _validation.check_seed(seed)
         self.seed = int(seed)
 
     def expansion(self, num_classes):

@@ -50,8 +50,7 @@ class RISE(SaliencyMethod):
                 or not 0 < probability <= 1):
             raise ValueError(f"Expected `probability` in (0, 1]. Received: "
                              f"probability={probability!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"Expected `seed` to be an integer. Received: seed={seed!r}")
+        seed = _validation.check_seed(seed)
         self.probability = float(probability)
         self.seed = int(seed)
 

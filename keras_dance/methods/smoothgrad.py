@@ -52,15 +52,8 @@ class SmoothGrad(SaliencyMethod):
                 f"Received: noise_level={noise_level!r}"
             )
         if value_range is not None:
-            if (len(value_range) != 2 or not np.all(np.isfinite(value_range))
-                    or value_range[0] >= value_range[1]):
-                raise ValueError(
-                    "Expected `value_range` to be None or (lo, hi) with lo < hi. "
-                    f"Received: value_range={value_range!r}"
-                )
-            value_range = (float(value_range[0]), float(value_range[1]))
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"Expected `seed` to be an integer. Received: seed={seed!r}")
+            value_range = _validation.check_range(value_range, "value_range")
+        seed = _validation.check_seed(seed)
         self.num_samples = int(num_samples)
         self.noise_level = float(noise_level)
         self.value_range = value_range

@@ -3,56 +3,34 @@
 import numpy as np
 
 
-def _numeric(value, name):
-    from keras_dance._validation import as_numeric_array
 
-    return as_numeric_array(value, name)
+def as_classifier(model, name="model"):
+    """``model`` checked as a classifier the metrics can score: a built functional or
+    Sequential ``keras.Model`` with one input and one ``(B, classes)`` output."""
+    import keras
 
-
-def as_maps(maps, name="maps"):
-    """Validated maps: numeric, rank >= 2 (a batch axis), finite; float32."""
-    array = _numeric(maps, name).astype(np.float32)
-    if array.ndim < 2:
-        raise ValueError(
-            f"Expected `{name}` with a batch axis (rank >= 2). Received: {name}.shape={array.shape}"
-        )
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"Expected finite values in `{name}`. Received: NaN or Inf in {name}")
-    return array
-
-
-def as_masks(masks, name="masks"):
-    """Validated ground-truth masks: boolean, or numbers that are all 0 or 1."""
-    array = _numeric(masks, name)
-    if array.dtype.kind != "b":
-        if not np.all(np.isfinite(array)) or not np.all((array == 0) | (array == 1)):
-            raise ValueError(
-                f"Expected `{name}` to be boolean (or 0/1 numbers). Received: {name} with "
-                f"values other than 0 and 1 (e.g. NaN)"
-            )
-    return array.astype(bool)
-
-
-def as_baseline(baseline, feature_shape, name="baseline"):
-    """A finite baseline broadcast to one input's shape."""
-    array = _numeric(baseline, name).astype(np.float32)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"Expected a finite `{name}`. Received: {name} with NaN or Inf")
+    if not isinstance(model, keras.Model):
+        if isinstance(getattr(model, "model", None), keras.Model) and hasattr(model, "explain"):
+            raise TypeError(
+                f"Expected `{name}` to be the keras.Model being explained. Received: a "
+                f"kd.Explainer; pass `{name}=explainer.model` (and "
+                "`preprocess=explainer.preprocess`)")
+        raise TypeError(f"Expected `{name}` to be a keras.Model. Received: {name} of type "
+                        f"{type(model).__name__}")
     try:
-        return np.broadcast_to(array, feature_shape)
-    except ValueError as error:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if not inputs or not outputs:
         raise ValueError(
-            f"Expected `{name}` to be a scalar or broadcastable to one input "
-            f"{tuple(feature_shape)}. Received: {name}.shape={array.shape}"
-        ) from error
-
-
-def same_shape(a, b, name_a, name_b):
-    if np.shape(a) != np.shape(b):
+            f"Expected `{name}` to be a built functional or Sequential model (its input "
+            f"and output shapes are read). Received: model {model.name!r}")
+    if len(inputs) != 1 or len(outputs) != 1 or len(outputs[0].shape) != 2:
         raise ValueError(
-            f"Expected `{name_b}` with the shape of `{name_a}` {np.shape(a)}. "
-            f"Received: {name_b}.shape={np.shape(b)}"
-        )
+            f"Expected `{name}` with one input and one output of shape (B, classes). "
+            f"Received: {len(inputs)} input(s) and outputs of shapes "
+            f"{[tuple(o.shape) for o in outputs]}")
+    return model
 
 
 def spatial(maps, has_channels):

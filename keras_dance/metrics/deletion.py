@@ -3,8 +3,8 @@
 import numpy as np
 
 from keras_dance import _validation
-from keras_dance.metrics._common import (ClassProbability, as_baseline, as_maps,
-                                         check_token_baseline)
+from keras_dance._validation import as_baseline, as_maps
+from keras_dance.metrics._common import ClassProbability, as_classifier, check_token_baseline
 
 
 def _order(maps, spatial_ndim, rank):
@@ -22,6 +22,7 @@ def _order(maps, spatial_ndim, rank):
 
 
 def _curve(model, x, maps, targets, steps, baseline, batch_size, insert, rank, preprocess):
+    as_classifier(model)
     x = _validation.as_input_batch(x, tuple(model.inputs[0].shape[1:]))
     maps = as_maps(maps)
     if maps.shape != x.shape:

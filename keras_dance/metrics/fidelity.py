@@ -3,7 +3,8 @@
 import numpy as np
 
 from keras_dance import _validation
-from keras_dance.metrics._common import ClassProbability, as_maps, same_shape, token_inputs
+from keras_dance._validation import as_maps, same_shape
+from keras_dance.metrics._common import ClassProbability, as_classifier, token_inputs
 from keras_dance.postprocess import postprocess
 
 
@@ -58,6 +59,7 @@ def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=2
             f"Expected `reference` to be one of {list(REFERENCES)}. Received: "
             f"reference={reference!r}"
         )
+    as_classifier(model)
     if token_inputs(model):
         raise ValueError(
             "Expected a model with floating-point inputs: fidelity multiplies the input by "

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_dance.metrics._common import as_maps, as_masks
+from keras_dance._validation import as_maps, as_masks
 
 
 def _relevance(maps, masks):

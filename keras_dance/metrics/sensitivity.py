@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_dance.metrics._common import as_maps, same_shape
+from keras_dance._validation import as_maps, same_shape
 from keras_dance.postprocess import postprocess
 
 

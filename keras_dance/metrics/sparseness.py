@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_dance.metrics._common import as_maps
+from keras_dance._validation import as_maps
 
 
 def sparseness(maps):
