@@ -148,8 +148,11 @@ def cam_family(model, x, targets, repeats):
 
     functional = keras.Model(model.inputs[0], model.outputs[0])
     score = CategoricalScore(targets.tolist())
-    cases = [("gradcam", Gradcam, {}), ("gradcam_plus_plus", GradcamPlusPlus, {}),
-             ("layercam", Layercam, {}), ("scorecam", Scorecam, {})]
+    peers = {"gradcam": Gradcam, "gradcam_plus_plus": GradcamPlusPlus, "layercam": Layercam,
+             "scorecam": Scorecam}
+    # Every registered method that reads a layer; tf-keras-vis has a peer for the four CAMs.
+    cases = [(name, peers[name], {}) for name in kd.methods.METHOD_NAMES
+             if kd.methods.registered()[name].takes_layer and name in peers]
     print(f"\nCAM family at conv3, batch {len(x)}: ours vs tf-keras-vis (median of {repeats})")
     print(f"{'method':<20}{'ours s':>9}{'tf-keras-vis s':>16}{'vis/ours':>10}")
     times = {}
@@ -165,7 +168,8 @@ def cam_family(model, x, targets, repeats):
     return times
 
 
-#: Every method at the settings the quality report uses, and Xplique's name for it.
+#: The settings the quality report uses, and Xplique's name for each method; a registered
+#: method missing here runs with its defaults (every_method reads the registry).
 SETTINGS = {
     "gradient": (kd.methods.Gradient(), "Saliency"),
     "gradient_x_input": (kd.methods.GradientXInput(), "GradientInput"),
@@ -194,7 +198,9 @@ def every_method(model, x, targets, repeats, xplique_python, cam_peers):
 
     rows_per_pass = 256
     ours = {}
-    for name, (method, _) in SETTINGS.items():
+    settings = {name: SETTINGS.get(name, (kd.methods.get(name), None))
+                for name in kd.methods.METHOD_NAMES}
+    for name, (method, _) in settings.items():
         explainer = kd.Explainer(model, method=method, batch_size=rows_per_pass)
         ours[name] = median_time(lambda: explainer.explain(x, targets), repeats)
     xplique = {}
@@ -213,7 +219,7 @@ def every_method(model, x, targets, repeats, xplique_python, cam_peers):
           f"{'' if xplique else ': not given'})")
     print(f"{'method':<22}{'ours s':>9}{'tf-keras-vis s':>16}{'Xplique s':>11}"
           f"{'fastest peer / ours':>21}")
-    for name, (_, peer_name) in SETTINGS.items():
+    for name, (_, peer_name) in settings.items():
         peers = [t for t in (cam_peers.get(name), xplique.get(peer_name or "")) if t]
         vis = f"{cam_peers[name]:16.3f}" if name in cam_peers else f"{'-':>16}"
         xq = f"{xplique[peer_name]:11.3f}" if peer_name in xplique else f"{'-':>11}"

@@ -34,11 +34,12 @@ from pathlib import Path
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("method", "gradient", "Saliency method id (gradient, gradient_x_input, "
-                    "integrated_gradients, smoothgrad, squaregrad, vargrad, cgi, gradcam, "
-                    "gradcam_plus_plus, layercam, scorecam).")
-flags.DEFINE_string("layer", None, "CAM family: the layer whose activations are read (name, "
-                    "or nested path outer/inner; default: the last layer with positions).")
+# The method ids and the methods that take --layer come from the registry
+# (kd.methods.register) when the command runs: see _describe_methods.
+flags.DEFINE_string("method", "gradient", "Saliency method id (kd.methods.METHOD_NAMES).")
+flags.DEFINE_string("layer", None, "Methods that read a layer's activations: the layer "
+                    "(name, or nested path outer/inner; default: the last layer with "
+                    "positions).")
 flags.DEFINE_string("out", None, "Output directory (explain: default out/explain; export: "
                     "the SavedModel version directory, required).")
 flags.DEFINE_integer("batch_size", 128, "Memory knob: most model rows per pass.")
@@ -165,9 +166,10 @@ def _explainer_kwargs():
         pad_id = 0
     method = FLAGS.method
     if FLAGS.layer is not None:
-        if method not in ("gradcam", "gradcam_plus_plus", "layercam", "scorecam"):
-            raise UsageError(f"--layer is for the CAM family (gradcam, gradcam_plus_plus, "
-                             f"layercam, scorecam); --method={method}")
+        layered = _layer_methods()
+        if method not in layered:
+            raise UsageError(f"--layer is for the methods that read a layer "
+                             f"({', '.join(layered)}); --method={method}")
         method = kd.methods.get({"name": method, "config": {"layer": FLAGS.layer}})
     return dict(method=method, decoys=decoys, aggregation=FLAGS.aggregation,
                 batch_size=FLAGS.batch_size, pad_id=pad_id)
@@ -408,7 +410,24 @@ def explain_dataset(argv):
     print(f"maps: kd.distributed.read_maps({str(FLAGS.out)!r})")
 
 
+def _layer_methods():
+    from keras_dance import methods
+
+    return [name for name in methods.METHOD_NAMES if methods.registered()[name].takes_layer]
+
+
+def _describe_methods():
+    """Sets --method's and --layer's help from the registry (every registered method)."""
+    from keras_dance import methods
+
+    FLAGS["method"].help = f"Saliency method id: {', '.join(methods.METHOD_NAMES)}."
+    FLAGS["layer"].help = (f"{', '.join(_layer_methods())}: the layer whose activations are "
+                           "read (name, or nested path outer/inner; default: the last "
+                           "layer with positions).")
+
+
 def _command_help(name):
+    _describe_methods()
     summary, names = COMMANDS[name]
     lines = [f"usage: keras-dance {summary}", "", "flags:"]
     for flag in names:
@@ -473,6 +492,8 @@ def run():
     if len(argv) >= 3 and argv[1] in COMMANDS and argv[2] in ("--help", "-h", "help"):
         print(_command_help(argv[1]))
         return
+    if any(arg in ("--help", "-h", "--helpfull") for arg in argv[1:]):
+        _describe_methods()
     app.run(lambda argv: sys.exit(main(argv)))
 
 

@@ -13,17 +13,54 @@ from keras_dance.methods.integrated_gradients import IntegratedGradients
 from keras_dance.methods.noise_tunnel import SquareGrad, VarGrad
 from keras_dance.methods.smoothgrad import SmoothGrad
 
-_REGISTRY = {
-    cls.name: cls
-    for cls in (Gradient, GradientXInput, IntegratedGradients, SmoothGrad, SquareGrad, VarGrad,
-                CGI, Competitive, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, Occlusion,
-                RISE, KernelSHAP, GuidedBackprop)
-}
+_REGISTRY = {}
 
-#: The method ids ``Explainer(method=...)`` accepts.
-METHOD_NAMES = ("gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
-                "squaregrad", "vargrad", "cgi", "gradcam", "gradcam_plus_plus", "layercam",
-                "scorecam", "occlusion", "rise", "kernel_shap", "guided_backprop")
+
+def register(cls):
+    """Registers a ``SaliencyMethod`` subclass under its ``name``: one line per method.
+
+    The registry is the one list of methods: ``METHOD_NAMES``, ``get``, the command
+    line's ``--method`` help and which methods take ``--layer``, and the benchmarks read
+    it. Usable as a class decorator. Returns ``cls``.
+
+    Raises:
+        TypeError: ``cls`` is not a ``SaliencyMethod`` subclass.
+        ValueError: its ``name`` is missing or taken by another class.
+    """
+    global METHOD_NAMES
+    if not (isinstance(cls, type) and issubclass(cls, SaliencyMethod)):
+        raise TypeError(f"Expected a SaliencyMethod subclass. Received: {cls!r}")
+    if not isinstance(cls.name, str) or not cls.name:
+        raise ValueError(f"Expected a method class with a `name`. Received: {cls.__name__} "
+                         f"with name={cls.name!r}")
+    if _REGISTRY.get(cls.name, cls) is not cls:
+        raise ValueError(f"Expected a new method name. Received: name={cls.name!r}, already "
+                         f"registered by {_REGISTRY[cls.name].__name__}")
+    _REGISTRY[cls.name] = cls
+    METHOD_NAMES = tuple(name for name, known in _REGISTRY.items() if known.listed)
+    return cls
+
+
+def unregister(name):
+    """Removes a method registered by ``register`` (e.g. one a test defined)."""
+    global METHOD_NAMES
+    _REGISTRY.pop(name, None)
+    METHOD_NAMES = tuple(name for name, known in _REGISTRY.items() if known.listed)
+
+
+def registered():
+    """``{name: class}`` of every registered method, in registration order."""
+    return dict(_REGISTRY)
+
+
+#: The method ids ``Explainer(method=...)`` accepts by name (derived from the registry).
+METHOD_NAMES = ()
+
+for _cls in (Gradient, GradientXInput, IntegratedGradients, SmoothGrad, SquareGrad, VarGrad,
+             CGI, Competitive, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, Occlusion, RISE,
+             KernelSHAP, GuidedBackprop):
+    register(_cls)
+del _cls
 
 
 def get(identifier):
@@ -67,4 +104,5 @@ __all__ = [
     "GuidedBackprop", "IntegratedGradients", "KernelSHAP", "LayerCAM", "Occlusion", "RISE",
     "ScoreCAM",
     "METHOD_NAMES", "SaliencyMethod", "SmoothGrad", "SquareGrad", "VarGrad", "compete", "get",
+    "register", "registered", "unregister",
 ]

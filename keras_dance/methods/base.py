@@ -70,6 +70,14 @@ class SaliencyMethod:
     """
 
     name = None
+    #: Whether ``METHOD_NAMES`` lists the name (False for a wrapper whose name alone
+    #: repeats a listed method: "competitive" is "cgi").
+    listed = True
+    #: Whether the method reads a layer's activations and takes ``layer=`` (the CAM
+    #: family): the command line's ``--layer`` goes to these.
+    takes_layer = False
+    #: Whether the method differentiates the model (False: it needs only ``model(x)``).
+    needs_gradients = True
 
     def expansion(self, num_classes):
         """Rows evaluated per input by one unchunked call."""

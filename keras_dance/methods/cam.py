@@ -42,6 +42,8 @@ def _positions(tensor):
 class _LayerMethod(SaliencyMethod):
     """A method that reads the activations of ``layer``."""
 
+    takes_layer = True
+
     def __init__(self, layer=None):
         if layer is not None and not isinstance(layer, (str, int)) and not hasattr(
                 layer, "name"):
@@ -168,6 +170,7 @@ class ScoreCAM(_LayerMethod):
     """
 
     name = "scorecam"
+    needs_gradients = False
 
     def __init__(self, layer=None, max_channels=None):
         super().__init__(layer)

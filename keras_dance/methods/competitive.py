@@ -42,6 +42,7 @@ class Competitive(SaliencyMethod):
     """
 
     name = "competitive"
+    listed = False  # by name alone it is "cgi"
 
     def __init__(self, method=None):
         from keras_dance.methods import get as get_method
@@ -112,6 +113,7 @@ class CGI(Competitive):
     """
 
     name = "cgi"
+    listed = True
 
     def __init__(self):
         super().__init__(GradientXInput())

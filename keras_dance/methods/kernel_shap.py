@@ -37,6 +37,7 @@ class KernelSHAP(SaliencyMethod):
     """
 
     name = "kernel_shap"
+    needs_gradients = False
     ridge = 1e-6
 
     def __init__(self, patch=4, num_samples=1000, baseline=0.0, seed=0):

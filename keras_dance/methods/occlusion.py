@@ -47,6 +47,7 @@ class Occlusion(SaliencyMethod):
     """
 
     name = "occlusion"
+    needs_gradients = False
 
     def __init__(self, patch=4, stride=None, baseline=0.0):
         for name, value in (("patch", patch), ("stride", stride)):

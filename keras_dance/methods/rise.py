@@ -42,6 +42,7 @@ class RISE(SaliencyMethod):
     """
 
     name = "rise"
+    needs_gradients = False
 
     def __init__(self, num_masks=2000, cells=7, probability=0.5, seed=0):
         self.num_masks = _validation.check_positive_int(num_masks, "num_masks", maximum=2**24)
