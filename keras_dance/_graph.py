@@ -134,6 +134,34 @@ def _nodes(inputs, outputs):
     return order
 
 
+def layer_outputs(model):
+    """``[(path, output shape)]`` of every layer computed between the model's input and
+    outputs, in graph order; ``path`` joins the names through nested models
+    ("outer/inner"), the shape leaves out the batch axis. Input layers are left out."""
+    inputs, outputs = graph_io(model)
+    producers = {}
+    for path, layer in layer_paths(model):
+        for node in getattr(layer, "_inbound_nodes", []):
+            for tensor in node.outputs:
+                producers[id(tensor)] = path
+    found = []
+    for step in _flatten(inputs, outputs):
+        if step.operation is None or step.node is None:
+            continue
+        if isinstance(step.operation, keras.layers.InputLayer):
+            continue
+        tensor = step.node.outputs[0]
+        if id(tensor) in producers:
+            found.append(("/".join(producers[id(tensor)]), tuple(tensor.shape[1:])))
+    return found
+
+
+def output_shape(model, path):
+    """The output shape (without the batch axis) of the layer at ``path`` (``resolve``)."""
+    _, out = _steps_to(model, graph_io(model)[0], path)
+    return tuple(out[0].shape[1:])
+
+
 @dataclasses.dataclass
 class Step:
     """One operation of the flattened graph (``operation`` None: a copy)."""

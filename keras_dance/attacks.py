@@ -223,7 +223,7 @@ def _surrogate_step(explainer, smooth_model, kind, original_topk, region, origin
         with tf.GradientTape() as tape:
             tape.watch(x)
             maps = surrogate.method(x, surrogate._forward, IndexTargets(targets),
-                                    surrogate.max_expansion)
+                                    surrogate.budget)
             relevance = tf.abs(maps)
             if has_channels:
                 relevance = tf.reduce_sum(relevance, axis=-1)

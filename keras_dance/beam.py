@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from keras_dance.distributed._shards import MAPS, Output
+from keras_dance.distributed import MAPS, Output, register_engine
 
 EXTRA = "pip install 'keras-dance[beam]'"
 NAMESPACE = "keras_dance"
@@ -61,7 +61,7 @@ else:
         """
 
         def __init__(self, spec, *, min_batch_size=1, max_batch_size=64, large_model=False):
-            from keras_dance.distributed._worker import ExplainerSpec
+            from keras_dance.distributed import ExplainerSpec
 
             if not isinstance(spec, ExplainerSpec):
                 raise TypeError("Expected `spec` to be a kd.distributed.ExplainerSpec. "
@@ -93,7 +93,7 @@ else:
             self.input_shape = tuple(input_shape)
 
         def process(self, item):
-            from keras_dance.distributed._inputs import InputError, read_item
+            from keras_dance.distributed import InputError, read_item
 
             key, path, index = item
             try:
@@ -113,7 +113,7 @@ else:
 
         def __init__(self, inputs, input_shape, out=None):
             super().__init__()
-            from keras_dance.distributed._inputs import list_inputs
+            from keras_dance.distributed import list_inputs
 
             items = (list(inputs) if inputs and isinstance(inputs, list)
                      and isinstance(inputs[0], tuple) else list_inputs(inputs, input_shape))
@@ -141,7 +141,7 @@ else:
                 NAMESPACE, f"peak_rss_mb_of_worker_{os.getpid()}")
 
         def process(self, batch):
-            from keras_dance.distributed._worker import summary
+            from keras_dance.distributed import summary
 
             records, errors = {}, []
             for key, value in batch:
@@ -198,7 +198,7 @@ def _as_record(element):
 
 def _poll(job, stop):
     """The progress bar of a Beam run: the shards appearing under ``out``."""
-    from keras_dance.distributed._shards import ERRORS
+    from keras_dance.distributed import ERRORS
 
     seen = 0
     while not stop.wait(1.0):
@@ -206,8 +206,8 @@ def _poll(job, stop):
                       for directory in (MAPS, ERRORS)
                       for path in job.output.shard_paths(directory)
                       if path not in job.existing)
-        if written > seen and job._bar is not None:
-            job._bar.add(written - seen)
+        if written > seen:
+            job.advance(written - seen)
             seen = written
 
 
@@ -250,5 +250,7 @@ def _count(result, job):
         if name.startswith("peak_rss_mb_of_worker_"):
             value = distribution.committed or distribution.attempted
             job.workers[int(name.rsplit("_", 1)[-1])] = float(value.max)
-    if job._bar is not None and job._bar._seen_so_far < len(job.todo):
-        job._bar.update(len(job.todo), finalize=True)  # the errors' shards, unpolled
+    job.finish_progress()  # the errors' shards, unpolled
+
+
+register_engine("beam", run_items, require)

@@ -168,8 +168,8 @@ def _explainer_kwargs():
     if FLAGS.layer is not None:
         layered = _layer_methods()
         if method not in layered:
-            raise UsageError(f"--layer is for the methods that read a layer "
-                             f"({', '.join(layered)}); --method={method}")
+            raise UsageError(f"--layer is for the CAM family, the methods that read a "
+                             f"layer ({', '.join(layered)}); --method={method}")
         method = kd.methods.get({"name": method, "config": {"layer": FLAGS.layer}})
     return dict(method=method, decoys=decoys, aggregation=FLAGS.aggregation,
                 batch_size=FLAGS.batch_size, pad_id=pad_id)

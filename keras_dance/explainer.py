@@ -1,6 +1,6 @@
 """The Explainer: validates, builds, compiles once, returns numpy.
 
-How inputs become differentiable tensors lives in ``input_adapter``; DANCE's
+How inputs become differentiable tensors lives in ``model_view``; DANCE's
 orchestration (decoys → base maps → aggregation) in ``decoys.dance``.
 """
 
@@ -11,12 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dance import _validation
+from keras_dance._tensor import split_budget
 from keras_dance._targets import (CallableTargets, IndexTargets, RegionScore, as_row_scores,
                                   predicted_classes)
-from keras_dance.aggregate import Reducer
+from keras_dance.decoys.aggregate import Reducer
 from keras_dance.decoys import DecoyEngine
 from keras_dance.decoys.dance import DecoyMaps
-from keras_dance.input_adapter import InputAdapter
+from keras_dance.model_view import ModelView
 from keras_dance.methods import get as get_method
 
 TOKEN_REDUCTIONS = ("mean", "sum", "l2", None)
@@ -81,7 +82,7 @@ class Explainer:
                  batch_size=128, jit_compile=False, preprocess=None, input_shape=None,
                  embedding_layer=None, token_reduction="mean", pad_id=None):
         _validation.check_backend()
-        self._inputs = InputAdapter(model, input_shape=input_shape, preprocess=preprocess,
+        self._inputs = ModelView(model, input_shape=input_shape, preprocess=preprocess,
                                     embedding_layer=embedding_layer, pad_id=pad_id)
         self.tokens = self._inputs.tokens
         if token_reduction not in TOKEN_REDUCTIONS:
@@ -120,17 +121,17 @@ class Explainer:
         self.decoys = None if decoys is None else self._engine(model, decoys)
         if self.decoys is not None:
             self._reducer.bind(self.decoys)
-        expansion = self.method.expansion(self.num_classes) if self.num_classes else 1
+        rows_per_input = self.method.rows_per_input(self.num_classes) if self.num_classes else 1
         if self.decoys is None:
             self._dance = None
-            # Inputs per pass and the rows per input left for the method's own expansion.
-            self.inputs_per_pass = max(1, self.batch_size // max(1, expansion))
-            self.max_expansion = max(1, self.batch_size // self.inputs_per_pass)
+            # Inputs per pass, and the rows each input leaves to the method (its budget).
+            self.inputs_per_pass = split_budget(self.batch_size, rows_per_input)
+            self.budget = split_budget(self.batch_size, self.inputs_per_pass)
         else:
             self._dance = DecoyMaps(self.decoys, self.method, self._reducer, self._forward,
-                                    self.batch_size, expansion)
+                                    self.batch_size, rows_per_input)
             self.inputs_per_pass = self._dance.inputs_per_pass
-            self.max_expansion = self._dance.max_expansion
+            self.budget = self._dance.budget
         self._indexed = self._build_indexed_function()
         self._callable_functions = {}
         self._decoy_functions = {}
@@ -172,7 +173,7 @@ class Explainer:
             maps, feasible, change = self._dance(z, targets)
             return self._per_token(maps, x), feasible, change
         batch = tf.shape(x)[0]
-        maps = self.method(z, self._forward, targets, self.max_expansion)
+        maps = self.method(z, self._forward, targets, self.budget)
         return self._per_token(maps, x), tf.ones([batch]), tf.zeros([batch])
 
     def _build_indexed_function(self, jit_compile=None):
@@ -526,6 +527,11 @@ class Explainer:
         from keras_dance.export import export
 
         return export(self, path, overwrite=overwrite, vocabulary=vocabulary)
+
+    @property
+    def max_expansion(self):
+        """The rows per input left to the method in one pass: ``budget``'s older name."""
+        return self.budget
 
     @property
     def decoy_config(self):

@@ -16,9 +16,7 @@ Example:
 
 import numpy as np
 
-from keras_dance.distributed._job import Job
-from keras_dance.distributed._shards import Output
-from keras_dance.distributed._worker import ExplainerSpec
+from keras_dance.distributed import ExplainerSpec, Job, Output, register_engine
 
 EXTRA = "pip install 'keras-dance[ray]'"
 
@@ -57,7 +55,7 @@ class _ExplainActor:
             rows = self.explainer.process([ids[i] for i in keep],
                                           [batch[input_column][i] for i in keep],
                                           self.output, targets=targets)
-            from keras_dance.distributed._worker import summary
+            from keras_dance.distributed import summary
 
             extra = summary([], [], skipped)
             rows = {key: list(rows[key]) + extra[key] for key in rows}
@@ -182,7 +180,7 @@ def explain_dataset(dataset, spec, out, *, id_column=None, input_column=None,
     if not isinstance(spec, ExplainerSpec):
         raise TypeError(f"Expected `spec` to be a kd.distributed.ExplainerSpec. Received: "
                         f"spec={spec!r}")
-    from keras_dance.distributed._job import check_engine_arguments
+    from keras_dance.distributed import check_engine_arguments
 
     check_engine_arguments("ray", concurrency, inputs_per_shard, num_gpus)
     id_column, input_column = _columns(dataset, id_column, input_column)
@@ -196,3 +194,6 @@ def explain_dataset(dataset, spec, out, *, id_column=None, input_column=None,
     _drain(_map(dataset, spec, job.output.uri, int(concurrency), int(inputs_per_shard),
                 num_gpus, kwargs), job)
     return job.finish()
+
+
+register_engine("ray", run_items, require)

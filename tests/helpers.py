@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_dance.methods.base import ModelFunction  # noqa: F401  (analytic forwards)
+from keras_dance.model_view import ModelFunction  # noqa: F401  (analytic forwards)
 
 
 def snapshot(model):

@@ -101,10 +101,10 @@ def test_upsampling_is_scipy_zoom_order_1(shape):
 
 def test_default_layer_is_the_last_with_positions():
     digits = kd.Explainer(kd.datasets.load_digits_model(), method="gradcam")
-    assert digits._forward.layer_forward(None).layer_name == "pool3"
+    assert kd.methods.GradCAM().layer_function(digits._forward).layer_name == "pool3"
     resnet = kd.datasets.load_model("configurations_resnet")
     explainer = kd.Explainer(resnet, method="gradcam")
-    name = explainer._forward.layer_forward(None).layer_name
+    name = kd.methods.GradCAM().layer_function(explainer._forward).layer_name
     layer = resnet.get_layer(name.split("/")[-1])
     assert len(layer.output.shape) == 4 and layer.output.shape[1] > 1
     # nothing after it keeps positions: the next layers pool them away
@@ -141,8 +141,8 @@ def test_a_layer_inside_a_nested_base_model():
     np.testing.assert_allclose(maps[..., 0], expected, atol=1e-5)
     np.testing.assert_array_equal(maps[..., 0], maps[..., 2])  # same over channels
     # the default layer is the base's last convolution
-    assert kd.Explainer(model, method="gradcam")._forward.layer_forward(
-        None).layer_name == "base/last_conv"
+    assert kd.methods.GradCAM().layer_function(kd.Explainer(
+        model, method="gradcam")._forward).layer_name == "base/last_conv"
 
 
 def test_cam_errors_are_raised_when_the_explainer_is_built():

@@ -8,7 +8,7 @@ they come, so no more than the memory knob's worth of decoys or maps is alive at
 import tensorflow as tf
 
 from keras_dance._chunking import chunked_reduce
-from keras_dance.methods.base import fold
+from keras_dance._tensor import fold, split_budget
 
 
 class DecoyMaps:
@@ -19,28 +19,29 @@ class DecoyMaps:
         method: the base saliency method.
         reducer: a ``kd.aggregate.Reducer``.
         forward: ``ModelFunction`` ``x -> logits``.
-        batch_size: the memory knob — the most rows (decoys × the method's expansion) in
-            one forward and backward pass.
-        expansion: rows the base method evaluates per input when unchunked.
+        batch_size: the memory knob — the most rows (decoys × the method's rows per
+            input) in one forward and backward pass.
+        rows_per_input: rows the base method evaluates per input when unchunked.
 
     Attributes:
         inputs_per_pass: inputs whose decoys are held at once.
         decoys_per_pass: decoys solved together per input.
         decoys_per_map_pass: decoys mapped together per input.
-        max_expansion: the rows per decoy left to the base method's own expansion.
+        budget: the rows per decoy left to the base method (its ``budget``).
     """
 
-    def __init__(self, engine, method, reducer, forward, batch_size, expansion):
+    def __init__(self, engine, method, reducer, forward, batch_size, rows_per_input):
         self.engine, self.method, self.reducer, self.forward = engine, method, reducer, forward
         count = engine.num_decoys
         unit = reducer.unit  # decoys a reducer needs in one chunk (a patch's, "patch_range")
         # Decoys held at once ≤ batch_size rows; their maps in sub-chunks of the same.
-        self.inputs_per_pass = max(1, batch_size // count)
-        self.decoys_per_pass = _whole(min(count, batch_size // self.inputs_per_pass), unit)
+        self.inputs_per_pass = split_budget(batch_size, count)
+        self.decoys_per_pass = _whole(
+            min(count, split_budget(batch_size, self.inputs_per_pass)), unit)
         self.decoys_per_map_pass = _whole(min(
-            self.decoys_per_pass, batch_size // max(1, expansion) // self.inputs_per_pass), unit)
-        self.max_expansion = max(
-            1, batch_size // (self.decoys_per_map_pass * self.inputs_per_pass))
+            self.decoys_per_pass,
+            split_budget(batch_size, rows_per_input) // self.inputs_per_pass), unit)
+        self.budget = split_budget(batch_size, self.decoys_per_map_pass * self.inputs_per_pass)
 
     def __call__(self, x, targets):
         """``(maps (b, …), feasible fraction (b,), mean perturbation (b,))`` for ``x``."""
@@ -58,7 +59,7 @@ class DecoyMaps:
                 part = tf.ensure_shape(part, [count] + values.shape[1:])
                 decoys = engine.decoy_images(x, start + first, part)  # (count, b, …)
                 rows = tf.reshape(decoys, tf.concat([[-1], tf.shape(x)[1:]], 0))
-                maps = self.method(rows, self.forward, targets.tile(count), self.max_expansion)
+                maps = self.method(rows, self.forward, targets.tile(count), self.budget)
                 return reducer.partial(fold(maps, count), start + first)
 
             state = chunked_reduce(map_chunk, size, per_map_pass, reducer.init(x), reducer.merge)

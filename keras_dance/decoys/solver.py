@@ -11,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dance import _graph, _random
-from keras_dance.decoys import masks as masks_lib
+from keras_dance._tensor import expand
+from keras_dance import _patches as masks_lib
 from keras_dance.decoys import receptive_field as rf
 from keras_dance.decoys.config import DecoyConfig
 
@@ -98,7 +99,7 @@ class DecoyEngine:
         self.layer_name = self.sub_model.name
         has_channels = len(self.input_shape) >= 2
         self.spatial_shape = self.input_shape[:-1] if has_channels else self.input_shape
-        self._has_channels = has_channels
+        self.has_channels = has_channels
         ndim = len(self.spatial_shape)
         chosen = masks_lib.auto_patch(self.spatial_shape) if config.patch is None else config.patch
         patch = masks_lib.per_axis(chosen, ndim, "patch")
@@ -132,7 +133,7 @@ class DecoyEngine:
     def _plan(self, model):
         if self.config.crop is False:
             return None, "cropping disabled (crop=False): constraint on the full input"
-        if not self._has_channels:
+        if not self.has_channels:
             return None, "feature-vector input: constraint on the full input"
         if self.sub_model.graph is None:
             return None, ("layer given as a callable (no graph to analyse): constraint on "
@@ -200,10 +201,10 @@ class DecoyEngine:
 
     # ---------------------------------------------------------------- solving (TF ops)
     def _to_model(self, z):
-        return z if self._has_channels else z[..., 0]
+        return z if self.has_channels else z[..., 0]
 
     def _from_model(self, x):
-        return x if self._has_channels else x[..., None]
+        return x if self.has_channels else x[..., None]
 
     def layer_scale(self, x):
         """``max |F_l(x)|`` per input, ``(b,)``."""
@@ -286,8 +287,8 @@ class DecoyEngine:
                 rows_input, tf.gather(self._out_offsets, rows_patch), plan.output_shape))
             footprint = tf.gather(self._footprints, rows_patch)
         else:
-            base, window, footprint = _expand(x_model, pairs), starts, None
-            reference = _expand(layer_x, pairs)
+            base, window, footprint = expand(x_model, pairs), starts, None
+            reference = expand(layer_x, pairs)
 
             def features(z):
                 return self.sub_model(self._to_model(z), training=False)
@@ -434,11 +435,6 @@ class DecoyEngine:
         _, violation = constraint(features(state["z"]), state["lam"])
         state = update(state, None, violation)  # the last iterate counts too
         return state["best"], state["found"], state["t"]
-
-
-def _expand(x, copies):
-    return tf.reshape(tf.tile(x[None], [copies] + [1] * len(x.shape)),
-                      tf.concat([[-1], tf.shape(x)[1:]], 0))
 
 
 def _write_patches(x, index, values):

@@ -14,11 +14,13 @@ Results are Parquet shards under ``out/maps/``, each written whole or not at all
 """
 
 from keras_dance.distributed._inputs import InputError, list_inputs, read_item
-from keras_dance.distributed._job import ENGINES, DatasetSummary, Job, explain_files
-from keras_dance.distributed._shards import Output, read_maps, read_table
+from keras_dance.distributed._job import (ENGINES, DatasetSummary, Job,
+                                          check_engine_arguments, explain_files,
+                                          register_engine)
+from keras_dance.distributed._shards import ERRORS, MAPS, Output, read_maps, read_table
 from keras_dance.distributed._worker import (BatchExplainer, ExplainerSpec,
-                                             configure_devices)
+                                             configure_devices, summary)
 
 __all__ = ["BatchExplainer", "DatasetSummary", "ENGINES", "ExplainerSpec", "InputError",
-           "Job", "Output", "configure_devices", "explain_files", "list_inputs",
-           "read_item", "read_maps", "read_table"]
+           "Job", "Output", "check_engine_arguments", "configure_devices", "explain_files",
+           "list_inputs", "read_item", "read_maps", "read_table", "register_engine"]

@@ -10,6 +10,36 @@ from keras_dance.distributed._shards import SETTINGS, Output
 
 ENGINES = ("local", "ray", "beam")
 
+#: Engine name -> ``run_items(items, spec, job, workers, inputs_per_shard,
+#: gpus_per_worker, options)``, filled by ``register_engine`` (kd.ray and kd.beam call it
+#: when imported); "local" runs in ``explain_files`` itself.
+_RUNNERS = {}
+#: The module that registers each engine, imported on first use as a plugin is (the
+#: engines import this package; this package never imports them by name).
+ENGINE_PLUGINS = {"ray": "keras_dance.ray", "beam": "keras_dance.beam"}
+
+
+def register_engine(name, run_items, require=None):
+    """Makes ``explain_files(engine=name)`` run ``run_items``; ``require()`` (optional)
+    raises an ImportError naming the extra to install when the engine cannot run."""
+    if name not in ENGINES or name == "local":
+        raise ValueError(f"Expected `name` to be one of {list(ENGINES[1:])}. "
+                         f"Received: name={name!r}")
+    _RUNNERS[name] = (run_items, require)
+
+
+def _engine(name):
+    """The registered ``run_items`` of ``name`` (its plugin imported on first use); a
+    missing extra fails here, before any work."""
+    if name not in _RUNNERS:
+        import importlib
+
+        importlib.import_module(ENGINE_PLUGINS[name])
+    run_items, require = _RUNNERS[name]
+    if require is not None:
+        require()
+    return run_items
+
 
 @dataclasses.dataclass
 class DatasetSummary:
@@ -83,7 +113,7 @@ class Job:
         self.output.write_text(SETTINGS, json.dumps(settings, indent=1, sort_keys=True))
         self.explained = 0
         self.workers = {}
-        self._bar = None
+        self._bar = None  # a keras Progbar, moved by advance() and finish_progress()
         if ids is None:  # a dataset the workers filter themselves (kd.ray.explain_dataset)
             self.todo, self.total, self.skipped = None, None, 0
         else:
@@ -107,6 +137,17 @@ class Job:
             self.workers[int(worker)] = max(float(peak), self.workers.get(int(worker), 0.0))
         if self._bar is not None and rows["id"]:
             self._bar.add(len(rows["id"]))
+
+    def advance(self, count):
+        """Moves the progress bar by ``count`` inputs (engines that poll their output)."""
+        if self._bar is not None and count:
+            self._bar.add(count)
+
+    def finish_progress(self):
+        """Fills the progress bar to the inputs to do (the last shards may not be polled)."""
+        if self._bar is not None and self.todo is not None and (
+                self._bar._seen_so_far < len(self.todo)):
+            self._bar.update(len(self.todo), finalize=True)
 
     def finish(self):
         errors = self.output.finish_errors()
@@ -175,7 +216,7 @@ def explain_files(inputs, spec, out, engine="local", workers=None, inputs_per_sh
                         f"spec={spec!r}")
     worker_spec = spec
     if engine != "local":
-        _engine_module(engine)  # a missing extra fails before any work
+        run_items = _engine(engine)  # a missing extra fails before any work
         if spec.threads is None and not gpus_per_worker:  # the cores, shared out
             worker_spec = spec.with_threads(max(1, (os.cpu_count() or 1) // int(workers)))
     # The driver builds the explainer too: a bad layer name or model fails here, at once.
@@ -189,16 +230,8 @@ def explain_files(inputs, spec, out, engine="local", workers=None, inputs_per_sh
             ids, paths, indices = zip(*items[start:start + int(inputs_per_shard)])
             job.update(explainer.process_items(ids, paths, indices, job.output))
     elif items:
-        _engine_module(engine).run_items(items, worker_spec, job, workers=int(workers),
-                                         inputs_per_shard=int(inputs_per_shard),
-                                         gpus_per_worker=gpus_per_worker,
-                                         options=engine_options or {})
+        run_items(items, worker_spec, job, workers=int(workers),
+                  inputs_per_shard=int(inputs_per_shard), gpus_per_worker=gpus_per_worker,
+                  options=engine_options or {})
     return job.finish()
 
-
-def _engine_module(engine):
-    import importlib
-
-    module = importlib.import_module(f"keras_dance.{engine}")
-    module.require()
-    return module

@@ -3,57 +3,10 @@
 import tensorflow as tf
 
 
-class ModelFunction:
-    """``forward(x) -> logits`` plus the class count methods need for their budgets.
-
-    Args:
-        fn: a callable from a batch of inputs to the model's logits.
-        num_classes: the size of the class axis, or None (no class axis).
-        input_shape: the shape of one input ``x`` (``None`` axes unknown), or None.
-    """
-
-    def __init__(self, fn, num_classes, layer_forward=None, guided=None, input_shape=None):
-        self.fn = fn
-        self.num_classes = num_classes
-        self.input_shape = None if input_shape is None else tuple(input_shape)
-        self._layer_forward = layer_forward
-        self._guided = guided
-
-    def __call__(self, x):
-        return self.fn(x)
-
-    def layer_forward(self, layer):
-        """``x -> (activations of layer, logits)`` in one pass (CAM methods); ``layer``
-        as ``DecoyConfig.layer`` takes it, or None for the last layer with spatial axes.
-
-        Raises:
-            ValueError: the model's graph cannot be read, or ``layer`` is unknown.
-        """
-        if self._layer_forward is None:
-            raise ValueError(
-                "Expected a functional or Sequential model (whose layers can be read) for a "
-                "method that reads a layer's activations (the CAM family). Received: a "
-                "model without a readable layer graph")
-        return self._layer_forward(layer)
-
-    def guided(self):
-        """``x -> logits`` whose ReLUs pass back only positive gradients (Guided
-        Backprop); the forward values are the model's.
-
-        Raises:
-            ValueError: the model's graph cannot be read.
-        """
-        if self._guided is None:
-            raise ValueError(
-                "Expected a functional or Sequential model (whose layers can be read) for "
-                "Guided Backprop. Received: a model without a readable layer graph")
-        return self._guided()
-
-
 class SaliencyMethod:
     """Base class of saliency methods: settings only, no model.
 
-    A method is called as ``method(x, forward, targets, max_expansion=None)`` and returns
+    A method is called as ``method(x, forward, targets, budget=None)`` and returns
     maps of ``x``'s shape, using only TensorFlow ops so that it traces under
     ``tf.function`` (and XLA):
 
@@ -61,12 +14,13 @@ class SaliencyMethod:
     - ``forward``: ``forward(x) -> outputs`` (the model's logits).
     - ``targets``: an object with ``score(outputs) -> (rows,)`` and ``tile(k)`` (see
       ``keras_dance._targets``).
-    - ``max_expansion``: at most this many expanded rows per input in one forward and
+    - ``budget``: at most this many expanded rows per input in one forward and
       backward pass (``None``: no limit). Methods that expand the batch (noise samples,
       integration steps, classes) loop over chunks to honour it.
 
-    Subclasses set ``name``, implement ``expansion`` (rows per input when nothing is
-    chunked), ``__call__`` and ``get_config``.
+    Subclasses set ``name``, implement ``rows_per_input`` (rows per input when nothing
+    is chunked), ``__call__`` and ``get_config``, and are added with
+    ``kd.methods.register``.
     """
 
     name = None
@@ -79,12 +33,12 @@ class SaliencyMethod:
     #: Whether the method differentiates the model (False: it needs only ``model(x)``).
     needs_gradients = True
 
-    def expansion(self, num_classes):
+    def rows_per_input(self, num_classes):
         """Rows evaluated per input by one unchunked call."""
         del num_classes
         return 1
 
-    def __call__(self, x, forward, targets, max_expansion=None):
+    def __call__(self, x, forward, targets, budget=None):
         raise NotImplementedError
 
     @property
@@ -125,29 +79,3 @@ def score_gradients(x, forward, targets):
         total = tf.reduce_sum(targets.score(forward(x)))
     return tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
-
-def expand(x, copies):
-    """``(B, *f) -> (copies * B, *f)``, copy-major (matches ``Targets.tile``)."""
-    return tf.reshape(
-        tf.tile(x[None], [copies] + [1] * len(x.shape)),
-        tf.concat([[-1], tf.shape(x)[1:]], 0),
-    )
-
-
-def fold(rows, copies):
-    """``(copies * B, *f) -> (copies, B, *f)``; inverse of ``expand``'s layout."""
-    return tf.reshape(rows, tf.concat([[copies, -1], tf.shape(rows)[1:]], 0))
-
-
-def per_pass(max_expansion, rows_per_item):
-    """How many expanded items fit in one pass when each costs ``rows_per_item`` rows."""
-    if max_expansion is None:
-        return None
-    return max(1, int(max_expansion) // max(1, int(rows_per_item)))
-
-
-def inner_budget(max_expansion, items):
-    """The row budget left for an inner method when ``items`` copies run together."""
-    if max_expansion is None:
-        return None
-    return max(1, int(max_expansion) // max(1, int(items)))

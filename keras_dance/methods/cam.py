@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
-from keras_dance.methods.base import SaliencyMethod, per_pass
+from keras_dance._tensor import probabilities, split_budget
+from keras_dance.methods.base import SaliencyMethod
 
 
 def upsample(cam, positions):
@@ -52,8 +53,28 @@ class _LayerMethod(SaliencyMethod):
                 f"index or a keras Layer. Received: layer={layer!r}")
         self.layer = layer
 
+    def layer_function(self, forward):
+        """``forward``'s capture of this method's layer: ``x -> (activations, logits)``.
+
+        ``layer=None`` reads the last layer (in graph order) whose output keeps the
+        input's position axes, more than one position: the last convolutional block
+        before global pooling.
+        """
+        layer = self.layer
+        if layer is None:
+            rank = None if forward.input_shape is None else len(forward.input_shape)
+            found = [path for path, shape in forward.layer_outputs()
+                     if len(shape) == rank and any(n is not None and n > 1
+                                                   for n in shape[:-1])]
+            if not found:
+                raise ValueError(
+                    "Expected a layer with spatial axes (e.g. a convolution) for the CAM "
+                    "family's default layer. Received: a model with none; pass `layer=`")
+            layer = found[-1]
+        return forward.layer_forward(layer)
+
     def check(self, forward):
-        function = forward.layer_forward(self.layer)
+        function = self.layer_function(forward)
         if len(function.layer_shape) < 2:
             raise ValueError(
                 f"Expected a layer with position axes ({type(self).__name__} weighs the "
@@ -62,7 +83,7 @@ class _LayerMethod(SaliencyMethod):
 
     def _gradients(self, x, forward, targets):
         """Activations and the score's gradient there, from one forward+backward pass."""
-        function = forward.layer_forward(self.layer)
+        function = self.layer_function(forward)
         with tf.GradientTape() as tape:
             tape.watch(x)
             activations, outputs = function(x)
@@ -92,8 +113,8 @@ class GradCAM(_LayerMethod):
 
     name = "gradcam"
 
-    def __call__(self, x, forward, targets, max_expansion=None):
-        del max_expansion
+    def __call__(self, x, forward, targets, budget=None):
+        del budget
         activations, grads = self._gradients(x, forward, targets)
         weights = tf.reduce_mean(grads, axis=_positions(grads), keepdims=True)
         cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))
@@ -115,8 +136,8 @@ class GradCAMPlusPlus(_LayerMethod):
 
     name = "gradcam_plus_plus"
 
-    def __call__(self, x, forward, targets, max_expansion=None):
-        del max_expansion
+    def __call__(self, x, forward, targets, budget=None):
+        del budget
         activations, grads = self._gradients(x, forward, targets)
         axes = _positions(grads)
         second = tf.square(grads)
@@ -144,8 +165,8 @@ class LayerCAM(_LayerMethod):
 
     name = "layercam"
 
-    def __call__(self, x, forward, targets, max_expansion=None):
-        del max_expansion
+    def __call__(self, x, forward, targets, budget=None):
+        del budget
         activations, grads = self._gradients(x, forward, targets)
         cam = tf.nn.relu(tf.reduce_sum(activations * tf.nn.relu(grads), axis=-1))
         return _as_input_map(cam, x)
@@ -179,15 +200,15 @@ class ScoreCAM(_LayerMethod):
         self.max_channels = max_channels
 
     def _channels(self, forward):
-        channels = forward.layer_forward(self.layer).layer_shape[-1]
+        channels = self.layer_function(forward).layer_shape[-1]
         return channels if self.max_channels is None else min(channels, self.max_channels)
 
-    def expansion(self, num_classes):
+    def rows_per_input(self, num_classes):
         del num_classes
         return 1 + (self.max_channels or 64)  # one pass for the activations, one per mask
 
-    def __call__(self, x, forward, targets, max_expansion=None):
-        function = forward.layer_forward(self.layer)
+    def __call__(self, x, forward, targets, budget=None):
+        function = self.layer_function(forward)
         activations, _ = function(x)
         activations = tf.stop_gradient(activations)
         count = self._channels(forward)
@@ -213,13 +234,12 @@ class ScoreCAM(_LayerMethod):
             rows = x[None] * picked[..., None]
             rows = tf.reshape(rows, tf.concat([[-1], tf.shape(x)[1:]], 0))
             outputs = forward(rows)
-            probabilities = (tf.nn.softmax(outputs) if num_classes and num_classes > 1
-                             else tf.sigmoid(outputs))
-            scores = tf.reshape(targets.tile(size).score(probabilities), [size, -1])
+            scores = tf.reshape(targets.tile(size).score(probabilities(outputs, num_classes)),
+                                [size, -1])
             one_hot = tf.one_hot(start + tf.range(size), count)  # (size, N)
             return tf.einsum("sb,sn->bn", scores, one_hot)
 
-        weights = chunked_sum(chunk, count, per_pass(max_expansion, 1) or count,
+        weights = chunked_sum(chunk, count, split_budget(budget, 1) or count,
                               tf.zeros([tf.shape(x)[0], count]))
         shape = [-1] + [1] * len(axes) + [count]
         cam = tf.nn.relu(tf.reduce_sum(activations * tf.reshape(weights, shape), axis=-1))

@@ -4,7 +4,8 @@ import tensorflow as tf
 
 from keras_dance._chunking import chunked_reduce
 from keras_dance._targets import IndexTargets
-from keras_dance.methods.base import SaliencyMethod, expand, fold, inner_budget, per_pass
+from keras_dance._tensor import expand, fold, split_budget
+from keras_dance.methods.base import SaliencyMethod
 from keras_dance.methods.gradient_x_input import GradientXInput
 
 
@@ -56,24 +57,24 @@ class Competitive(SaliencyMethod):
     def check(self, forward):
         self.method.check(forward)
 
-    def expansion(self, num_classes):
+    def rows_per_input(self, num_classes):
         if num_classes is None:
             raise ValueError(
                 "Expected a model with a class axis for a competitive method. "
                 "Received: num_classes=None"
             )
-        return int(num_classes) * self.method.expansion(num_classes)
+        return int(num_classes) * self.method.rows_per_input(num_classes)
 
-    def __call__(self, x, forward, targets, max_expansion=None):
+    def __call__(self, x, forward, targets, budget=None):
         if not isinstance(targets, IndexTargets):
             raise ValueError(
                 "Expected class-index `targets` for a competitive method (labels compete "
                 "for coordinates). Received: targets=a score function"
             )
         num_classes = getattr(forward, "num_classes", None)
-        self.expansion(num_classes)  # validates num_classes
-        inner_rows = self.method.expansion(num_classes)
-        classes_per_pass = per_pass(max_expansion, inner_rows) or num_classes
+        self.rows_per_input(num_classes)  # validates num_classes
+        inner_rows = self.method.rows_per_input(num_classes)
+        classes_per_pass = split_budget(budget, inner_rows) or num_classes
         batch = tf.shape(x)[0]
         target_one_hot = tf.one_hot(targets.indices, num_classes, dtype=x.dtype)  # (B, C)
         extra = [1] * (len(x.shape) - 1)
@@ -83,7 +84,7 @@ class Competitive(SaliencyMethod):
             rows = expand(x, size)
             maps = fold(
                 self.method(rows, forward, IndexTargets(tf.repeat(classes, batch)),
-                            inner_budget(max_expansion, size)),
+                            split_budget(budget, size)),
                 size,
             )  # (size, B, *f)
             is_target = tf.transpose(tf.slice(target_one_hot, [0, start], [-1, size]))

@@ -13,6 +13,6 @@ class Gradient(SaliencyMethod):
 
     name = "gradient"
 
-    def __call__(self, x, forward, targets, max_expansion=None):
-        del max_expansion
+    def __call__(self, x, forward, targets, budget=None):
+        del budget
         return score_gradients(x, forward, targets)

@@ -20,6 +20,6 @@ class GradientXInput(SaliencyMethod):
     def is_complete(self):
         return True
 
-    def __call__(self, x, forward, targets, max_expansion=None):
-        del max_expansion
+    def __call__(self, x, forward, targets, budget=None):
+        del budget
         return x * score_gradients(x, forward, targets)

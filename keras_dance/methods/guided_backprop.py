@@ -1,5 +1,6 @@
 """Guided Backpropagation (Springenberg et al. 2015) — kept as a negative control."""
 
+import keras
 import tensorflow as tf
 
 from keras_dance.methods.base import SaliencyMethod
@@ -25,12 +26,34 @@ class GuidedBackprop(SaliencyMethod):
     name = "guided_backprop"
 
     def check(self, forward):
-        forward.guided()
+        forward.with_output_hook("guided", _guide_relus)
 
-    def __call__(self, x, forward, targets, max_expansion=None):
-        del max_expansion
-        guided = forward.guided()
+    def __call__(self, x, forward, targets, budget=None):
+        del budget
+        guided = forward.with_output_hook("guided", _guide_relus)
         with tf.GradientTape() as tape:
             tape.watch(x)
             total = tf.reduce_sum(targets.score(guided(x)))
         return tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+@tf.custom_gradient
+def _positive_gradient(x):
+    """Identity forward; backward passes only positive gradients (Guided Backprop)."""
+    return tf.identity(x), lambda upstream: tf.nn.relu(upstream)
+
+
+def _is_relu(operation):
+    activation = getattr(operation, "activation", None)
+    if isinstance(operation, keras.layers.ReLU):
+        config = operation.get_config()
+        return not config.get("negative_slope") and config.get("max_value") is None
+    return activation is keras.activations.relu or getattr(activation, "__name__", "") == "relu"
+
+
+def _guide_relus(operation, outputs):
+    """After each ReLU-activated output an identity passes back only positive gradients;
+    the ReLU's own backward keeps the positions with positive input."""
+    if _is_relu(operation):
+        return [_positive_gradient(t) for t in outputs]
+    return outputs

@@ -5,12 +5,8 @@ import tensorflow as tf
 
 from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
-from keras_dance.methods.base import (
-    SaliencyMethod,
-    fold,
-    per_pass,
-    score_gradients,
-)
+from keras_dance._tensor import fold, split_budget
+from keras_dance.methods.base import SaliencyMethod, score_gradients
 
 
 class IntegratedGradients(SaliencyMethod):
@@ -73,11 +69,11 @@ class IntegratedGradients(SaliencyMethod):
                 "Expected `baseline` to be a number or an array broadcastable to one input "
                 f"{tuple(shape)}. Received: baseline of shape {baseline}")
 
-    def expansion(self, num_classes):
+    def rows_per_input(self, num_classes):
         del num_classes
         return self.steps
 
-    def __call__(self, x, forward, targets, max_expansion=None):
+    def __call__(self, x, forward, targets, budget=None):
         baseline = tf.broadcast_to(tf.constant(self._baseline), tf.shape(x))
         delta = x - baseline
         alphas = tf.constant(self._alphas)
@@ -92,7 +88,7 @@ class IntegratedGradients(SaliencyMethod):
             grads = fold(score_gradients(rows, forward, targets.tile(size)), size)
             return tf.reduce_sum(w * grads, axis=0)
 
-        size = per_pass(max_expansion, 1) or self.steps
+        size = split_budget(budget, 1) or self.steps
         return delta * chunked_sum(chunk, self.steps, size, tf.zeros_like(x))
 
     def get_config(self):

@@ -6,9 +6,10 @@ import tensorflow as tf
 from keras_dance import _random as random
 from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
-from keras_dance.decoys import masks as masks_lib
-from keras_dance.methods.base import SaliencyMethod, per_pass
-from keras_dance.methods.occlusion import Occlusion, _check_number, as_map, with_channels
+from keras_dance import _patches
+from keras_dance._tensor import as_map, split_budget, with_channels
+from keras_dance.methods.base import SaliencyMethod
+from keras_dance.methods.occlusion import Occlusion, _check_number
 
 
 class KernelSHAP(SaliencyMethod):
@@ -48,13 +49,13 @@ class KernelSHAP(SaliencyMethod):
         seed = _validation.check_seed(seed)
         self.seed = int(seed)
 
-    def expansion(self, num_classes):
+    def rows_per_input(self, num_classes):
         del num_classes
         return self.num_samples
 
     def features(self, positions):
         """The tiles as float32 masks ``(M, *positions)``: a partition of the positions."""
-        patch = masks_lib.per_axis(self.patch, len(positions), "patch")
+        patch = _patches.per_axis(self.patch, len(positions), "patch")
         tiles = [np.arange(n) // p for n, p in zip(positions, patch)]
         label = np.zeros(positions, np.int64)
         for axis, (index, n_tiles) in enumerate(zip(tiles, [t[-1] + 1 for t in tiles])):
@@ -77,7 +78,7 @@ class KernelSHAP(SaliencyMethod):
         ranks = tf.argsort(tf.argsort(order, axis=1), axis=1)
         return tf.cast(ranks < size[:, None], tf.float32)
 
-    def __call__(self, x, forward, targets, max_expansion=None):
+    def __call__(self, x, forward, targets, budget=None):
         inputs, x = x, with_channels(x)
         positions = tuple(x.shape[1:-1])
         windows = self.features(positions)  # (M, *p)
@@ -107,7 +108,7 @@ class KernelSHAP(SaliencyMethod):
                     tf.matmul(reduced, target, transpose_a=True))
 
         gram, moment = chunked_sum(
-            chunk, self.num_samples, per_pass(max_expansion, 1) or self.num_samples,
+            chunk, self.num_samples, split_budget(budget, 1) or self.num_samples,
             (tf.zeros([features - 1, features - 1]), tf.zeros([features - 1, tf.shape(x)[0]])))
         gram += self.ridge * tf.eye(features - 1)
         head = tf.transpose(tf.linalg.solve(gram, moment))  # (B, M − 1)

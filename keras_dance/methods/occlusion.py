@@ -4,8 +4,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_dance._chunking import chunked_sum
-from keras_dance.decoys import masks as masks_lib
-from keras_dance.methods.base import SaliencyMethod, per_pass
+from keras_dance import _patches
+from keras_dance._tensor import as_map, split_budget, with_channels
+from keras_dance.methods.base import SaliencyMethod
 
 
 def _check_number(value, name):
@@ -14,18 +15,6 @@ def _check_number(value, name):
         raise ValueError(f"Expected `{name}` to be a finite number. Received: "
                          f"{name}={value!r}")
     return float(value)
-
-
-def with_channels(x):
-    """``x`` with a channel axis: feature vectors ``(B, F)`` become ``(B, F, 1)`` (each
-    feature a position); other inputs are ``(B, *positions, channels)`` already."""
-    return x[..., None] if len(x.shape) == 2 else x
-
-
-def as_map(saliency, x):
-    """A ``(B, *positions)`` map repeated over ``x``'s channels, in ``x``'s shape."""
-    return tf.reshape(tf.broadcast_to(saliency[..., None], tf.shape(with_channels(x))),
-                      tf.shape(x))
 
 
 class Occlusion(SaliencyMethod):
@@ -64,16 +53,16 @@ class Occlusion(SaliencyMethod):
 
     def windows(self, positions):
         """Boolean masks ``(n, *positions)`` of the patches over ``positions``."""
-        patch = masks_lib.per_axis(self.patch, len(positions), "patch")
-        stride = masks_lib.per_axis(self.stride or self.patch, len(positions), "stride")
-        return masks_lib.patch_masks(positions, masks_lib.patch_grid(positions, patch, stride),
+        patch = _patches.per_axis(self.patch, len(positions), "patch")
+        stride = _patches.per_axis(self.stride or self.patch, len(positions), "stride")
+        return _patches.patch_masks(positions, _patches.patch_grid(positions, patch, stride),
                                      patch)
 
-    def expansion(self, num_classes):
+    def rows_per_input(self, num_classes):
         del num_classes
         return 64  # patches per input depend on its size; a nominal share of the knob
 
-    def __call__(self, x, forward, targets, max_expansion=None):
+    def __call__(self, x, forward, targets, budget=None):
         inputs, x = x, with_channels(x)
         positions = tuple(x.shape[1:-1])
         windows = self.windows(positions)
@@ -90,7 +79,7 @@ class Occlusion(SaliencyMethod):
             drops = reference[None] - scores  # (s, B)
             return tf.einsum("sb,s...->b...", drops, masks[start:start + size])
 
-        total = chunked_sum(chunk, count, per_pass(max_expansion, 1) or count,
+        total = chunked_sum(chunk, count, split_budget(budget, 1) or count,
                             tf.zeros(tf.concat([tf.shape(x)[:1], positions], 0)))
         return as_map(total / coverage, inputs)
 

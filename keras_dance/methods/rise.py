@@ -8,16 +8,8 @@ import tensorflow as tf
 from keras_dance import _random as random
 from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
-from keras_dance.methods.base import SaliencyMethod, per_pass
-from keras_dance.methods.occlusion import as_map, with_channels
-
-
-def probabilities(outputs, num_classes):
-    """The confidences black-box methods weigh: softmax of the logits over the class
-    axis (sigmoid for one logit or no class axis)."""
-    if num_classes and num_classes > 1:
-        return tf.nest.map_structure(tf.nn.softmax, outputs)
-    return tf.nest.map_structure(tf.sigmoid, outputs)
+from keras_dance._tensor import as_map, probabilities, split_budget, with_channels
+from keras_dance.methods.base import SaliencyMethod
 
 
 class RISE(SaliencyMethod):
@@ -55,7 +47,7 @@ class RISE(SaliencyMethod):
         self.probability = float(probability)
         self.seed = int(seed)
 
-    def expansion(self, num_classes):
+    def rows_per_input(self, num_classes):
         del num_classes
         return self.num_masks
 
@@ -81,7 +73,7 @@ class RISE(SaliencyMethod):
                             batch_dims=1)
         return tf.reshape(cropped, (-1,) + positions)
 
-    def __call__(self, x, forward, targets, max_expansion=None):
+    def __call__(self, x, forward, targets, budget=None):
         inputs, x = x, with_channels(x)
         positions = tuple(x.shape[1:-1])
         num_classes = getattr(forward, "num_classes", None)
@@ -93,7 +85,7 @@ class RISE(SaliencyMethod):
             scores = targets.tile(size).score(probabilities(forward(rows), num_classes))
             return tf.einsum("sb,s...->b...", tf.reshape(scores, [size, -1]), masks)
 
-        total = chunked_sum(chunk, self.num_masks, per_pass(max_expansion, 1) or self.num_masks,
+        total = chunked_sum(chunk, self.num_masks, split_budget(budget, 1) or self.num_masks,
                             tf.zeros(tf.concat([tf.shape(x)[:1], positions], 0)))
         return as_map(total / (self.num_masks * self.probability), inputs)
 

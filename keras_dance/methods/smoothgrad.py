@@ -6,7 +6,8 @@ import tensorflow as tf
 from keras_dance import _random as random
 from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
-from keras_dance.methods.base import SaliencyMethod, fold, inner_budget, per_pass
+from keras_dance._tensor import fold, split_budget
+from keras_dance.methods.base import SaliencyMethod
 
 
 class SmoothGrad(SaliencyMethod):
@@ -67,16 +68,16 @@ class SmoothGrad(SaliencyMethod):
     def needs_class_indices(self):
         return self.method.needs_class_indices
 
-    def expansion(self, num_classes):
-        return self.num_samples * self.method.expansion(num_classes)
+    def rows_per_input(self, num_classes):
+        return self.num_samples * self.method.rows_per_input(num_classes)
 
     def check(self, forward):
         self.method.check(forward)
 
-    def __call__(self, x, forward, targets, max_expansion=None):
+    def __call__(self, x, forward, targets, budget=None):
         num_classes = getattr(forward, "num_classes", None)
-        inner_rows = self.method.expansion(num_classes)
-        samples_per_pass = per_pass(max_expansion, inner_rows) or self.num_samples
+        inner_rows = self.method.rows_per_input(num_classes)
+        samples_per_pass = split_budget(budget, inner_rows) or self.num_samples
         samples_per_pass = min(samples_per_pass, self.num_samples)
         axes = list(range(1, len(x.shape)))
         if self.value_range is None:
@@ -92,7 +93,7 @@ class SmoothGrad(SaliencyMethod):
             noisy = x[None] + sigma * draws[:, None]  # (size, B, *f)
             rows = tf.reshape(noisy, tf.concat([[-1], feature_shape], 0))
             maps = fold(self.method(rows, forward, targets.tile(size),
-                                    inner_budget(max_expansion, size)), size)
+                                    split_budget(budget, size)), size)
             # Σ E and Σ E² over the chunk's samples (streamed: memory stays bounded).
             return tf.reduce_sum(maps, axis=0), tf.reduce_sum(tf.square(maps), axis=0)
 

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from keras_dance import _tensor
+
 
 
 def as_classifier(model, name="model"):
@@ -80,7 +82,7 @@ class ClassProbability:
         probabilities = []
         for start in range(0, len(rows), self.batch_size):
             out = self._logits(np.asarray(rows[start:start + self.batch_size], np.float32))
-            out = tf.nn.softmax(out) if self.num_classes > 1 else tf.sigmoid(out)
+            out = _tensor.probabilities(out, self.num_classes)
             probabilities.append(out.numpy())
         probabilities = np.concatenate(probabilities).astype(np.float64)
         index = np.asarray(classes) if self.num_classes > 1 else np.zeros(len(rows), int)

@@ -24,7 +24,7 @@ import tensorflow as tf
 from keras_dance._logits import LogitsModel, needs_linear_copy
 from keras_dance._targets import IndexTargets
 from keras_dance.methods import get as get_method
-from keras_dance.methods.base import ModelFunction
+from keras_dance.model_view import ModelFunction
 
 
 def _check(name, value, minimum, strict):

@@ -19,10 +19,9 @@ import tensorflow as tf
 from keras_dance import _graph
 from keras_dance._graph import graph_io
 from keras_dance._logits import LogitsModel
-from keras_dance.methods.base import ModelFunction
 
 
-class InputAdapter:
+class ModelView:
     """The model seen from the explainer: raw inputs in, logits out.
 
     Args:
@@ -110,8 +109,7 @@ class InputAdapter:
         self.num_classes = int(outputs[0][-1]) if single else None
         self._layer_functions = {}
         self.forward = ModelFunction(self._forward, self.num_classes,
-                                     self._layer_forward if self.has_graph else None,
-                                     self._guided_forward if self.has_graph else None,
+                                     self if self.has_graph else None,
                                      input_shape=self.input_shape)
 
     # ------------------------------------------------------------------ token models
@@ -202,55 +200,45 @@ class InputAdapter:
 
     def _forward(self, x):
         # Mixed precision: float16 logits become float32 (the cast is differentiable).
-        outputs = self._tail(x) if self.tokens else self.logits(self.prepare(x))
-        return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), outputs)
+        return _as_float32(self._tail(x) if self.tokens else self.logits(self.prepare(x)))
 
-    def _layer_forward(self, layer):
+    def _capture(self, layer):
         """``x -> (activations of layer, logits)`` on raw inputs, in one pass of the
-        differentiated (logits) model; ``layer`` None: the last layer whose output keeps
-        the input's spatial axes (the last convolutional block before global pooling)."""
-        from keras_dance._graph import GraphFunction, resolve
-
-        key = layer if isinstance(layer, (str, int, type(None))) else id(layer)
+        differentiated (logits) model; ``layer`` as ``DecoyConfig.layer`` takes it."""
+        key = ("capture", layer if isinstance(layer, (str, int)) else id(layer))
         function = self._layer_functions.get(key)
         if function is None:
             model = self.logits.model
-            if layer is None:
-                path = _last_spatial_layer(model, len(self.input_shape))
-            else:
-                # Resolved in the user's model (a layer object is theirs), then found by
-                # its path in the logits copy, which shares every layer's name.
-                names = "/".join(item.name for item in resolve(self.model, layer))
-                path = resolve(model, names)
-            graph = GraphFunction(model, None, capture=path)
+            # Resolved in the user's model (a layer object is theirs), then found by its
+            # path in the logits copy, which shares every layer's name.
+            names = "/".join(item.name for item in _graph.resolve(self.model, layer))
+            path = _graph.resolve(model, names)
+            graph = _graph.GraphFunction(model, None, capture=path)
 
             def function(x):
                 activations, outputs = graph(self.prepare(x))
-                cast = lambda t: tf.cast(t, tf.float32)  # noqa: E731 (mixed precision)
-                return cast(activations), tf.nest.map_structure(cast, outputs)
+                return _as_float32(activations), _as_float32(outputs)
 
-            function.layer_name = "/".join(item.name for item in path)
-            function.layer_shape = tuple(_activation_shape(model, path))
+            function.layer_name = names
+            function.layer_shape = tuple(_graph.output_shape(model, path))
             self._layer_functions[key] = function
         return function
 
-    def _guided_forward(self):
-        """``x -> logits`` through the logits model with every ReLU guided (Guided
-        Backprop): the layers run unchanged; after each ReLU-activated output an
-        identity passes back only positive gradients, and the ReLU's own backward keeps
-        positions with positive input."""
-        function = self._layer_functions.get("guided")
+    def _hooked(self, key, output_hook):
+        """``x -> logits`` with ``output_hook(operation, outputs)`` applied to every
+        operation's outputs of the logits model (built once per ``key``)."""
+        function = self._layer_functions.get(("hook", key))
         if function is None:
-            from keras_dance._graph import GraphFunction
-
-            graph = GraphFunction(self.logits.model, None, output_hook=_guide_relus)
+            graph = _graph.GraphFunction(self.logits.model, None, output_hook=output_hook)
 
             def function(x):
-                outputs = graph(self.prepare(x))
-                return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), outputs)
+                return _as_float32(graph(self.prepare(x)))
 
-            self._layer_functions["guided"] = function
+            self._layer_functions[("hook", key)] = function
         return function
+
+    def _layer_outputs(self):
+        return _graph.layer_outputs(self.logits.model)
 
     def model_outputs(self, x):
         """The user's model on raw inputs (serving predictions): ``model(preprocess(x))``."""
@@ -367,59 +355,62 @@ def _merge_shapes(declared, given):
     return given
 
 
-def _activation_shape(model, path):
-    from keras_dance._graph import _steps_to, graph_io
-
-    _, out = _steps_to(model, graph_io(model)[0], path)
-    return out[0].shape[1:]
+def _as_float32(outputs):
+    """Mixed precision: every output as float32 (the cast is differentiable)."""
+    return keras.tree.map_structure(lambda t: keras.ops.cast(t, "float32"), outputs)
 
 
-def _last_spatial_layer(model, rank):
-    """The path of the last layer (in graph order) whose output has the input's rank and
-    more than one position: where the CAM family reads activations by default."""
-    from keras_dance._graph import _flatten, graph_io, layer_paths
+class ModelFunction:
+    """``forward(x) -> logits``, what methods differentiate, with the class count their
+    budgets need and two generic hooks into the model's graph.
 
-    inputs, outputs = graph_io(model)
-    producers = {}
-    for path, layer in layer_paths(model):
-        for node in getattr(layer, "_inbound_nodes", []):
-            for tensor in node.outputs:
-                producers[id(tensor)] = path
-    found = None
-    for step in _flatten(inputs, outputs):
-        if step.operation is None or step.node is None:
-            continue
-        tensor = step.node.outputs[0]
-        shape = tuple(tensor.shape[1:])
-        if (len(shape) == rank and id(tensor) in producers
-                and any(n is not None and n > 1 for n in shape[:-1])
-                and not isinstance(step.operation, keras.layers.InputLayer)):
-            found = producers[id(tensor)]
-    if found is None:
-        raise ValueError(
-            "Expected a layer with spatial axes (e.g. a convolution) for the CAM family's "
-            f"default layer. Received: model {model.name!r} has none; pass `layer=`")
-    from keras_dance._graph import resolve
+    Args:
+        fn: a callable from a batch of inputs to the model's logits.
+        num_classes: the size of the class axis, or None (no class axis).
+        view: the ``ModelView`` whose graph the hooks read, or None (a model without a
+            readable layer graph: the hooks raise).
+        input_shape: the shape of one input ``x`` (``None`` axes unknown), or None.
+    """
 
-    return resolve(model, "/".join(found))
+    def __init__(self, fn, num_classes, view=None, input_shape=None):
+        self.fn = fn
+        self.num_classes = num_classes
+        self._view = view
+        self.input_shape = None if input_shape is None else tuple(input_shape)
 
+    def __call__(self, x):
+        return self.fn(x)
 
-@tf.custom_gradient
-def _positive_gradient(x):
-    """Identity forward; backward passes only positive gradients (Guided Backprop)."""
-    return tf.identity(x), lambda upstream: tf.nn.relu(upstream)
+    def _graph_view(self, purpose):
+        if self._view is None:
+            raise ValueError(
+                "Expected a functional or Sequential model (whose layers can be read) for "
+                f"{purpose}. Received: a model without a readable layer graph")
+        return self._view
 
+    def layer_forward(self, layer):
+        """Capture hook: ``x -> (activations of layer, logits)`` in one pass, with
+        ``layer_name`` and ``layer_shape`` attributes; ``layer`` as ``DecoyConfig.layer``
+        takes it (a name searched through nested models, a path, an index or a layer).
 
-def _is_relu(operation):
-    activation = getattr(operation, "activation", None)
-    if isinstance(operation, keras.layers.ReLU):
-        config = operation.get_config()
-        return not config.get("negative_slope") and config.get("max_value") is None
-    return activation is keras.activations.relu or getattr(activation, "__name__", "") == "relu"
+        Raises:
+            ValueError: the model's graph cannot be read, or ``layer`` is unknown.
+        """
+        return self._graph_view("a method that reads a layer's activations")._capture(layer)
 
+    def with_output_hook(self, key, output_hook):
+        """Gradient-override hook: ``x -> logits`` where ``output_hook(operation,
+        outputs) -> outputs`` wraps every operation's outputs (e.g. with an identity
+        whose gradient differs); the forward values must stay the model's. Built once
+        per ``key``.
 
-def _guide_relus(operation, outputs):
-    if _is_relu(operation):
-        return [_positive_gradient(t) for t in outputs]
-    return outputs
+        Raises:
+            ValueError: the model's graph cannot be read.
+        """
+        return self._graph_view("a method that changes how gradients flow back")._hooked(
+            key, output_hook)
 
+    def layer_outputs(self):
+        """``[(path, output shape)]`` of the differentiated model's layers, in the order
+        the graph computes them (``path``: names through nested models, "outer/inner")."""
+        return self._graph_view("a method that searches the model's layers")._layer_outputs()
