@@ -1,6 +1,6 @@
 """The saliency-method protocol and the one gradient primitive every method uses."""
 
-import tensorflow as tf
+from keras_dance import backend
 
 
 class SaliencyMethod:
@@ -74,8 +74,4 @@ def score_gradients(x, forward, targets):
     Rows are independent (inference mode, no batch statistics), so the gradient of the
     summed score gives every row's own gradient in one backward pass.
     """
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        total = tf.reduce_sum(targets.score(forward(x)))
-    return tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
+    return backend.gradient(lambda rows: targets.score(forward(rows)), x)

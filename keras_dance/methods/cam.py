@@ -10,7 +10,7 @@ every input channel. Maps are raw: tf-keras-vis's ``normalize_cam=True`` is
 
 import tensorflow as tf
 
-from keras_dance import _validation
+from keras_dance import _validation, backend
 from keras_dance._chunking import chunked_sum
 from keras_dance._tensor import probabilities, split_budget
 from keras_dance.methods.base import SaliencyMethod
@@ -20,15 +20,10 @@ def upsample(cam, positions):
     """``(B, *p) -> (B, *positions)``: bilinear (linear for sequences), corners aligned."""
     if tuple(cam.shape[1:]) == tuple(positions):
         return cam
-    if len(positions) == 1:  # sequences: a (L, 1) image
-        image = tf.compat.v1.image.resize_bilinear(cam[:, :, None, None],
-                                                   (positions[0], 1), align_corners=True)
-        return image[:, :, 0, 0]
-    if len(positions) != 2:
+    if len(positions) not in (1, 2):
         raise ValueError(f"Expected inputs with one or two position axes for the CAM family. "
                          f"Received: positions {tuple(positions)}")
-    return tf.compat.v1.image.resize_bilinear(cam[..., None], positions,
-                                              align_corners=True)[..., 0]
+    return backend.resize_aligned(cam, positions)
 
 
 def _as_input_map(cam, x):
@@ -84,11 +79,12 @@ class _LayerMethod(SaliencyMethod):
     def _gradients(self, x, forward, targets):
         """Activations and the score's gradient there, from one forward+backward pass."""
         function = self.layer_function(forward)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            activations, outputs = function(x)
-            total = tf.reduce_sum(targets.score(outputs))
-        return activations, tape.gradient(total, activations)
+
+        def scored(rows):
+            activations, outputs = function(rows)
+            return activations, tf.reduce_sum(targets.score(outputs))
+
+        return backend.layer_gradient(scored, x)
 
     def get_config(self):
         layer = self.layer

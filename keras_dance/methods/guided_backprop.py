@@ -1,8 +1,8 @@
 """Guided Backpropagation (Springenberg et al. 2015) — kept as a negative control."""
 
 import keras
-import tensorflow as tf
 
+from keras_dance import backend
 from keras_dance.methods.base import SaliencyMethod
 
 
@@ -31,16 +31,7 @@ class GuidedBackprop(SaliencyMethod):
     def __call__(self, x, forward, targets, budget=None):
         del budget
         guided = forward.with_output_hook("guided", _guide_relus)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            total = tf.reduce_sum(targets.score(guided(x)))
-        return tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
-
-@tf.custom_gradient
-def _positive_gradient(x):
-    """Identity forward; backward passes only positive gradients (Guided Backprop)."""
-    return tf.identity(x), lambda upstream: tf.nn.relu(upstream)
+        return backend.gradient(lambda rows: targets.score(guided(rows)), x)
 
 
 def _is_relu(operation):
@@ -55,5 +46,5 @@ def _guide_relus(operation, outputs):
     """After each ReLU-activated output an identity passes back only positive gradients;
     the ReLU's own backward keeps the positions with positive input."""
     if _is_relu(operation):
-        return [_positive_gradient(t) for t in outputs]
+        return [backend.positive_gradient(t) for t in outputs]
     return outputs

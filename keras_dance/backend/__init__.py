@@ -1,0 +1,79 @@
+"""The backend seam: everything a framework does differently, behind one interface.
+
+keras-dance computes with ``keras.ops`` and ``keras.tree`` everywhere else; what
+``keras.ops`` does not offer the same way on TensorFlow, JAX and PyTorch lives here, one
+module per backend (``tensorflow.py`` today; ``jax.py`` and ``torch.py`` implement the
+same names). The active module follows ``keras.config.backend()``, fixed when Keras is
+imported.
+
+The interface (every backend module defines each name):
+
+``gradient(fn, x)``
+    ``d Σ fn(x) / d x``: the gradient of the summed scores with respect to ``x``, one
+    backward pass for a batch of independent rows; zeros where ``fn`` does not depend on
+    ``x`` (TensorFlow's ``None`` gradient made explicit).
+``layer_gradient(fn, x)``
+    ``fn(x) -> (activations, total)``: returns ``(activations, d total / d activations)``
+    from one forward and backward pass (the CAM family's gradient at a layer).
+``vjp(fn, x, cotangent)``
+    ``(fn(x), cotangentᵀ · ∂fn/∂x)``: a vector-Jacobian product (the decoy solver's
+    step through ``F_l``).
+``is_connected(fn, x)``
+    whether ``Σ fn(x)`` has a gradient path to ``x`` at all: the explainer's probe
+    refuses models whose maps would be zero (JAX returns zeros, TensorFlow ``None``).
+``fori_loop(count, body, init)``
+    ``body(i, state) -> state`` for ``i`` in ``0 … count − 1`` (``count`` a Python int),
+    compiled as one loop, iterations strictly one after another: the memory knob's
+    chunks never run side by side.
+``while_loop(cond, body, state)``
+    ``state = body(state)`` while ``cond(state)``, compiled as one loop.
+``positive_gradient(x)``
+    the identity whose backward pass keeps only positive gradients (Guided Backprop).
+``resize_aligned(values, size)``
+    ``(B, *p) -> (B, *size)`` linear interpolation along each position axis with the
+    corners aligned (``scipy.ndimage.zoom(order=1)``), printing nothing.
+``hash32(values)``
+    murmur3's 32-bit finaliser on int64 tensors holding values in ``[0, 2^32)``: the
+    counter-based random streams, bit-identical on every backend.
+``compile(fn, jit_compile=False, input_signature=None)``
+    ``fn`` compiled once (batch-polymorphic where a signature says so).
+
+Raises:
+    RuntimeError: at first use, naming the backend, when the active Keras backend has no
+        module here yet.
+"""
+
+import importlib
+
+import keras
+
+#: Keras backend name -> the module implementing the interface above.
+MODULES = {"tensorflow": "keras_dance.backend.tensorflow"}
+
+INTERFACE = ("gradient", "layer_gradient", "vjp", "is_connected", "fori_loop", "while_loop",
+             "positive_gradient", "resize_aligned", "hash32", "compile")
+
+
+def name():
+    """The active Keras backend: "tensorflow", "jax" or "torch"."""
+    return keras.config.backend()
+
+
+def module():
+    """The seam's module for the active backend.
+
+    Raises:
+        RuntimeError: no module for this backend yet.
+    """
+    backend = name()
+    if backend not in MODULES:
+        raise RuntimeError(
+            f"Expected the Keras backend 'tensorflow' (set KERAS_BACKEND=tensorflow; JAX "
+            f"and PyTorch are next). Received: backend={backend!r}")
+    return importlib.import_module(MODULES[backend])
+
+
+def __getattr__(attribute):
+    if attribute in INTERFACE:
+        return getattr(module(), attribute)
+    raise AttributeError(f"module 'keras_dance.backend' has no attribute {attribute!r}")

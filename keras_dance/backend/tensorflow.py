@@ -1,0 +1,94 @@
+"""The seam on TensorFlow: ``tf.GradientTape``, ``tf.function``, ``tf.while_loop``,
+``tf.custom_gradient`` and TensorFlow's integer ops. The interface is documented in
+``keras_dance.backend``."""
+
+import numpy as np
+import tensorflow as tf
+
+_MASK = 0xFFFFFFFF
+
+
+def gradient(fn, x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(fn(x))
+    return tape.gradient(total, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+def layer_gradient(fn, x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        activations, total = fn(x)
+    return activations, tape.gradient(total, activations)
+
+
+def vjp(fn, x, cotangent):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = fn(x)
+    return value, tape.gradient(value, x, output_gradients=cotangent)
+
+
+def is_connected(fn, x):
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs = tf.nest.flatten(fn(x))
+        total = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32)) for o in outputs])
+    return tape.gradient(total, x) is not None
+
+
+def fori_loop(count, body, init):
+    # parallel_iterations=1: the chunks are independent of each other, so TensorFlow
+    # would otherwise run up to ten of them at once and multiply the memory bound.
+    _, state = tf.while_loop(
+        lambda i, state: i < count, lambda i, state: (i + 1, body(i, state)),
+        (tf.constant(0, tf.int32), init), parallel_iterations=1)
+    return state
+
+
+def while_loop(cond, body, state):
+    return tf.while_loop(cond, body, state)
+
+
+@tf.custom_gradient
+def positive_gradient(x):
+    return tf.identity(x), lambda upstream: tf.nn.relu(upstream)
+
+
+def _interpolation(size_in, size_out):
+    """``(size_out, size_in)`` weights of corner-aligned linear interpolation."""
+    weights = np.zeros((size_out, size_in), np.float64)
+    where = (np.arange(size_out) * ((size_in - 1) / (size_out - 1)) if size_out > 1
+             else np.zeros(1))
+    low = np.minimum(np.floor(where).astype(int), size_in - 1)
+    high = np.minimum(low + 1, size_in - 1)
+    fraction = where - low
+    weights[np.arange(size_out), low] += 1.0 - fraction
+    weights[np.arange(size_out), high] += fraction
+    return weights.astype(np.float32)
+
+
+def resize_aligned(values, size):
+    out = values
+    for axis, (size_in, size_out) in enumerate(zip(values.shape[1:], size), start=1):
+        if size_in == size_out:
+            continue
+        weights = tf.constant(_interpolation(int(size_in), int(size_out)), out.dtype)
+        moved = tf.tensordot(out, weights, axes=[[axis], [1]])  # the axis lands last
+        order = list(range(len(out.shape) - 1))
+        out = tf.transpose(moved, order[:axis] + [len(out.shape) - 1] + order[axis:])
+    return out
+
+
+def hash32(h):
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+    h = tf.bitwise.bitwise_and(h * 0x85EBCA6B, _MASK)
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 13))
+    h = tf.bitwise.bitwise_and(h * 0xC2B2AE35, _MASK)
+    return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+
+
+def compile(fn, jit_compile=False, input_signature=None):  # noqa: A001 (the interface's name)
+    return tf.function(fn, jit_compile=jit_compile, input_signature=input_signature,
+                       reduce_retracing=input_signature is None)
