@@ -1,4 +1,4 @@
-"""SavedModel export with serving signatures (ARCHITECTURE.md "Export contract")."""
+"""SavedModel export with serving signatures (docs/export.md)."""
 
 import os
 import shutil

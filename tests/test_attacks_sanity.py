@@ -31,6 +31,7 @@ def test_attacks_respect_budget_range_and_label_and_move_the_map(digits, kind):
         assert result.topk_intersection.mean() < 0.9
 
 
+@pytest.mark.slow
 def test_attack_transfers_to_a_decoy_explainer(digits):
     model, x = digits
     explainer = kd.Explainer(model, decoys=kd.DecoyConfig(layer="conv2", patch=8, steps=10))
@@ -61,6 +62,7 @@ def test_attack_bad_input(digits, kwargs, message):
         attacks.attack(kd.Explainer(model), x[:1], **kwargs)
 
 
+@pytest.mark.slow
 def test_cascading_randomisation_drives_gradient_correlation_down(digits):
     model, x = digits
     before = [w.copy() for w in model.get_weights()]
@@ -82,6 +84,7 @@ def test_cascading_randomisation_drives_gradient_correlation_down(digits):
         sanity.model_randomisation(kd.Explainer(model), x, mode="top")
 
 
+@pytest.mark.slow
 def test_random_label_check_compares_two_models(digits):
     model, x = digits
     same = sanity.random_label_check(kd.Explainer(model), model, x)

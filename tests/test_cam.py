@@ -159,6 +159,7 @@ def test_cam_errors_are_raised_when_the_explainer_is_built():
         kd.methods.ScoreCAM(max_channels=0)
 
 
+@pytest.mark.slow
 def test_cam_methods_export_and_serve_as_dance_bases(tmp_path, digits):
     model, x = digits
     explainer = kd.Explainer(model, method=kd.methods.GradCAM(layer="conv3"))

@@ -70,6 +70,7 @@ def test_explain_errors_exit_nonzero_and_leave_nothing(tmp_path, capsys, make_ar
     assert not list(tmp_path.glob(".keras-dance-*"))
 
 
+@pytest.mark.slow
 def test_export_and_evaluate_commands(tmp_path, digits_model):
     out = tmp_path / "models" / "digits" / "1"
     result = cli("export", MODEL, f"--out={out}")

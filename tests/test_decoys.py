@@ -96,6 +96,7 @@ def test_same_seed_same_maps_and_decoys():
     np.testing.assert_array_equal(first, second)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["gradient", kd.methods.SmoothGrad(num_samples=3)])
 def test_dance_batched_equals_unbatched(method):
     model = image_model()
@@ -192,6 +193,7 @@ def _patch_range_reference(decoy_maps, engine):
     ("sequence", 5, 3, 5),
     ("vector", 3, 2, 3),
 ])
+@pytest.mark.slow
 def test_patch_range_against_numpy(case, patch, stride, batch_size):
     make, config, shape = CASES[case]
     config = kd.DecoyConfig.from_config(

@@ -91,6 +91,7 @@ def check_same_maps(out, expected, details=None):
                                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings", [dict(method="smoothgrad"), DANCE],
                          ids=["smoothgrad", "dance"])
 def test_local_engine_gives_the_in_process_maps(tmp_path, inputs, settings):
@@ -313,6 +314,7 @@ def test_cli_explain_dataset_errors_are_one_line(tmp_path, capsys, argv, message
     assert not (tmp_path / "o" / "maps").exists() or not list((tmp_path / "o" / "maps").iterdir())
 
 
+@pytest.mark.slow
 def test_a_worker_takes_its_share_of_the_cores():
     code = (
         "import tensorflow as tf, keras_dance as kd\n"

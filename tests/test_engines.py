@@ -20,7 +20,8 @@ pytest.importorskip("apache_beam")
 
 # One pytest-xdist worker runs this module (make test uses --dist loadgroup): one local
 # Ray instance for all its tests, instead of one per worker fighting for the 2 cores.
-pytestmark = pytest.mark.xdist_group("engines")
+pytestmark = [pytest.mark.xdist_group("engines"),
+              pytest.mark.slow]  # a tier of its own (make test; not make check)
 
 
 @pytest.fixture(scope="module")

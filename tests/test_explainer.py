@@ -33,6 +33,7 @@ def x8():
     return np.random.default_rng(0).uniform(size=(7, 8, 8, 2)).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS, ids=_id)
 def test_batched_equals_unbatched(conv_model, x8, method):
     reference = np.concatenate(

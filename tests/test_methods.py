@@ -154,6 +154,7 @@ def test_cgi_on_a_hand_built_case():
     np.testing.assert_array_equal(maps, expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [1, 5, 1000])
 def test_competitive_integrated_gradients_matches_the_reference(batch_size):
     model = small_conv_model(classes=4)

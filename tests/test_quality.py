@@ -11,6 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "<!-- dance_sweep:start -->\nold sweep section\n<!-- dance_sweep:end -->"
 
+pytestmark = pytest.mark.slow  # a whole tier of its own (make test; not make check)
+
 
 def test_quality_quick_mode_writes_a_report(tmp_path):
     out = tmp_path / "quality.md"

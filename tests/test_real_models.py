@@ -42,6 +42,7 @@ def _application(name):
     return model, "block_2_add", base
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet50", "mobilenetv2", "densenet121", "nested"])
 def test_decoy_constraint_holds_on_application_graphs_with_cropping(name):
     model, layer, owner = _application(name)
@@ -165,6 +166,7 @@ class SubclassedNet(keras.Model):
         return keras.ops.softmax(logits) if self.softmax else logits
 
 
+@pytest.mark.slow
 def test_subclassed_models_plain_methods_and_dance():
     keras.utils.set_random_seed(0)
     net = SubclassedNet()
@@ -208,6 +210,7 @@ def _gap_model(shape=(16, 16, 3)):
     return keras.Model(inputs, L.Dense(3, activation="softmax")(L.GlobalAveragePooling2D()(h)))
 
 
+@pytest.mark.slow
 def test_preprocess_maps_are_gradients_with_respect_to_raw_inputs(tmp_path):
     model = _gap_model()
     preprocess = keras.applications.resnet50.preprocess_input  # caffe: BGR, mean-centred
@@ -279,6 +282,7 @@ def test_describe_reports_the_cost_and_verbose_shows_progress():
         explainer.explain(x, verbose=2)
 
 
+@pytest.mark.slow
 def test_mixed_precision_models_give_float32_maps_and_valid_decoys():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

@@ -39,6 +39,7 @@ def _count_traces(trainer):
     return traces
 
 
+@pytest.mark.slow
 def test_train_step_traces_once_under_fit_with_validation_and_callbacks(tmp_path):
     x, y = toy_data(256)
     plain = compile_(toy_model())

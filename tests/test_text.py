@@ -146,6 +146,7 @@ def test_text_decoys_change_one_patch_stay_in_the_box_and_keep_the_layer():
     assert maps.shape == (2, LENGTH) and np.all(maps[x == 0] == 0) and maps.max() > 0
 
 
+@pytest.mark.slow
 def test_patch_range_on_token_sequences_against_numpy():
     model = kim_cnn()
     x = tokens(2)

@@ -1,4 +1,5 @@
 import subprocess
+import pytest
 import sys
 
 import numpy as np
@@ -6,6 +7,7 @@ import numpy as np
 import keras_dance as kd
 
 
+@pytest.mark.slow
 def test_importing_keras_dance_adds_no_matplotlib_modules():
     # Keras itself imports matplotlib when it is installed; we add nothing until kd.viz.
     code = ("import sys, keras\n"

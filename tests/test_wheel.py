@@ -6,6 +6,7 @@ subprocess whose working directory and ``sys.path`` hold no source checkout load
 shipped model, explains and exports.
 """
 
+import pytest
 import subprocess
 import sys
 import textwrap
@@ -31,6 +32,8 @@ SMOKE = textwrap.dedent("""
     np.testing.assert_allclose(served["saliency"].numpy(), maps, rtol=1e-4, atol=1e-6)
     print("wheel ok", kd.datasets.SAVED_MODELS)
 """)
+
+pytestmark = pytest.mark.slow  # a whole tier of its own (make test; not make check)
 
 
 def test_wheel_ships_its_models_and_works_outside_the_checkout(tmp_path):

@@ -28,7 +28,7 @@ def _positive_ints(value, name, allow_none=False):
 
 @dataclasses.dataclass(frozen=True)
 class DecoyConfig:
-    """How decoys are made (DANCE, Lu et al. ICML 2021, Eq. 2; PAPERS.md §1).
+    """How decoys are made (DANCE, Lu et al. ICML 2021, Eq. 2; docs/papers.md §1).
 
     For every patch ``M`` and sign ``s ∈ {+1, −1}`` the engine solves
 

@@ -1,6 +1,6 @@
 """DANCE maps: decoy engine → base method on every decoy → aggregation, in chunks.
 
-PAPERS.md §1, Eq. 3: ``E(x) = agg_j E_base(x̃_j)`` over the decoys ``x̃_j`` of ``x``. The
+docs/papers.md §1, Eq. 3: ``E(x) = agg_j E_base(x̃_j)`` over the decoys ``x̃_j`` of ``x``. The
 engine solves the decoys, the base method maps them and a ``Reducer`` folds the maps as
 they come, so no more than the memory knob's worth of decoys or maps is alive at once.
 """

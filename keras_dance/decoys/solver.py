@@ -1,7 +1,7 @@
 """The decoy engine: builds the sub-model, plans crops, and solves decoy problems in batches.
 
 Knows nothing of classes or saliency: given inputs, it returns decoys and their
-feasibility (PAPERS.md §1, Eq. 2; the solver is our reconstruction, see DecoyConfig).
+feasibility (docs/papers.md §1, Eq. 2; the solver is our reconstruction, see DecoyConfig).
 """
 
 import logging

@@ -10,7 +10,7 @@ from keras_dance.methods.gradient_x_input import GradientXInput
 
 
 def compete(target_map, class_max, class_min):
-    """The competition rule, per coordinate ``i`` (PAPERS.md §2, ties keep the value).
+    """The competition rule, per coordinate ``i`` (docs/papers.md §2, ties keep the value).
 
     ``out_i = m_y(i)`` if ``m_y(i) > 0`` and ``m_y(i) >= max_k m_k(i)``;
     ``out_i = m_y(i)`` if ``m_y(i) < 0`` and ``m_y(i) <= min_k m_k(i)``; else ``0``.

@@ -32,7 +32,7 @@ def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=2
     ``Ẽ`` is the map normalised to [0, 1] (``normalise="postprocess"``: the display recipe,
     channels reduced and broadcast back; ``"minmax"``: the signed map scaled per sample),
     ``F^c`` the softmax probability of class ``c`` (on logits). The paper's formula is
-    garbled in the available text (PAPERS.md §1); both readings are offered:
+    garbled in the available text (docs/papers.md §1); both readings are offered:
 
     - ``reference="mean_mask"``: ``ref = Ē ∘ x``, ``Ē`` a map filled with ``Ẽ``'s mean —
       the map against a mask of the same total mass. A constant map scores exactly 0; a

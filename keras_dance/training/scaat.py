@@ -3,7 +3,7 @@
 A reconstruction: the paper states the idea (adversarial samples built under the
 guidance of the saliency map make maps sparser and more faithful without losing
 accuracy); its details were not available to us. Our step, per batch, inside the
-compiled ``train_step`` (PAPERS.md §3):
+compiled ``train_step`` (docs/papers.md §3):
 
 1. ``S``: a fast saliency map of the label (the ``method``, on logits), ``|E|`` scaled
    per sample to [0, 1];
