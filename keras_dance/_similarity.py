@@ -1,7 +1,6 @@
 """Similarity of two saliency maps: rank correlation, SSIM, HOG correlation (numpy/TF)."""
 
 import numpy as np
-import tensorflow as tf
 from scipy import stats
 
 from keras_dance.postprocess import postprocess
@@ -67,10 +66,35 @@ def compare(maps_a, maps_b):
     if image_like and min(shown_a.shape[1:]) >= 3:
         size = min(11, *shown_a.shape[1:])
         size -= 1 - size % 2
-        result["ssim"] = tf.image.ssim(shown_a[..., None], shown_b[..., None], max_val=1.0,
-                                       filter_size=size).numpy().astype(np.float32)
+        result["ssim"] = ssim(shown_a, shown_b, filter_size=size)
         result["hog_pearson"] = pearson(hog(shown_a), hog(shown_b))
     else:
         result["ssim"] = np.full(len(maps_a), np.nan, np.float32)
         result["hog_pearson"] = np.full(len(maps_a), np.nan, np.float32)
     return result
+
+
+def ssim(a, b, max_val=1.0, filter_size=11, sigma=1.5, k1=0.01, k2=0.03):
+    """Structural similarity of ``(B, H, W)`` images, as ``tf.image.ssim`` computes it
+    (Wang et al. 2004): a normalised ``filter_size`` Gaussian window of ``sigma``, valid
+    positions only, ``C1 = (k1·max_val)²``, ``C2 = (k2·max_val)²``; the mean over positions
+    of luminance × contrast-structure. float32 ``(B,)``."""
+    coords = np.arange(filter_size, dtype=np.float64) - (filter_size - 1) / 2.0
+    logits = -0.5 * (coords[None] ** 2 + coords[:, None] ** 2) / sigma ** 2
+    kernel = np.exp(logits - logits.max())
+    kernel /= kernel.sum()
+
+    def window_mean(values):
+        windows = np.lib.stride_tricks.sliding_window_view(values, (filter_size, filter_size),
+                                                           axis=(1, 2))
+        return np.einsum("bhwij,ij->bhw", windows, kernel)
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
+    mean_a, mean_b = window_mean(a), window_mean(b)
+    products = 2.0 * mean_a * mean_b
+    squares = mean_a ** 2 + mean_b ** 2
+    luminance = (products + c1) / (squares + c1)
+    structure = ((2.0 * window_mean(a * b) - products + c2)
+                 / (window_mean(a * a + b * b) - squares + c2))
+    return (luminance * structure).mean(axis=(1, 2)).astype(np.float32)

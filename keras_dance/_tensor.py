@@ -55,3 +55,15 @@ def probabilities(outputs, num_classes):
     function = (lambda t: ops.softmax(t, axis=-1)) if num_classes and num_classes > 1 else (
         ops.sigmoid)
     return tree.map_structure(function, outputs)
+
+
+def take(values, start, size):
+    """``values[start:start + size]`` along the first axis; ``start`` may be a traced
+    scalar (a loop counter), ``size`` is a Python int."""
+    shape = tuple(ops.shape(values))
+    return ops.slice(values, [start] + [0] * (len(shape) - 1), (size,) + shape[1:])
+
+
+def as_rows(values, like):
+    """``values`` reshaped to rows of ``like``'s features: ``(-1, *like.shape[1:])``."""
+    return ops.reshape(values, (-1,) + tuple(ops.shape(like)[1:]))

@@ -26,7 +26,7 @@ def load_digits(size=32, test_fraction=0.2, seed=0):
         ``(x_train, y_train, x_test, y_test)``: float32 ``(N, size, size, 1)`` images and
         int32 labels.
     """
-    import tensorflow as tf
+    import keras
     from sklearn.datasets import load_digits as sklearn_digits
 
     if not 0 < test_fraction < 1:
@@ -35,7 +35,8 @@ def load_digits(size=32, test_fraction=0.2, seed=0):
         )
     digits = sklearn_digits()
     images = digits.images.astype(np.float32)[..., None] / 16.0
-    images = tf.image.resize(images, (size, size), method="bilinear").numpy()
+    images = keras.ops.convert_to_numpy(
+        keras.ops.image.resize(images, (size, size), interpolation="bilinear"))
     images = np.clip(images, 0.0, 1.0).astype(np.float32)
     labels = digits.target.astype(np.int32)
     order = np.random.RandomState(seed).permutation(len(labels))

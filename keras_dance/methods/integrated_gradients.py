@@ -1,11 +1,11 @@
 """Integrated Gradients (Sundararajan et al. 2017)."""
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
-from keras_dance._tensor import fold, split_budget
+from keras_dance._tensor import as_rows, fold, split_budget, take
 from keras_dance.methods.base import SaliencyMethod, score_gradients
 
 
@@ -74,22 +74,21 @@ class IntegratedGradients(SaliencyMethod):
         return self.steps
 
     def __call__(self, x, forward, targets, budget=None):
-        baseline = tf.broadcast_to(tf.constant(self._baseline), tf.shape(x))
+        baseline = ops.broadcast_to(ops.convert_to_tensor(self._baseline), ops.shape(x))
         delta = x - baseline
-        alphas = tf.constant(self._alphas)
-        weights = tf.constant(self._weights)
-        broadcast = [-1] + [1] * len(x.shape)
+        alphas = ops.convert_to_tensor(self._alphas)
+        weights = ops.convert_to_tensor(self._weights)
+        broadcast = (-1,) + (1,) * len(x.shape)
 
         def chunk(start, size):
-            a = tf.reshape(tf.slice(alphas, [start], [size]), broadcast)
-            w = tf.reshape(tf.slice(weights, [start], [size]), broadcast)
-            points = baseline[None] + a * delta[None]  # (size, B, *f)
-            rows = tf.reshape(points, tf.concat([[-1], tf.shape(x)[1:]], 0))
-            grads = fold(score_gradients(rows, forward, targets.tile(size)), size)
-            return tf.reduce_sum(w * grads, axis=0)
+            a = ops.reshape(take(alphas, start, size), broadcast)
+            w = ops.reshape(take(weights, start, size), broadcast)
+            points = ops.expand_dims(baseline, 0) + a * ops.expand_dims(delta, 0)  # (size, B, *f)
+            grads = fold(score_gradients(as_rows(points, x), forward, targets.tile(size)), size)
+            return ops.sum(w * grads, axis=0)
 
         size = split_budget(budget, 1) or self.steps
-        return delta * chunked_sum(chunk, self.steps, size, tf.zeros_like(x))
+        return delta * chunked_sum(chunk, self.steps, size, ops.zeros_like(x))
 
     def get_config(self):
         baseline = self.baseline

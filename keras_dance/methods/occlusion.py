@@ -1,11 +1,11 @@
 """Occlusion (Zeiler & Fergus 2014): a black-box map from patches replaced by a baseline."""
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_dance._chunking import chunked_sum
 from keras_dance import _patches
-from keras_dance._tensor import as_map, split_budget, with_channels
+from keras_dance._tensor import as_map, as_rows, split_budget, take, with_channels
 from keras_dance.methods.base import SaliencyMethod
 
 
@@ -67,20 +67,21 @@ class Occlusion(SaliencyMethod):
         positions = tuple(x.shape[1:-1])
         windows = self.windows(positions)
         count = len(windows)
-        masks = tf.constant(windows.astype(np.float32))  # (n, *positions)
-        coverage = tf.constant(windows.sum(axis=0).astype(np.float32))
+        masks = ops.convert_to_tensor(windows.astype(np.float32))  # (n, *positions)
+        coverage = ops.convert_to_tensor(windows.sum(axis=0).astype(np.float32))
         reference = targets.score(forward(inputs))  # (B,)
 
         def chunk(start, size):
-            occluded = masks[start:start + size][:, None, ..., None]  # (s, 1, *p, 1)
-            rows = x[None] * (1.0 - occluded) + self.baseline * occluded
-            rows = tf.reshape(rows, tf.concat([[-1], tf.shape(inputs)[1:]], 0))
-            scores = tf.reshape(targets.tile(size).score(forward(rows)), [size, -1])
-            drops = reference[None] - scores  # (s, B)
-            return tf.einsum("sb,s...->b...", drops, masks[start:start + size])
+            window = take(masks, start, size)  # (s, *p)
+            occluded = ops.expand_dims(ops.expand_dims(window, 1), -1)  # (s, 1, *p, 1)
+            rows = ops.expand_dims(x, 0) * (1.0 - occluded) + self.baseline * occluded
+            rows = as_rows(rows, inputs)
+            scores = ops.reshape(targets.tile(size).score(forward(rows)), (size, -1))
+            drops = ops.expand_dims(reference, 0) - scores  # (s, B)
+            return ops.einsum("sb,s...->b...", drops, window)
 
         total = chunked_sum(chunk, count, split_budget(budget, 1) or count,
-                            tf.zeros(tf.concat([tf.shape(x)[:1], positions], 0)))
+                            ops.zeros((ops.shape(x)[0],) + positions))
         return as_map(total / coverage, inputs)
 
     def get_config(self):

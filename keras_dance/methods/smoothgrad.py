@@ -1,12 +1,12 @@
 """SmoothGrad (Smilkov et al. 2017): a wrapper that averages any method under noise."""
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_dance import _random as random
 from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
-from keras_dance._tensor import fold, split_budget
+from keras_dance._tensor import as_rows, fold, split_budget
 from keras_dance.methods.base import SaliencyMethod
 
 
@@ -81,29 +81,28 @@ class SmoothGrad(SaliencyMethod):
         samples_per_pass = min(samples_per_pass, self.num_samples)
         axes = list(range(1, len(x.shape)))
         if self.value_range is None:
-            span = tf.reduce_max(x, axis=axes) - tf.reduce_min(x, axis=axes)
+            span = ops.max(x, axis=axes) - ops.min(x, axis=axes)
         else:
-            span = tf.fill([tf.shape(x)[0]], self.value_range[1] - self.value_range[0])
-        sigma = tf.reshape(self.noise_level * span, [1, -1] + [1] * len(axes))
-        feature_shape = tf.shape(x)[1:]
+            span = ops.full((ops.shape(x)[0],), self.value_range[1] - self.value_range[0])
+        sigma = ops.reshape(self.noise_level * span, (1, -1) + (1,) * len(axes))
+        feature_shape = ops.shape(x)[1:]
         seed = self.seed
 
         def chunk(start, size):
-            draws = random.normal(feature_shape, seed, start + tf.range(size))
-            noisy = x[None] + sigma * draws[:, None]  # (size, B, *f)
-            rows = tf.reshape(noisy, tf.concat([[-1], feature_shape], 0))
-            maps = fold(self.method(rows, forward, targets.tile(size),
+            draws = random.normal(feature_shape, seed, start + ops.arange(size, dtype="int32"))
+            noisy = ops.expand_dims(x, 0) + sigma * ops.expand_dims(draws, 1)  # (size, B, *f)
+            maps = fold(self.method(as_rows(noisy, x), forward, targets.tile(size),
                                     split_budget(budget, size)), size)
             # Σ E and Σ E² over the chunk's samples (streamed: memory stays bounded).
-            return tf.reduce_sum(maps, axis=0), tf.reduce_sum(tf.square(maps), axis=0)
+            return ops.sum(maps, axis=0), ops.sum(ops.square(maps), axis=0)
 
         total, squares = chunked_sum(chunk, self.num_samples, samples_per_pass,
-                                     (tf.zeros_like(x), tf.zeros_like(x)))
+                                     (ops.zeros_like(x), ops.zeros_like(x)))
         mean, mean_square = total / float(self.num_samples), squares / float(self.num_samples)
         if self.reduction == "square":
             return mean_square
         if self.reduction == "variance":
-            return tf.maximum(mean_square - tf.square(mean), 0.0)
+            return ops.maximum(mean_square - ops.square(mean), 0.0)
         return mean
 
     def get_config(self):

@@ -1,5 +1,6 @@
 """Shared checks and reductions for the metrics (numpy)."""
 
+import keras
 import numpy as np
 
 from keras_dance import _tensor
@@ -9,8 +10,6 @@ from keras_dance import _tensor
 def as_classifier(model, name="model"):
     """``model`` checked as a classifier the metrics can score: a built functional or
     Sequential ``keras.Model`` with one input and one ``(B, classes)`` output."""
-    import keras
-
     if not isinstance(model, keras.Model):
         if isinstance(getattr(model, "model", None), keras.Model) and hasattr(model, "explain"):
             raise TypeError(
@@ -65,25 +64,21 @@ class ClassProbability:
         self.logits = LogitsModel(model)
         self.num_classes = int(self.logits.model.outputs[0].shape[-1])
         if targets is None:
-            targets = np.argmax(self._logits(x).numpy(), axis=-1)
+            targets = np.argmax(keras.ops.convert_to_numpy(self._logits(x)), axis=-1)
         self.targets = _validation.as_target_indices(targets, len(x), self.num_classes)
 
     def _logits(self, rows):
-        import tensorflow as tf
-
-        rows = tf.convert_to_tensor(rows, tf.float32)  # preprocess_input edits numpy in place
+        rows = keras.ops.convert_to_tensor(rows, "float32")  # preprocess_input edits numpy
         return self.logits(rows if self.preprocess is None else self.preprocess(rows))
 
     def __call__(self, rows, classes):
         """``(N,)`` float64 probabilities of ``classes`` (N,) for ``rows`` (N, …), in passes
         of ``batch_size`` rows."""
-        import tensorflow as tf
-
         probabilities = []
         for start in range(0, len(rows), self.batch_size):
             out = self._logits(np.asarray(rows[start:start + self.batch_size], np.float32))
             out = _tensor.probabilities(out, self.num_classes)
-            probabilities.append(out.numpy())
+            probabilities.append(keras.ops.convert_to_numpy(out))
         probabilities = np.concatenate(probabilities).astype(np.float64)
         index = np.asarray(classes) if self.num_classes > 1 else np.zeros(len(rows), int)
         return probabilities[np.arange(len(rows)), index]
@@ -91,9 +86,7 @@ class ClassProbability:
 
 def token_inputs(model):
     """Whether the model takes integer (token) inputs."""
-    import tensorflow as tf
-
-    return not tf.as_dtype(model.inputs[0].dtype).is_floating
+    return not keras.backend.is_float_dtype(model.inputs[0].dtype)
 
 
 def check_token_baseline(model, baseline):
