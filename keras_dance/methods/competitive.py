@@ -1,6 +1,6 @@
 """Competition for pixels (Gupta & Arora 2019): CGI and a wrapper for complete methods."""
 
-import tensorflow as tf
+from keras import ops
 
 from keras_dance._chunking import chunked_reduce
 from keras_dance._targets import IndexTargets
@@ -20,9 +20,10 @@ def compete(target_map, class_max, class_min):
         class_max: ``max_k m_k`` over every label (the target included).
         class_min: ``min_k m_k`` over every label (the target included).
     """
-    wins_positive = (target_map > 0) & (target_map >= class_max)
-    wins_negative = (target_map < 0) & (target_map <= class_min)
-    return tf.where(wins_positive | wins_negative, target_map, tf.zeros_like(target_map))
+    wins_positive = ops.logical_and(target_map > 0, target_map >= class_max)
+    wins_negative = ops.logical_and(target_map < 0, target_map <= class_min)
+    return ops.where(ops.logical_or(wins_positive, wins_negative), target_map,
+                     ops.zeros_like(target_map))
 
 
 class Competitive(SaliencyMethod):
@@ -75,28 +76,28 @@ class Competitive(SaliencyMethod):
         self.rows_per_input(num_classes)  # validates num_classes
         inner_rows = self.method.rows_per_input(num_classes)
         classes_per_pass = split_budget(budget, inner_rows) or num_classes
-        batch = tf.shape(x)[0]
-        target_one_hot = tf.one_hot(targets.indices, num_classes, dtype=x.dtype)  # (B, C)
+        batch = ops.shape(x)[0]
+        target_one_hot = ops.one_hot(targets.indices, num_classes, dtype=x.dtype)  # (B, C)
         extra = [1] * (len(x.shape) - 1)
 
         def chunk(start, size):
-            classes = start + tf.range(size)
+            classes = start + ops.arange(size, dtype="int32")
             rows = expand(x, size)
             maps = fold(
-                self.method(rows, forward, IndexTargets(tf.repeat(classes, batch)),
+                self.method(rows, forward, IndexTargets(ops.repeat(classes, batch)),
                             split_budget(budget, size)),
                 size,
             )  # (size, B, *f)
-            is_target = tf.transpose(tf.slice(target_one_hot, [0, start], [-1, size]))
-            is_target = tf.reshape(is_target, tf.concat([[size, batch], extra], 0))
-            return (tf.reduce_sum(maps * is_target, axis=0),
-                    tf.reduce_max(maps, axis=0), tf.reduce_min(maps, axis=0))
+            is_target = ops.transpose(ops.slice(target_one_hot, [0, start], (batch, size)))
+            is_target = ops.reshape(is_target, (size, batch) + tuple(extra))
+            return (ops.sum(maps * is_target, axis=0),
+                    ops.max(maps, axis=0), ops.min(maps, axis=0))
 
         def combine(acc, value):
-            return acc[0] + value[0], tf.maximum(acc[1], value[1]), tf.minimum(acc[2], value[2])
+            return acc[0] + value[0], ops.maximum(acc[1], value[1]), ops.minimum(acc[2], value[2])
 
-        init = (tf.zeros_like(x), tf.fill(tf.shape(x), -float("inf")),
-                tf.fill(tf.shape(x), float("inf")))
+        init = (ops.zeros_like(x), ops.full(ops.shape(x), -float("inf")),
+                ops.full(ops.shape(x), float("inf")))
         target_map, class_max, class_min = chunked_reduce(
             chunk, num_classes, classes_per_pass, init, combine)
         return compete(target_map, class_max, class_min)

@@ -3,12 +3,12 @@
 import math
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_dance import _random as random
 from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
-from keras_dance._tensor import as_map, probabilities, split_budget, with_channels
+from keras_dance._tensor import as_map, as_rows, probabilities, split_budget, with_channels
 from keras_dance.methods.base import SaliencyMethod
 
 
@@ -61,17 +61,20 @@ class RISE(SaliencyMethod):
                              f"Received: positions {positions}")
         grid = (self.cells, self.cells if len(positions) == 2 else 1)
         cell = [math.ceil(n / g) for n, g in zip(shape, grid)]
-        streams = start + tf.range(count)
-        kept = tf.cast(random.uniform(grid, self.seed, streams) < self.probability, tf.float32)
-        large = tf.image.resize(kept[..., None], [(g + 1) * c for g, c in zip(grid, cell)],
-                                method="bilinear")[..., 0]
-        shift = tf.cast(random.uniform((2,), self.seed + 0x5EED, streams)
-                        * tf.constant(cell, tf.float32), tf.int32)  # (count, 2), < a cell
-        rows = shift[:, :1] + tf.range(shape[0])[None]
-        cols = shift[:, 1:] + tf.range(shape[1])[None]
-        cropped = tf.gather(tf.gather(large, rows, axis=1, batch_dims=1), cols, axis=2,
-                            batch_dims=1)
-        return tf.reshape(cropped, (-1,) + positions)
+        streams = start + ops.arange(count, dtype="int32")
+        kept = ops.cast(random.uniform(grid, self.seed, streams) < self.probability, "float32")
+        size = [(g + 1) * c for g, c in zip(grid, cell)]
+        large = ops.image.resize(ops.expand_dims(kept, -1), size, interpolation="bilinear")
+        large = large[..., 0]  # (count, *size)
+        shift = ops.cast(random.uniform((2,), self.seed + 0x5EED, streams)
+                         * ops.convert_to_tensor(cell, "float32"), "int32")  # (count, 2), < a cell
+        rows = shift[:, :1] + ops.arange(shape[0], dtype="int32")[None]  # (count, H)
+        cols = shift[:, 1:] + ops.arange(shape[1], dtype="int32")[None]  # (count, W)
+        picked = ops.take_along_axis(
+            large, ops.broadcast_to(rows[:, :, None], (count, shape[0], size[1])), axis=1)
+        cropped = ops.take_along_axis(
+            picked, ops.broadcast_to(cols[:, None, :], (count, shape[0], shape[1])), axis=2)
+        return ops.reshape(cropped, (-1,) + positions)
 
     def __call__(self, x, forward, targets, budget=None):
         inputs, x = x, with_channels(x)
@@ -80,13 +83,13 @@ class RISE(SaliencyMethod):
 
         def chunk(start, size):
             masks = self.masks(positions, start, size)  # (s, *p)
-            rows = x[None] * masks[:, None, ..., None]
-            rows = tf.reshape(rows, tf.concat([[-1], tf.shape(inputs)[1:]], 0))
+            rows = ops.expand_dims(x, 0) * ops.expand_dims(ops.expand_dims(masks, 1), -1)
+            rows = as_rows(rows, inputs)
             scores = targets.tile(size).score(probabilities(forward(rows), num_classes))
-            return tf.einsum("sb,s...->b...", tf.reshape(scores, [size, -1]), masks)
+            return ops.einsum("sb,s...->b...", ops.reshape(scores, (size, -1)), masks)
 
         total = chunked_sum(chunk, self.num_masks, split_budget(budget, 1) or self.num_masks,
-                            tf.zeros(tf.concat([tf.shape(x)[:1], positions], 0)))
+                            ops.zeros((ops.shape(x)[0],) + positions))
         return as_map(total / (self.num_masks * self.probability), inputs)
 
     def get_config(self):
