@@ -1,13 +1,13 @@
 """KernelSHAP (Lundberg & Lee 2017) on patch features."""
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from keras_dance import _random as random
 from keras_dance import _validation
 from keras_dance._chunking import chunked_sum
 from keras_dance import _patches
-from keras_dance._tensor import as_map, split_budget, with_channels
+from keras_dance._tensor import as_map, as_rows, split_budget, with_channels
 from keras_dance.methods.base import SaliencyMethod
 from keras_dance.methods.occlusion import Occlusion, _check_number
 
@@ -69,14 +69,14 @@ class KernelSHAP(SaliencyMethod):
         """Coalitions ``start .. start + count − 1``: float32 ``(count, M)`` of 0/1."""
         sizes = np.arange(1, count_features)
         kernel = (count_features - 1) / (sizes * (count_features - sizes))
-        cumulative = tf.constant(np.cumsum(kernel / kernel.sum()), tf.float32)
-        streams = start + tf.range(count)
+        cumulative = ops.convert_to_tensor(np.cumsum(kernel / kernel.sum()), "float32")
+        streams = start + ops.arange(count, dtype="int32")
         draw = random.uniform((1,), self.seed, streams)[:, 0]
-        size = 1 + tf.searchsorted(cumulative[None], draw[None], side="right")[0]
-        size = tf.minimum(size, count_features - 1)
+        size = 1 + ops.cast(ops.searchsorted(cumulative, draw, side="right"), "int32")
+        size = ops.minimum(size, count_features - 1)
         order = random.uniform((count_features,), self.seed + 0x51A9, streams)
-        ranks = tf.argsort(tf.argsort(order, axis=1), axis=1)
-        return tf.cast(ranks < size[:, None], tf.float32)
+        ranks = ops.argsort(ops.argsort(order, axis=1), axis=1)
+        return ops.cast(ranks < size[:, None], "float32")
 
     def __call__(self, x, forward, targets, budget=None):
         inputs, x = x, with_channels(x)
@@ -89,33 +89,34 @@ class KernelSHAP(SaliencyMethod):
         if self.num_samples <= features:
             raise ValueError(f"Expected `num_samples` above the number of features "
                              f"({features}). Received: num_samples={self.num_samples}")
-        windows = tf.constant(windows)
+        windows = ops.convert_to_tensor(windows)
         full = targets.score(forward(inputs))  # (B,)
-        empty = targets.score(forward(tf.fill(tf.shape(inputs), self.baseline)))
+        empty = targets.score(forward(ops.full(ops.shape(inputs), self.baseline)))
         delta = full - empty
 
         def chunk(start, size):
             z = self.coalitions(features, start, size)  # (s, M)
-            on = tf.einsum("sm,m...->s...", z, windows)  # (s, *p) in {0, 1}
-            rows = x[None] * on[:, None, ..., None] + self.baseline * (
-                1.0 - on[:, None, ..., None])
-            rows = tf.reshape(rows, tf.concat([[-1], tf.shape(inputs)[1:]], 0))
-            values = tf.reshape(targets.tile(size).score(forward(rows)), [size, -1])
+            on = ops.einsum("sm,m...->s...", z, windows)  # (s, *p) in {0, 1}
+            on = ops.expand_dims(ops.expand_dims(on, 1), -1)  # (s, 1, *p, 1)
+            rows = ops.expand_dims(x, 0) * on + self.baseline * (1.0 - on)
+            values = ops.reshape(targets.tile(size).score(forward(as_rows(rows, inputs))),
+                                 (size, -1))
             # Efficiency eliminates φ_M: y' = v − v(∅) − z_M Δ, X' = z_{<M} − z_M.
             reduced = z[:, :-1] - z[:, -1:]
             target = values - empty[None] - z[:, -1:] * delta[None]
-            return (tf.matmul(reduced, reduced, transpose_a=True),
-                    tf.matmul(reduced, target, transpose_a=True))
+            return (ops.matmul(ops.transpose(reduced), reduced),
+                    ops.matmul(ops.transpose(reduced), target))
 
         gram, moment = chunked_sum(
             chunk, self.num_samples, split_budget(budget, 1) or self.num_samples,
-            (tf.zeros([features - 1, features - 1]), tf.zeros([features - 1, tf.shape(x)[0]])))
-        gram += self.ridge * tf.eye(features - 1)
-        head = tf.transpose(tf.linalg.solve(gram, moment))  # (B, M − 1)
-        phi = tf.concat([head, (delta - tf.reduce_sum(head, axis=1))[:, None]], axis=1)
-        area = tf.reduce_sum(windows, axis=list(range(1, len(windows.shape))))
-        saliency = tf.einsum("bm,m...->b...", phi / area, windows)
-        return as_map(saliency / tf.cast(tf.shape(x)[-1], tf.float32), inputs)
+            (ops.zeros((features - 1, features - 1)),
+             ops.zeros((features - 1, ops.shape(x)[0]))))
+        gram += self.ridge * ops.eye(features - 1)
+        head = ops.transpose(ops.solve(gram, moment))  # (B, M − 1)
+        phi = ops.concatenate([head, (delta - ops.sum(head, axis=1))[:, None]], axis=1)
+        area = ops.sum(windows, axis=tuple(range(1, len(windows.shape))))
+        saliency = ops.einsum("bm,m...->b...", phi / area, windows)
+        return as_map(saliency / float(x.shape[-1]), inputs)
 
     @property
     def is_complete(self):
