@@ -7,8 +7,8 @@ class SaliencyMethod:
     """Base class of saliency methods: settings only, no model.
 
     A method is called as ``method(x, forward, targets, budget=None)`` and returns
-    maps of ``x``'s shape, using only TensorFlow ops so that it traces under
-    ``tf.function`` (and XLA):
+    maps of ``x``'s shape, computed with ``keras.ops`` and ``keras_dance.backend`` only, so
+    that it traces under the backend's compiler (``tf.function`` and XLA on TensorFlow):
 
     - ``x``: float32 tensor ``(B, *features)``.
     - ``forward``: ``forward(x) -> outputs`` (the model's logits).

@@ -8,11 +8,11 @@ every input channel. Maps are raw: tf-keras-vis's ``normalize_cam=True`` is
 ``kd.postprocess``'s business here.
 """
 
-import tensorflow as tf
+from keras import ops
 
 from keras_dance import _validation, backend
 from keras_dance._chunking import chunked_sum
-from keras_dance._tensor import probabilities, split_budget
+from keras_dance._tensor import as_rows, probabilities, split_budget, take
 from keras_dance.methods.base import SaliencyMethod
 
 
@@ -28,7 +28,7 @@ def upsample(cam, positions):
 
 def _as_input_map(cam, x):
     """A ``(B, *positions)`` map at the input's positions, repeated over its channels."""
-    return tf.broadcast_to(upsample(cam, x.shape[1:-1])[..., None], tf.shape(x))
+    return ops.broadcast_to(ops.expand_dims(upsample(cam, x.shape[1:-1]), -1), ops.shape(x))
 
 
 def _positions(tensor):
@@ -82,7 +82,7 @@ class _LayerMethod(SaliencyMethod):
 
         def scored(rows):
             activations, outputs = function(rows)
-            return activations, tf.reduce_sum(targets.score(outputs))
+            return activations, ops.sum(targets.score(outputs))
 
         return backend.layer_gradient(scored, x)
 
@@ -112,8 +112,8 @@ class GradCAM(_LayerMethod):
     def __call__(self, x, forward, targets, budget=None):
         del budget
         activations, grads = self._gradients(x, forward, targets)
-        weights = tf.reduce_mean(grads, axis=_positions(grads), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))
+        weights = ops.mean(grads, axis=_positions(grads), keepdims=True)
+        cam = ops.relu(ops.sum(activations * weights, axis=-1))
         return _as_input_map(cam, x)
 
 
@@ -136,16 +136,16 @@ class GradCAMPlusPlus(_LayerMethod):
         del budget
         activations, grads = self._gradients(x, forward, targets)
         axes = _positions(grads)
-        second = tf.square(grads)
+        second = ops.square(grads)
         third = second * grads
-        total = tf.reduce_sum(activations, axis=axes, keepdims=True)
+        total = ops.sum(activations, axis=axes, keepdims=True)
         denominator = 2.0 * second + third * total
-        denominator += tf.cast(tf.equal(second, 0.0), denominator.dtype)
+        denominator += ops.cast(ops.equal(second, 0.0), denominator.dtype)
         alphas = second / denominator
-        norm = tf.reduce_sum(alphas, axis=axes, keepdims=True)
-        alphas /= norm + tf.cast(tf.equal(norm, 0.0), norm.dtype)
-        weights = tf.reduce_sum(tf.nn.relu(grads) * alphas, axis=axes, keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
+        norm = ops.sum(alphas, axis=axes, keepdims=True)
+        alphas /= norm + ops.cast(ops.equal(norm, 0.0), norm.dtype)
+        weights = ops.sum(ops.relu(grads) * alphas, axis=axes, keepdims=True)
+        cam = ops.relu(ops.sum(weights * activations, axis=-1))
         return _as_input_map(cam, x)
 
 
@@ -164,7 +164,7 @@ class LayerCAM(_LayerMethod):
     def __call__(self, x, forward, targets, budget=None):
         del budget
         activations, grads = self._gradients(x, forward, targets)
-        cam = tf.nn.relu(tf.reduce_sum(activations * tf.nn.relu(grads), axis=-1))
+        cam = ops.relu(ops.sum(activations * ops.relu(grads), axis=-1))
         return _as_input_map(cam, x)
 
 
@@ -206,39 +206,39 @@ class ScoreCAM(_LayerMethod):
     def __call__(self, x, forward, targets, budget=None):
         function = self.layer_function(forward)
         activations, _ = function(x)
-        activations = tf.stop_gradient(activations)
+        activations = ops.stop_gradient(activations)
         count = self._channels(forward)
         axes = _positions(activations)
         if count < activations.shape[-1]:  # the cap: per input, most varied first
-            spread = tf.math.reduce_std(activations, axis=axes)  # (B, K)
-            _, chosen = tf.math.top_k(spread, k=count)
-            activations = tf.gather(activations, chosen, axis=-1, batch_dims=1)
+            spread = ops.std(activations, axis=axes)  # (B, K)
+            _, chosen = ops.top_k(spread, k=count)  # (B, N)
+            index = ops.reshape(chosen, (-1,) + (1,) * len(axes) + (count,))
+            index = ops.broadcast_to(index, tuple(ops.shape(activations)[:-1]) + (count,))
+            activations = ops.take_along_axis(activations, index, axis=-1)
         # (B, *p, N) -> (B, N, *positions): one mask per channel, in [0, 1].
-        moved = tf.transpose(activations, [0, len(axes) + 1] + axes)
-        flat = tf.reshape(moved, tf.concat([[-1], tf.shape(moved)[2:]], 0))
-        masks = tf.reshape(upsample(flat, x.shape[1:-1]),
-                           tf.concat([tf.shape(moved)[:2], tf.shape(x)[1:-1]], 0))
-        low = tf.reduce_min(masks, axis=list(range(2, len(masks.shape))), keepdims=True)
-        high = tf.reduce_max(masks, axis=list(range(2, len(masks.shape))), keepdims=True)
+        moved = ops.transpose(activations, [0, len(axes) + 1] + axes)
+        flat = ops.reshape(moved, (-1,) + tuple(ops.shape(moved)[2:]))
+        masks = ops.reshape(upsample(flat, x.shape[1:-1]),
+                            tuple(ops.shape(moved)[:2]) + tuple(ops.shape(x)[1:-1]))
+        low = ops.min(masks, axis=tuple(range(2, len(masks.shape))), keepdims=True)
+        high = ops.max(masks, axis=tuple(range(2, len(masks.shape))), keepdims=True)
         masks = (masks - low) / (high - low + 1e-7)  # Keras's epsilon, as tf-keras-vis
         num_classes = getattr(forward, "num_classes", None)
 
         def chunk(start, size):
             # (size, B, *x features): channel-major rows, as targets.tile expects.
-            picked = tf.transpose(masks[:, start:start + size],
-                                  [1, 0] + list(range(2, len(masks.shape))))
-            rows = x[None] * picked[..., None]
-            rows = tf.reshape(rows, tf.concat([[-1], tf.shape(x)[1:]], 0))
+            picked = take(ops.moveaxis(masks, 1, 0), start, size)  # (size, B, *positions)
+            rows = as_rows(ops.expand_dims(x, 0) * ops.expand_dims(picked, -1), x)
             outputs = forward(rows)
-            scores = tf.reshape(targets.tile(size).score(probabilities(outputs, num_classes)),
-                                [size, -1])
-            one_hot = tf.one_hot(start + tf.range(size), count)  # (size, N)
-            return tf.einsum("sb,sn->bn", scores, one_hot)
+            scores = ops.reshape(targets.tile(size).score(probabilities(outputs, num_classes)),
+                                 (size, -1))
+            one_hot = ops.one_hot(start + ops.arange(size, dtype="int32"), count)  # (size, N)
+            return ops.einsum("sb,sn->bn", scores, one_hot)
 
         weights = chunked_sum(chunk, count, split_budget(budget, 1) or count,
-                              tf.zeros([tf.shape(x)[0], count]))
-        shape = [-1] + [1] * len(axes) + [count]
-        cam = tf.nn.relu(tf.reduce_sum(activations * tf.reshape(weights, shape), axis=-1))
+                              ops.zeros((ops.shape(x)[0], count)))
+        shape = (-1,) + (1,) * len(axes) + (count,)
+        cam = ops.relu(ops.sum(activations * ops.reshape(weights, shape), axis=-1))
         return _as_input_map(cam, x)
 
     def get_config(self):
