@@ -7,7 +7,7 @@ Integrated Gradients, the competition over classes, decoys) without knowing what
 targets are.
 """
 
-import tensorflow as tf
+from keras import ops, tree
 
 
 class IndexTargets:
@@ -18,7 +18,7 @@ class IndexTargets:
     """
 
     def __init__(self, indices):
-        self.indices = tf.convert_to_tensor(indices, tf.int32)
+        self.indices = ops.cast(ops.convert_to_tensor(indices), "int32")
 
     def score(self, outputs):
         if isinstance(outputs, (list, tuple)):
@@ -28,29 +28,29 @@ class IndexTargets:
             )
         selected = class_logits(outputs, self.indices)
         if len(outputs.shape) > 2:
-            selected = tf.reduce_mean(selected, axis=list(range(1, len(outputs.shape) - 1)))
+            selected = ops.mean(selected, axis=tuple(range(1, len(outputs.shape) - 1)))
         return selected
 
     def tile(self, copies):
-        return IndexTargets(tf.tile(self.indices, [copies]))
+        return IndexTargets(ops.tile(self.indices, [copies]))
 
 
 def class_logits(outputs, classes):
     """``outputs[r, …, classes[r]]``: each row's class, at every position ``(B, *positions)``."""
-    count = tf.shape(outputs)[-1]
-    one_hot = tf.one_hot(classes, count, dtype=outputs.dtype)
+    count = outputs.shape[-1]
+    one_hot = ops.one_hot(classes, count, dtype=outputs.dtype)
     rank = len(outputs.shape)
     if rank > 2:
-        one_hot = tf.reshape(one_hot, tf.concat([[-1], tf.ones([rank - 2], tf.int32), [count]], 0))
-    return tf.reduce_sum(outputs * one_hot, axis=-1)
+        one_hot = ops.reshape(one_hot, (-1,) + (1,) * (rank - 2) + (count,))
+    return ops.sum(outputs * one_hot, axis=-1)
 
 
 def predicted_classes(outputs):
     """The predicted class per row: argmax of the logits, averaged over positions first
     for outputs with more than two axes (segmentation ``(B, H, W, C)``, ``(B, T, C)``)."""
     if len(outputs.shape) > 2:
-        outputs = tf.reduce_mean(outputs, axis=list(range(1, len(outputs.shape) - 1)))
-    return tf.argmax(outputs, axis=-1, output_type=tf.int32)
+        outputs = ops.mean(outputs, axis=tuple(range(1, len(outputs.shape) - 1)))
+    return ops.cast(ops.argmax(outputs, axis=-1), "int32")
 
 
 class RegionScore:
@@ -65,18 +65,18 @@ class RegionScore:
     """
 
     def __init__(self, classes, mask):
-        self.classes = tf.constant(classes, tf.int32)
-        self.mask = tf.constant(mask, tf.float32)
+        self.classes = ops.convert_to_tensor(classes, "int32")
+        self.mask = ops.convert_to_tensor(mask, "float32")
 
     def __call__(self, outputs):
         rank = len(outputs.shape)
         mask = self.mask if len(self.mask.shape) == rank - 1 else self.mask[None]
-        mask = tf.broadcast_to(mask, tf.shape(outputs)[:-1])
-        classes = tf.broadcast_to(self.classes, tf.shape(outputs)[:1])
+        mask = ops.broadcast_to(mask, ops.shape(outputs)[:-1])
+        classes = ops.broadcast_to(self.classes, ops.shape(outputs)[:1])
         per_position = class_logits(outputs, classes)
         axes = list(range(1, rank - 1))
-        return (tf.reduce_sum(per_position * tf.cast(mask, outputs.dtype), axis=axes)
-                / tf.cast(tf.reduce_sum(mask, axis=axes), outputs.dtype))
+        return (ops.sum(per_position * ops.cast(mask, outputs.dtype), axis=axes)
+                / ops.cast(ops.sum(mask, axis=axes), outputs.dtype))
 
 
 class CallableTargets:
@@ -97,10 +97,10 @@ class CallableTargets:
         blocks = []
         for j in range(self.copies):
             def take(o, j=j):
-                rows = tf.shape(o)[0] // self.copies
+                rows = ops.shape(o)[0] // self.copies
                 return o[j * rows:(j + 1) * rows]
-            blocks.append(as_row_scores(self.fn(tf.nest.map_structure(take, outputs))))
-        return tf.concat(blocks, axis=0)
+            blocks.append(as_row_scores(self.fn(tree.map_structure(take, outputs))))
+        return ops.concatenate(blocks, axis=0)
 
     def tile(self, copies):
         return CallableTargets(self.fn, self.copies * copies)
@@ -109,8 +109,11 @@ class CallableTargets:
 def as_row_scores(scores):
     """Sums the scores of several outputs (tf-keras-vis returns a list for those)."""
     if isinstance(scores, (list, tuple)):
-        scores = tf.add_n([tf.reshape(s, [tf.shape(s)[0], -1]) for s in scores])
-    scores = tf.convert_to_tensor(scores)
+        flat = [ops.reshape(s, (ops.shape(s)[0], -1)) for s in scores]
+        scores = flat[0]
+        for other in flat[1:]:
+            scores = scores + other
+    scores = ops.convert_to_tensor(scores)
     if len(scores.shape) > 1:
-        scores = tf.reduce_sum(tf.reshape(scores, [tf.shape(scores)[0], -1]), axis=1)
+        scores = ops.sum(ops.reshape(scores, (ops.shape(scores)[0], -1)), axis=1)
     return scores

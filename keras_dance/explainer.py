@@ -380,7 +380,8 @@ class Explainer:
             # One piece: a score function sees the whole batch (the bar ends when it does).
             maps = self._in_pieces(lambda piece: (function(piece),), batch, verbose,
                                    whole=True)[0]
-            classes = targets.classes.numpy() if isinstance(targets, RegionScore) else -1
+            classes = (keras.ops.convert_to_numpy(targets.classes)
+                       if isinstance(targets, RegionScore) else -1)
             details = {"targets": np.broadcast_to(classes, (len(batch),)).astype(np.int32)}
             return self._finish(maps, details, return_details)
         indices = _validation.as_target_indices(targets, len(batch), self.num_classes)
