@@ -15,9 +15,13 @@ The interface (every backend module defines each name):
 ``layer_gradient(fn, x)``
     ``fn(x) -> (activations, total)``: returns ``(activations, d total / d activations)``
     from one forward and backward pass (the CAM family's gradient at a layer).
-``vjp(fn, x, cotangent)``
-    ``(fn(x), cotangentᵀ · ∂fn/∂x)``: a vector-Jacobian product (the decoy solver's
-    step through ``F_l``).
+``vjp(fn, x)``
+    ``(fn(x), pullback)`` with ``pullback(cotangent) = cotangentᵀ · ∂fn/∂x``: a
+    vector-Jacobian product whose cotangent may depend on the value (the decoy solver's
+    step through ``F_l``: the penalty's gradient is written from ``F_l(x)``).
+``gather_nd(values, index)``
+    ``values[index[..., 0], index[..., 1], …]``: the entries a ``(…, rank)`` index
+    addresses (``keras.ops.scatter_update`` is its inverse).
 ``is_connected(fn, x)``
     whether ``Σ fn(x)`` has a gradient path to ``x`` at all: the explainer's probe
     refuses models whose maps would be zero (JAX returns zeros, TensorFlow ``None``).
@@ -50,8 +54,8 @@ import keras
 #: Keras backend name -> the module implementing the interface above.
 MODULES = {"tensorflow": "keras_dance.backend.tensorflow"}
 
-INTERFACE = ("gradient", "layer_gradient", "vjp", "is_connected", "fori_loop", "while_loop",
-             "positive_gradient", "resize_aligned", "hash32", "compile")
+INTERFACE = ("gradient", "layer_gradient", "vjp", "gather_nd", "is_connected", "fori_loop",
+             "while_loop", "positive_gradient", "resize_aligned", "hash32", "compile")
 
 
 def name():

@@ -22,11 +22,15 @@ def layer_gradient(fn, x):
     return activations, tape.gradient(total, activations)
 
 
-def vjp(fn, x, cotangent):
+def vjp(fn, x):
     with tf.GradientTape() as tape:
         tape.watch(x)
         value = fn(x)
-    return value, tape.gradient(value, x, output_gradients=cotangent)
+    return value, lambda cotangent: tape.gradient(value, x, output_gradients=cotangent)
+
+
+def gather_nd(values, index):
+    return tf.gather_nd(values, index)
 
 
 def is_connected(fn, x):
