@@ -7,7 +7,11 @@ Integrated Gradients, the competition over classes, decoys) without knowing what
 targets are.
 """
 
+import keras
+import numpy as np
 from keras import ops, tree
+
+from keras_dance import _validation, backend
 
 
 class IndexTargets:
@@ -117,3 +121,85 @@ def as_row_scores(scores):
     if len(scores.shape) > 1:
         scores = ops.sum(ops.reshape(scores, (ops.shape(scores)[0], -1)), axis=1)
     return scores
+
+
+def region_score(targets, batch, output_shapes, num_classes):
+    """``targets=(classes, mask)`` checked and made a ``RegionScore``, for a model whose
+    output has positions ``(B, *positions, classes)``.
+
+    Raises:
+        ValueError: a model without positions, implicit classes, a mask of another shape
+            or an empty region, naming the argument.
+    """
+    if num_classes is None or len(output_shapes[0]) < 3:
+        raise ValueError(
+            "Expected `targets=(classes, mask)` only for a model whose output has "
+            "positions (B, *positions, classes), e.g. segmentation. Received: a tuple "
+            f"for outputs of shapes {output_shapes}"
+        )
+    classes = _validation.as_target_indices(targets[0], batch, num_classes)
+    if np.any(classes < 0):
+        raise ValueError("Expected explicit classes in `targets=(classes, mask)`.")
+    positions = tuple(output_shapes[0][1:-1])
+    mask = _validation.as_masks(targets[1], "mask")
+    if mask.shape not in (positions, (batch,) + positions) or None in positions:
+        raise ValueError(
+            f"Expected the region `mask` of shape {positions} or {(batch,) + positions} "
+            f"(the output's positions). Received: mask.shape={mask.shape}"
+        )
+    if np.any(mask.reshape(-1, int(np.prod(positions))).sum(axis=1) == 0):
+        raise ValueError("Expected a non-empty region `mask` for every input. Received: "
+                         "a mask with no True position")
+    return RegionScore(classes, mask)
+
+
+def check_score_function(score_fn, outputs, count):
+    """Calls a user score function on the model's (logit) ``outputs`` for ``count``
+    inputs, eagerly, and checks what it returns: one float per input, computed from the
+    outputs (a constant score would make every map zero).
+
+    A score function sees whole batches (tf-keras-vis ``CategoricalScore([...])`` holds one
+    index per input), so the check runs on the batch it will explain.
+
+    Raises:
+        ValueError / TypeError: naming ``targets`` and what was wrong.
+    """
+    def scores_of(values):
+        try:
+            scores = score_fn(values)
+        except Exception as error:
+            raise ValueError(
+                f"Expected `targets` to be a score function on the model's (logit) "
+                f"outputs. Received: calling it raised {type(error).__name__}: {error}"
+            ) from error
+        if scores is None or isinstance(scores, (str, bytes)):
+            raise TypeError(
+                f"Expected `targets` to return float scores, one per input. Received: "
+                f"it returned {scores!r}"
+            )
+        try:  # the reduction the compiled maps apply (lists summed, extra axes summed)
+            return as_row_scores(scores)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"Expected `targets` to return float scores, one per input. Received: "
+                f"it returned {type(scores).__name__}"
+            ) from error
+
+    scores = scores_of(outputs)
+    dtype = keras.backend.standardize_dtype(scores.dtype)
+    if not keras.backend.is_float_dtype(dtype):
+        raise TypeError(
+            "Expected `targets` to return float scores (integer scores have no "
+            f"gradient). Received: scores of dtype {dtype}"
+        )
+    if len(scores.shape) == 0 or scores.shape[0] != count:
+        raise ValueError(
+            f"Expected `targets` to return one score per input, shape ({count},) "
+            f"for {count} inputs. Received: scores of shape {tuple(scores.shape)}"
+        )
+    if not backend.is_connected(scores_of, outputs):
+        raise ValueError(
+            "Expected `targets` to return scores computed from the model's outputs; "
+            "these do not depend on them, so every map would be zero. Received: a "
+            "score function whose result is constant"
+        )

@@ -10,17 +10,6 @@ def as_numpy(value):
     return value
 
 
-def check_backend():
-    import keras
-
-    backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise RuntimeError(
-            "Expected the Keras backend 'tensorflow' (set KERAS_BACKEND=tensorflow). "
-            f"Received: backend={backend!r}"
-        )
-
-
 def as_numeric_array(value, name, kinds="biuf"):
     """``value`` as a numpy array whose dtype kind is in ``kinds``, else a TypeError."""
     try:

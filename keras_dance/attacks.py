@@ -222,7 +222,7 @@ def _surrogate_step(explainer, smooth_model, kind, original_topk, region, origin
     def gradient(x, targets):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            maps = surrogate.method(x, surrogate._forward, IndexTargets(targets),
+            maps = surrogate.method(x, surrogate.forward, IndexTargets(targets),
                                     surrogate.budget)
             relevance = tf.abs(maps)
             if has_channels:

@@ -65,7 +65,7 @@ class ExplanationCallback(keras.callbacks.Callback):
         if not isinstance(explainer, Explainer):
             raise TypeError(f"Expected `explainer` to be a kd.Explainer. Received: {explainer!r}")
         self.explainer = explainer
-        self.x = explainer._validate(x)
+        self.x = explainer.validate(x)
         self.y = None if y is None else np.asarray(y).astype(np.int32)
         if self.y is not None and self.y.shape != (len(self.x),):
             raise ValueError(f"Expected `y` of shape ({len(self.x)},). Received: y.shape={self.y.shape}")
@@ -116,7 +116,7 @@ class ExplanationCallback(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.log_dir)
         gini = sparseness(maps)
         tokens = self.explainer.tokens
-        pad = (self.explainer._inputs.pad_id or 0) if tokens else 0.0
+        pad = (self.explainer.model_view.pad_id or 0) if tokens else 0.0
         auc = deletion(self.explainer.model, self.x, maps, targets, steps=self.deletion_steps,
                        preprocess=self.explainer.preprocess, baseline=pad)
         with self._writer.as_default(step=step):
@@ -142,7 +142,7 @@ class ExplanationCallback(keras.callbacks.Callback):
 
     def _sentences(self, maps, targets):
         """One Markdown line per probe sentence: ``word (score)``, padding left out."""
-        pad = self.explainer._inputs.pad_id
+        pad = self.explainer.model_view.pad_id
         lines = []
         for ids, scores, target in zip(self.x[:self.max_images], maps, targets):
             words = [(self.vocabulary[i] if self.vocabulary and i < len(self.vocabulary)

@@ -341,7 +341,7 @@ def evaluate(argv):
         raise UsageError(str(error)) from error
     try:
         # Token models: words are deleted by the padding token; fidelity does not apply.
-        pad = (explainer._inputs.pad_id or 0) if explainer.tokens else 0.0
+        pad = (explainer.model_view.pad_id or 0) if explainer.tokens else 0.0
         rows = [
             ("deletion AUC (lower is better)",
              kd.metrics.deletion(model, x, maps, targets, baseline=pad)),

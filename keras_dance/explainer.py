@@ -1,6 +1,7 @@
 """The Explainer: validates, builds, compiles once, returns numpy.
 
-How inputs become differentiable tensors lives in ``model_view``; DANCE's
+How a model becomes the function methods differentiate lives in ``model_view``; the
+compiled functions in ``_compiled``; targets and score functions in ``_targets``; DANCE's
 orchestration (decoys → base maps → aggregation) in ``decoys.dance``.
 """
 
@@ -8,17 +9,16 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_dance import _validation
+from keras_dance import _targets, _tfdata, _validation
+from keras_dance._compiled import CompiledFunctions
+from keras_dance._graph import resolve
 from keras_dance._tensor import split_budget
-from keras_dance._targets import (CallableTargets, IndexTargets, RegionScore, as_row_scores,
-                                  predicted_classes)
-from keras_dance.decoys.aggregate import Reducer
 from keras_dance.decoys import DecoyEngine
+from keras_dance.decoys.aggregate import Reducer
 from keras_dance.decoys.dance import DecoyMaps
-from keras_dance.model_view import ModelView
 from keras_dance.methods import get as get_method
+from keras_dance.model_view import ModelView
 
 TOKEN_REDUCTIONS = ("mean", "sum", "l2", None)
 
@@ -81,238 +81,110 @@ class Explainer:
     def __init__(self, model, method="gradient", decoys=None, aggregation="range",
                  batch_size=128, jit_compile=False, preprocess=None, input_shape=None,
                  embedding_layer=None, token_reduction="mean", pad_id=None):
-        _validation.check_backend()
-        self._inputs = ModelView(model, input_shape=input_shape, preprocess=preprocess,
-                                    embedding_layer=embedding_layer, pad_id=pad_id)
-        self.tokens = self._inputs.tokens
+        from keras_dance import backend
+
+        backend.module()  # a backend the seam does not implement yet fails here
+        self.model_view = view = ModelView(model, input_shape=input_shape,
+                                           preprocess=preprocess,
+                                           embedding_layer=embedding_layer, pad_id=pad_id)
         if token_reduction not in TOKEN_REDUCTIONS:
             raise ValueError(
                 f"Expected `token_reduction` to be one of {list(TOKEN_REDUCTIONS)}. "
                 f"Received: token_reduction={token_reduction!r}")
-        self.token_reduction = token_reduction
-        self.model = model
-        self.preprocess = preprocess
+        if not isinstance(jit_compile, bool):
+            raise TypeError(
+                f"Expected `jit_compile` to be a bool. Received: jit_compile={jit_compile!r}")
+        self.model, self.preprocess, self.tokens = model, preprocess, view.tokens
+        self.token_reduction, self.jit_compile = token_reduction, jit_compile
         self.method = get_method(method)
         self.batch_size = _validation.check_positive_int(
             batch_size, "batch_size", maximum=_validation.MAX_BATCH_SIZE)
-        if not isinstance(jit_compile, bool):
-            raise TypeError(
-                f"Expected `jit_compile` to be a bool. Received: jit_compile={jit_compile!r}"
-            )
-        self.jit_compile = jit_compile
-        # What explain() takes, and the space the methods differentiate (the embedded
-        # sequence for token models; the input itself otherwise).
-        self.input_shape = self._inputs.token_shape if self.tokens else self._inputs.input_shape
-        self._space_shape = self._inputs.input_shape
-        self.map_shape = (self._space_shape[:1] if self.tokens and token_reduction
-                          else self._space_shape)
-        self._logits = self._inputs.logits
-        self.num_classes = self._inputs.num_classes
-        self._forward = self._inputs.forward
-        self.method.check(self._forward)  # e.g. a CAM layer that does not exist
-        self._reducer = Reducer(aggregation)
+        # What explain() takes, and the maps it returns (token models: per token).
+        self.input_shape = view.token_shape if self.tokens else view.input_shape
+        self.map_shape = (view.input_shape[:1] if self.tokens and token_reduction
+                          else view.input_shape)
+        self.num_classes = view.num_classes
+        self.forward = view.forward
+        self.method.check(self.forward)  # e.g. a CAM layer that does not exist
         self.aggregation = aggregation
+        reducer = Reducer(aggregation)
         if decoys is not None and any(n is None for n in self.input_shape):
             raise ValueError(
                 "Expected a fully known input shape for decoys (patches tile the input). "
-                f"Received: input shape {self.input_shape}; pass "
-                "`input_shape=` with every axis"
-            )
+                f"Received: input shape {self.input_shape}; pass `input_shape=` with every "
+                "axis")
         self.decoys = None if decoys is None else self._engine(model, decoys)
-        if self.decoys is not None:
-            self._reducer.bind(self.decoys)
         rows_per_input = self.method.rows_per_input(self.num_classes) if self.num_classes else 1
         if self.decoys is None:
-            self._dance = None
+            self.dance = None
             # Inputs per pass, and the rows each input leaves to the method (its budget).
             self.inputs_per_pass = split_budget(self.batch_size, rows_per_input)
             self.budget = split_budget(self.batch_size, self.inputs_per_pass)
         else:
-            self._dance = DecoyMaps(self.decoys, self.method, self._reducer, self._forward,
-                                    self.batch_size, rows_per_input)
-            self.inputs_per_pass = self._dance.inputs_per_pass
-            self.budget = self._dance.budget
-        self._indexed = self._build_indexed_function()
-        self._callable_functions = {}
-        self._decoy_functions = {}
+            self.dance = DecoyMaps(self.decoys, self.method, reducer.bind(self.decoys),
+                                   self.forward, self.batch_size, rows_per_input)
+            self.inputs_per_pass, self.budget = self.dance.inputs_per_pass, self.dance.budget
+        self._functions = CompiledFunctions(self)
 
     def _engine(self, model, config):
+        view = self.model_view
         if not self.tokens:
-            return DecoyEngine(model, config, self._space_shape, prepare=self._inputs.prepare)
-        from keras_dance._graph import resolve
-
-        bounds = self._inputs.bounds
+            return DecoyEngine(model, config, view.input_shape, prepare=view.prepare)
+        bounds = view.bounds
         if config.value_range != (0.0, 1.0) or bounds is None:
             bounds = None  # the user's box (or no embedding matrix to read one from)
-        return DecoyEngine(model, config, self._space_shape,
-                           start=resolve(model, self._inputs.embedding_path), bounds=bounds)
+        return DecoyEngine(model, config, view.input_shape,
+                           start=resolve(model, view.embedding_path), bounds=bounds)
 
-    # ------------------------------------------------------------------ compiled parts
-    def _space(self, x):
-        """Explainer inputs → the tensor the methods differentiate (embeds token ids)."""
-        return self._inputs.embed(x) if self.tokens else x
-
-    def _per_token(self, maps, x):
-        """Token models: ``(b, L, E)`` maps reduced per token, padding set to 0."""
-        if not self.tokens:
-            return maps
-        reduction = self.token_reduction
-        if reduction == "mean":
-            maps = tf.reduce_mean(maps, axis=-1)
-        elif reduction == "sum":
-            maps = tf.reduce_sum(maps, axis=-1)
-        elif reduction == "l2":
-            maps = tf.norm(maps, axis=-1)
-        mask = self._inputs.pad_mask(x)
-        return maps * (mask if reduction else mask[..., None])
-
-    def _maps_for_chunk(self, x, targets):
-        """Maps ``(b, …)`` plus per-input decoy statistics (fraction feasible, mean change)."""
-        z = self._space(x)
-        if self._dance is not None:
-            maps, feasible, change = self._dance(z, targets)
-            return self._per_token(maps, x), feasible, change
-        batch = tf.shape(x)[0]
-        maps = self.method(z, self._forward, targets, self.budget)
-        return self._per_token(maps, x), tf.ones([batch]), tf.zeros([batch])
-
-    def _build_indexed_function(self, jit_compile=None):
-        spec = tf.TensorSpec((None,) + self.input_shape, tf.int32 if self.tokens else tf.float32)
-        per_pass = self.inputs_per_pass
-        jit_compile = self.jit_compile if jit_compile is None else jit_compile
-
-        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-        def chunk_function(x, targets):
-            if self.num_classes is not None:
-                # The forward pass for the predicted class only when some target asks.
-                targets = tf.cond(
-                    tf.reduce_any(targets < 0),
-                    lambda: tf.where(targets < 0,
-                                     predicted_classes(self._forward(self._space(x))),
-                                     targets),
-                    lambda: targets)
-            maps, feasible, change = self._maps_for_chunk(x, IndexTargets(targets))
-            return maps, targets, feasible, change
-
-        @tf.function(input_signature=[spec, tf.TensorSpec((None,), tf.int32)])
-        def explain_function(x, targets):
-            """Maps, resolved targets and decoy statistics, in chunks of the memory knob."""
-            count = tf.shape(x)[0]
-            chunks = (count + per_pass - 1) // per_pass
-            arrays = [
-                tf.TensorArray(dtype, size=chunks, infer_shape=False,
-                               element_shape=tf.TensorShape((None,) + shape))
-                for dtype, shape in ((tf.float32, self.map_shape), (tf.int32, ()),
-                                     (tf.float32, ()), (tf.float32, ()))
-            ]
-            for i in tf.range(chunks):
-                # One chunk at a time: the memory knob bounds the whole call.
-                tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-                start = i * per_pass
-                stop = tf.minimum(start + per_pass, count)
-                results = chunk_function(x[start:stop], targets[start:stop])
-                arrays = [array.write(i, value) for array, value in zip(arrays, results)]
-            return tuple(array.concat() for array in arrays)
-
-        return explain_function
-
+    # ------------------------------------------------------------------ public surface
     @property
     def function(self):
-        """The compiled ``tf.function(inputs, targets)``.
+        """The compiled ``function(inputs, targets)``.
 
-        ``inputs``: float32 ``(None, *input_shape)``; ``targets``: int32 ``(None,)`` where
-        -1 means the predicted class. Returns ``(maps, targets, feasible_fraction,
-        mean_perturbation)``. Traced once; use it inside your own graphs.
+        ``inputs``: float32 ``(None, *input_shape)`` (int32 ids for token models);
+        ``targets``: int32 ``(None,)`` where -1 means the predicted class. Returns
+        ``(maps, targets, feasible_fraction, mean_perturbation)``. Traced once; use it
+        inside your own graphs.
         """
-        return self._indexed
+        return self._functions.indexed
 
-    def _callable_function(self, score_fn):
-        # Keyed by identity (score objects need not be hashable); the entry keeps the
-        # object alive so that its id cannot be reused by another one.
-        entry = self._callable_functions.get(id(score_fn))
-        if entry is None:
-            @tf.function(jit_compile=self.jit_compile)
-            def function(x):
-                return self._maps_for_chunk(x, CallableTargets(score_fn))[0]
+    def compiled(self, jit_compile=None, portable=False):
+        """A new compiled ``function(inputs, targets)``, as ``function`` but with
+        ``jit_compile`` (None: the explainer's) and, with ``portable=True``, plain kernels
+        only (no XLA anywhere: what a SavedModel for any TF Serving build needs)."""
+        return self._functions.build_indexed(jit_compile, fuse=False if portable else None)
 
-            if len(self._callable_functions) >= 8:
-                self._callable_functions.pop(next(iter(self._callable_functions)))
-            entry = self._callable_functions[id(score_fn)] = (score_fn, function)
-        return entry[1]
+    def validate(self, x, name="x", in_range=True):
+        """``x`` checked as a batch of this explainer's inputs (numpy, float32 or int32
+        ids) and, with ``in_range``, inside the decoys' value range when there are decoys.
 
-    def _region_score(self, targets, batch):
-        """``(classes, mask)`` → a ``RegionScore``, for outputs with positions."""
-        shapes = self._inputs.output_shapes
-        if self.num_classes is None or len(shapes[0]) < 3:
-            raise ValueError(
-                "Expected `targets=(classes, mask)` only for a model whose output has "
-                "positions (B, *positions, classes), e.g. segmentation. Received: a tuple "
-                f"for outputs of shapes {shapes}"
-            )
-        classes = _validation.as_target_indices(targets[0], batch, self.num_classes)
-        if np.any(classes < 0):
-            raise ValueError("Expected explicit classes in `targets=(classes, mask)`.")
-        positions = tuple(shapes[0][1:-1])
-        mask = _validation.as_masks(targets[1], "mask")
-        if mask.shape not in (positions, (batch,) + positions) or None in positions:
-            raise ValueError(
-                f"Expected the region `mask` of shape {positions} or {(batch,) + positions} "
-                f"(the output's positions). Received: mask.shape={mask.shape}"
-            )
-        if np.any(mask.reshape(-1, int(np.prod(positions))).sum(axis=1) == 0):
-            raise ValueError("Expected a non-empty region `mask` for every input. Received: "
-                             "a mask with no True position")
-        return RegionScore(classes, mask)
-
-    def _check_score_function(self, score_fn, batch):
-        """The scores of the batch, eagerly: one float per input, differentiable.
-
-        A score function sees whole batches (tf-keras-vis ``CategoricalScore([...])``
-        holds one index per input), so the check runs on the batch it will explain.
+        Raises:
+            TypeError / ValueError: naming ``name``.
         """
-        # The outputs in passes of the memory knob (only the logits are kept).
-        pieces = [self._forward(self._space(tf.constant(batch[i:i + self.batch_size])))
-                  for i in range(0, len(batch), self.batch_size)]
-        outputs = tf.nest.map_structure(lambda *parts: tf.concat(parts, 0), *pieces)
-        with tf.GradientTape() as tape:
-            tape.watch(outputs)
-            try:
-                scores = score_fn(outputs)
-            except Exception as error:
+        if self.tokens:
+            return _validation.as_token_batch(x, self.input_shape,
+                                              self.model_view.vocabulary_size, name)
+        batch = _validation.as_input_batch(x, self.input_shape, name)
+        if self.decoys is not None and in_range:
+            lo, hi = self.decoys.config.value_range
+            if batch.min() < lo or batch.max() > hi:
                 raise ValueError(
-                    f"Expected `targets` to be a score function on the model's (logit) "
-                    f"outputs. Received: calling it raised {type(error).__name__}: {error}"
-                ) from error
-            if scores is None or isinstance(scores, (str, bytes)):
-                raise TypeError(
-                    f"Expected `targets` to return float scores, one per input. Received: "
-                    f"it returned {scores!r}"
-                )
-            try:  # the reduction the compiled maps apply (lists summed, extra axes summed)
-                scores = as_row_scores(scores)
-            except (TypeError, ValueError) as error:
-                raise TypeError(
-                    f"Expected `targets` to return float scores, one per input. Received: "
-                    f"it returned {type(scores).__name__}"
-                ) from error
-        if not scores.dtype.is_floating:
-            raise TypeError(
-                "Expected `targets` to return float scores (integer scores have no "
-                f"gradient). Received: scores of dtype {scores.dtype.name}"
-            )
-        if len(scores.shape) == 0 or scores.shape[0] != len(batch):
-            raise ValueError(
-                f"Expected `targets` to return one score per input, shape ({len(batch)},) "
-                f"for {len(batch)} inputs. Received: scores of shape {tuple(scores.shape)}"
-            )
-        if tape.gradient(scores, outputs) is None:
-            raise ValueError(
-                "Expected `targets` to return scores computed from the model's outputs; "
-                "these do not depend on them, so every map would be zero. Received: a "
-                "score function whose result is constant"
-            )
+                    f"Expected `x` inside the decoys' value_range ({lo}, {hi}). Received: x "
+                    f"with values in [{batch.min()}, {batch.max()}]")
+        return batch
 
-    # ------------------------------------------------------------------ public API
+    def sync(self):
+        """Copies the model's current output-layer weights into the explainer's logits
+        copy (a few KB); explain, export and the callback do it before they run."""
+        self.model_view.logits.sync()
+
+    @property
+    def logits_model(self):
+        """The Keras model whose outputs are the logits that are differentiated (the
+        user's model, or the explainer's copy without the output activation)."""
+        return self.model_view.logits.model
+
+    # ------------------------------------------------------------------ explaining
     def explain(self, x, targets=None, return_details=False, verbose=0):
         """Saliency maps for a batch of inputs.
 
@@ -344,50 +216,22 @@ class Explainer:
         if not isinstance(return_details, bool):
             raise TypeError(f"Expected `return_details` to be a bool. Received: "
                             f"return_details={return_details!r}")
-        if isinstance(x, tf.data.Dataset):
-            if x.cardinality() == tf.data.INFINITE_CARDINALITY:
-                raise ValueError(
-                    "Expected a finite `x` dataset (explain reads every batch). Received: a "
-                    "tf.data.Dataset of infinite cardinality (e.g. `.repeat()`); take the "
-                    "batches to explain with `.take(n)`")
-            if targets is not None and not callable(targets):
-                raise ValueError(
-                    "Expected `targets` to be None or a callable when `x` is a "
-                    f"tf.data.Dataset. Received: targets={targets!r}"
-                )
-            results = [self.explain(_first(batch), targets, True, verbose) for batch in x]
-            if not results:
-                raise ValueError("Expected a non-empty batch. Received: an empty dataset x")
-            maps = np.concatenate([maps for maps, _ in results], axis=0)
-            details = {key: np.concatenate([d[key] for _, d in results])
-                       for key in results[0][1]}
-            return (maps, details) if return_details else maps
+        if _tfdata.is_dataset(x):
+            return self._explain_dataset(x, targets, return_details, verbose)
         if verbose not in (0, 1) or isinstance(verbose, bool):
             raise ValueError(f"Expected `verbose` to be 0 or 1. Received: verbose={verbose!r}")
-        batch = self._validate(x)
-        self._logits.sync()
+        batch = self.validate(x)
+        self.sync()
         if isinstance(targets, tuple) and len(targets) == 2:
-            targets = self._region_score(targets, len(batch))
+            targets = _targets.region_score(targets, len(batch), self.model_view.output_shapes,
+                                            self.num_classes)
         if callable(targets):
-            if self.method.needs_class_indices:
-                raise ValueError(
-                    f"Expected class-index `targets` for the competitive method "
-                    f"{self.method.name!r} (labels compete for coordinates). "
-                    "Received: targets=a score function"
-                )
-            self._check_score_function(targets, batch)
-            function = self._callable_function(targets)
-            # One piece: a score function sees the whole batch (the bar ends when it does).
-            maps = self._in_pieces(lambda piece: (function(piece),), batch, verbose,
-                                   whole=True)[0]
-            classes = (keras.ops.convert_to_numpy(targets.classes)
-                       if isinstance(targets, RegionScore) else -1)
-            details = {"targets": np.broadcast_to(classes, (len(batch),)).astype(np.int32)}
-            return self._finish(maps, details, return_details)
+            return self._explain_score_function(batch, targets, return_details, verbose)
         indices = _validation.as_target_indices(targets, len(batch), self.num_classes)
+        function = self._functions.indexed
         maps, resolved, feasible, change = self._in_pieces(
-            lambda piece, start: self._indexed(piece, tf.constant(indices[start:start + len(
-                piece)])), batch, verbose, with_start=True)
+            lambda piece, start: function(piece, indices[start:start + len(piece)]),
+            batch, verbose)
         details = {"targets": resolved}
         if self.decoys is not None:
             details.update(
@@ -395,9 +239,45 @@ class Explainer:
                 feasible_fraction=feasible, mean_perturbation=change)
         return self._finish(maps, details, return_details)
 
-    def _in_pieces(self, function, batch, verbose, with_start=False, whole=False):
-        """``function`` on the whole batch (silent) or chunk by chunk with a progress bar;
-        its outputs concatenated as numpy."""
+    def _explain_dataset(self, dataset, targets, return_details, verbose):
+        _tfdata.check_finite(dataset)
+        if targets is not None and not callable(targets):
+            raise ValueError(
+                "Expected `targets` to be None or a callable when `x` is a "
+                f"tf.data.Dataset. Received: targets={targets!r}")
+        results = [self.explain(batch, targets, True, verbose)
+                   for batch in _tfdata.batches(dataset)]
+        if not results:
+            raise ValueError("Expected a non-empty batch. Received: an empty dataset x")
+        maps = np.concatenate([maps for maps, _ in results], axis=0)
+        details = {key: np.concatenate([d[key] for _, d in results]) for key in results[0][1]}
+        return (maps, details) if return_details else maps
+
+    def _explain_score_function(self, batch, score_fn, return_details, verbose):
+        if self.method.needs_class_indices:
+            raise ValueError(
+                f"Expected class-index `targets` for the competitive method "
+                f"{self.method.name!r} (labels compete for coordinates). "
+                "Received: targets=a score function")
+        # The outputs in passes of the memory knob (only the logits are kept).
+        view = self.model_view
+        pieces = [self.forward(view.space(keras.ops.convert_to_tensor(
+            batch[i:i + self.batch_size]))) for i in range(0, len(batch), self.batch_size)]
+        outputs = keras.tree.map_structure(
+            lambda *parts: keras.ops.concatenate(parts, axis=0), *pieces)
+        _targets.check_score_function(score_fn, outputs, len(batch))
+        function = self._functions.for_score_function(score_fn)
+        # One piece: a score function sees the whole batch (the bar ends when it does).
+        maps = self._in_pieces(lambda piece, _: (function(piece),), batch, verbose,
+                               whole=True)[0]
+        classes = (keras.ops.convert_to_numpy(score_fn.classes)
+                   if isinstance(score_fn, _targets.RegionScore) else -1)
+        details = {"targets": np.broadcast_to(classes, (len(batch),)).astype(np.int32)}
+        return self._finish(maps, details, return_details)
+
+    def _in_pieces(self, function, batch, verbose, whole=False):
+        """``function(piece, start)`` on the whole batch (silent) or chunk by chunk with a
+        progress bar; its outputs concatenated as numpy."""
         if not verbose or whole:
             pieces = [(0, batch)]
         else:
@@ -406,29 +286,11 @@ class Explainer:
             bar = keras.utils.Progbar(len(batch), unit_name="input")
         results = []
         for start, piece in pieces:
-            args = (tf.constant(piece), start) if with_start else (tf.constant(piece),)
-            results.append([value.numpy() for value in function(*args)])
+            outputs = function(keras.ops.convert_to_tensor(piece), start)
+            results.append([keras.ops.convert_to_numpy(value) for value in outputs])
             if verbose:
                 bar.add(len(piece))
         return [np.concatenate(parts) for parts in zip(*results)]
-
-    def _as_batch(self, x, name="x"):
-        """``x`` validated as a batch of this explainer's inputs (token ids or floats)."""
-        if self.tokens:
-            return _validation.as_token_batch(x, self.input_shape,
-                                              self._inputs.vocabulary_size, name)
-        return _validation.as_input_batch(x, self.input_shape, name)
-
-    def _validate(self, x):
-        batch = self._as_batch(x)
-        if self.decoys is not None and not self.tokens:
-            lo, hi = self.decoys.config.value_range
-            if batch.min() < lo or batch.max() > hi:
-                raise ValueError(
-                    f"Expected `x` inside the decoys' value_range ({lo}, {hi}). Received: x "
-                    f"with values in [{batch.min()}, {batch.max()}]"
-                )
-        return batch
 
     def _finish(self, maps, details, return_details):
         if self.decoys is not None and self.aggregation in ("range", "patch_range"):
@@ -457,27 +319,16 @@ class Explainer:
         """
         if self.decoys is None:
             raise ValueError("Expected an explainer built with `decoys`. Received: decoys=None")
-        batch = self._validate(x)
-        engine, per_pass = self.decoys, self._dance.decoys_per_pass
+        batch = keras.ops.convert_to_tensor(self.validate(x))
+        engine, per_pass = self.decoys, self.dance.decoys_per_pass
         decoys, feasible = [], []
         for start in range(0, engine.num_decoys, per_pass):
             size = min(per_pass, engine.num_decoys - start)
-            chunk, found = self._decoys_function(size)(tf.constant(batch), tf.constant(start))
-            decoys.append(np.swapaxes(chunk.numpy(), 0, 1))
-            feasible.append(found.numpy().T)
+            chunk, found = self._functions.decoys(size)(
+                batch, keras.ops.convert_to_tensor(start, "int32"))
+            decoys.append(np.swapaxes(keras.ops.convert_to_numpy(chunk), 0, 1))
+            feasible.append(keras.ops.convert_to_numpy(found).T)
         return np.concatenate(decoys, axis=1), np.concatenate(feasible, axis=1)
-
-    def _decoys_function(self, size):
-        """A compiled ``(decoys, found)`` for chunks of ``size`` pairs (built once per size)."""
-        if size not in self._decoy_functions:
-            def decoys(x, start):
-                z = self._space(x)
-                values, found, _ = self.decoys.solve(z, start, size)
-                return self.decoys.decoy_images(z, start, values), found
-
-            self._decoy_functions[size] = tf.function(
-                decoys, jit_compile=self.jit_compile, reduce_retracing=True)
-        return self._decoy_functions[size]
 
     def embed(self, ids):
         """Token models: ids ``(B, L)`` → the embedded sequences ``(B, L, E)`` the methods
@@ -486,15 +337,17 @@ class Explainer:
         if not self.tokens:
             raise ValueError("Expected a token model (integer ids through an Embedding). "
                              f"Received: a model with inputs of shape {self.input_shape}")
-        batch = _validation.as_token_batch(ids, (None,), self._inputs.vocabulary_size, "ids")
-        return self._inputs.embed(tf.constant(batch)).numpy()
+        batch = _validation.as_token_batch(ids, (None,), self.model_view.vocabulary_size,
+                                           "ids")
+        return keras.ops.convert_to_numpy(
+            self.model_view.embed(keras.ops.convert_to_tensor(batch)))
 
     def predict_classes(self, x):
         """The predicted class of each input (argmax of the logits)."""
-        batch = self._as_batch(x)
-        self._logits.sync()
-        return np.argmax(self._forward(self._space(tf.constant(batch))).numpy(),
-                         axis=-1).astype(np.int32)
+        batch = self.validate(x, in_range=False)
+        self.sync()
+        logits = self.forward(self.model_view.space(keras.ops.convert_to_tensor(batch)))
+        return np.argmax(keras.ops.convert_to_numpy(logits), axis=-1).astype(np.int32)
 
     def export(self, path, overwrite=False, vocabulary=None):
         """Writes a SavedModel with serving signatures for TF Serving.
@@ -539,6 +392,15 @@ class Explainer:
         """The ``DecoyConfig`` this explainer was built with, or None."""
         return None if self.decoys is None else self.decoys.config
 
+    # The names earlier releases used inside the package (kept for code that read them).
+    _forward = property(lambda self: self.forward)
+    _inputs = property(lambda self: self.model_view)
+    _logits = property(lambda self: self.model_view.logits)
+    _dance = property(lambda self: self.dance)
+
+    def _per_token(self, maps, ids):
+        return self.model_view.reduce_tokens(maps, ids, self.token_reduction)
+
     def get_config(self):
         return {
             "method": {"name": self.method.name, "config": self.method.get_config()},
@@ -547,13 +409,3 @@ class Explainer:
             "batch_size": self.batch_size,
             "jit_compile": self.jit_compile,
         }
-
-
-def _first(element):
-    if isinstance(element, (tuple, list)):
-        return element[0]
-    if isinstance(element, dict):
-        raise TypeError(
-            "Expected dataset elements to be tensors or (x, y) tuples. Received: a dict"
-        )
-    return element

@@ -82,73 +82,63 @@ def export(explainer, path, overwrite=False, vocabulary=None):
                 f"Embedding). Received: vocabulary for a model with inputs of shape "
                 f"{explainer.input_shape}")
         vocabulary = read_vocabulary(vocabulary)
-        size = explainer._inputs.vocabulary_size
+        size = explainer.model_view.vocabulary_size
         if size is not None and len(vocabulary) > size:
             raise ValueError(
                 f"Expected at most {size} tokens in `vocabulary` (the embedding's input_dim). "
                 f"Received: {len(vocabulary)} tokens")
-    explainer._logits.sync()
-    engine = explainer.decoys
-    fused = None if engine is None else engine.__dict__.get("fuse")
-    if engine is not None:
-        engine.fuse = False  # plain TensorFlow kernels: servable without XLA
+    explainer.sync()
+    # Plain kernels only (no XLA anywhere): servable by any TensorFlow Serving build.
+    function = explainer.compiled(jit_compile=False, portable=True)
+    module = _ServingModule()
+    module.model = explainer.model
+    module.logits = explainer.logits_model
+    # F_l runs the model's own layers: their variables are saved with module.model.
+    dtype = tf.int32 if explainer.tokens else tf.float32
+    spec = tf.TensorSpec((None,) + explainer.input_shape, dtype, name="inputs")
+    target_spec = tf.TensorSpec((None,), tf.int32, name="target")
+
+    @tf.function(input_signature=[spec])
+    def serving_default(inputs):
+        return {"predictions": explainer.model_view.model_outputs(inputs)}
+
+    @tf.function(input_signature=[spec])
+    def explain(inputs):
+        maps, targets, _, _ = function(inputs, tf.fill([tf.shape(inputs)[0]], -1))
+        return {"saliency": maps, "target": targets}
+
+    @tf.function(input_signature=[spec, target_spec])
+    def explain_target(inputs, target):
+        maps, targets, _, _ = function(inputs, target)
+        return {"saliency": maps, "target": targets}
+
+    module.serving_default = serving_default
+    module.explain = explain
+    module.explain_target = explain_target
+    signatures = {"serving_default": serving_default, "explain": explain,
+                  "explain_target": explain_target}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    words = None
     try:
-        function = explainer._build_indexed_function(jit_compile=False)
-        module = _ServingModule()
-        module.model = explainer.model
-        module.logits = explainer._logits.model
-        # F_l runs the model's own layers: their variables are saved with module.model.
-        dtype = tf.int32 if explainer.tokens else tf.float32
-        spec = tf.TensorSpec((None,) + explainer.input_shape, dtype, name="inputs")
-        target_spec = tf.TensorSpec((None,), tf.int32, name="target")
-
-        @tf.function(input_signature=[spec])
-        def serving_default(inputs):
-            return {"predictions": explainer._inputs.model_outputs(inputs)}
-
-        @tf.function(input_signature=[spec])
-        def explain(inputs):
-            maps, targets, _, _ = function(inputs, tf.fill([tf.shape(inputs)[0]], -1))
-            return {"saliency": maps, "target": targets}
-
-        @tf.function(input_signature=[spec, target_spec])
-        def explain_target(inputs, target):
-            maps, targets, _, _ = function(inputs, target)
-            return {"saliency": maps, "target": targets}
-
-        module.serving_default = serving_default
-        module.explain = explain
-        module.explain_target = explain_target
-        signatures = {"serving_default": serving_default, "explain": explain,
-                      "explain_target": explain_target}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        words = None
-        try:
-            if vocabulary is not None:
-                # The words as a file: the lookup table saves it as a SavedModel asset.
-                words = Path(tempfile.mkdtemp(prefix=".vocabulary.", dir=path.parent))
-                (words / "vocabulary.txt").write_text("\n".join(vocabulary[2:]) + "\n")
-                signatures["explain_text"] = _explain_text(
-                    module, explainer, function, str(words / "vocabulary.txt"))
-            tf.saved_model.save(module, str(staging), signatures=signatures)
-            if path.exists():
-                aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-                os.replace(path, aside / "old")
-                os.replace(staging, path)
-                shutil.rmtree(aside, ignore_errors=True)
-            else:
-                os.replace(staging, path)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            if words is not None:
-                shutil.rmtree(words, ignore_errors=True)
+        if vocabulary is not None:
+            # The words as a file: the lookup table saves it as a SavedModel asset.
+            words = Path(tempfile.mkdtemp(prefix=".vocabulary.", dir=path.parent))
+            (words / "vocabulary.txt").write_text("\n".join(vocabulary[2:]) + "\n")
+            signatures["explain_text"] = _explain_text(
+                module, explainer, function, str(words / "vocabulary.txt"))
+        tf.saved_model.save(module, str(staging), signatures=signatures)
+        if path.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, aside / "old")
+            os.replace(staging, path)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(staging, path)
     finally:
-        if engine is not None:
-            if fused is None:
-                del engine.fuse
-            else:
-                engine.fuse = fused
+        shutil.rmtree(staging, ignore_errors=True)
+        if words is not None:
+            shutil.rmtree(words, ignore_errors=True)
     return path
 
 

@@ -14,9 +14,8 @@ work on it, and ``forward(z)`` runs the rest of the model from there (``kd._grap
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from keras_dance import _graph
+from keras_dance import _graph, backend
 from keras_dance._graph import graph_io
 from keras_dance._logits import LogitsModel
 
@@ -147,14 +146,14 @@ class ModelView:
         self._tail = _graph.GraphFunction(self.logits.model, None, start=copy_path)
         ids = np.zeros((2,) + self.token_shape, np.int32)
         ids[0] = np.arange(self.token_shape[0]) % max(1, self.vocabulary_size or 1)
-        embedded = self.embed(tf.constant(ids))
+        embedded = self.embed(keras.ops.convert_to_tensor(ids))
         if len(embedded.shape) != 3:
             raise ValueError(
                 f"Expected the embedding layer {self.embedding_path!r} to return (B, L, E). "
                 f"Received: output of shape {tuple(embedded.shape)}")
         self.input_shape = tuple(int(n) for n in embedded.shape[1:])
         self._check_tail(ids, embedded)
-        self.output_shapes = [tuple(o.shape) for o in tf.nest.flatten(
+        self.output_shapes = [tuple(o.shape) for o in keras.tree.flatten(
             self._forward(embedded))]
         single = len(self.output_shapes) == 1 and len(self.output_shapes[0]) >= 2
         self.num_classes = int(self.output_shapes[0][-1]) if single else None
@@ -163,13 +162,35 @@ class ModelView:
 
     def embed(self, ids):
         """Token ids ``(B, L)`` → the embedded sequence ``(B, L, E)``, float32."""
-        return tf.cast(self.embed_graph(tf.cast(ids, tf.int32)), tf.float32)
+        ops = keras.ops
+        return ops.cast(self.embed_graph(ops.cast(ids, "int32")), "float32")
 
     def pad_mask(self, ids):
         """``(B, L)`` float: 0 at padding positions, 1 elsewhere."""
         if self.pad_id is None:
-            return tf.ones(tf.shape(ids), tf.float32)
-        return tf.cast(tf.not_equal(tf.cast(ids, tf.int32), self.pad_id), tf.float32)
+            return keras.ops.ones(keras.ops.shape(ids), "float32")
+        return keras.ops.cast(keras.ops.not_equal(keras.ops.cast(ids, "int32"), self.pad_id),
+                              "float32")
+
+    def space(self, x):
+        """Explainer inputs → the tensor the methods differentiate (token ids embedded)."""
+        return self.embed(x) if self.tokens else x
+
+    def reduce_tokens(self, maps, ids, reduction):
+        """Token models: ``(b, L, E)`` maps reduced per token (``reduction`` "mean",
+        "sum", "l2" or None to keep ``E``), padding positions set to 0. Other models:
+        ``maps`` unchanged."""
+        if not self.tokens:
+            return maps
+        ops = keras.ops
+        if reduction == "mean":
+            maps = ops.mean(maps, axis=-1)
+        elif reduction == "sum":
+            maps = ops.sum(maps, axis=-1)
+        elif reduction == "l2":
+            maps = ops.sqrt(ops.sum(ops.square(maps), axis=-1))
+        mask = self.pad_mask(ids)
+        return maps * (mask if reduction else mask[..., None])
 
     def _check_tail(self, ids, embedded):
         """The model from the embedding on must equal the model: refuse what differs
@@ -177,9 +198,9 @@ class ModelView:
         if self.pad_id is not None:
             ids = ids.copy()
             ids[:, self.token_shape[0] // 2:] = self.pad_id
-            embedded = self.embed(tf.constant(ids))
-        want = tf.nest.flatten(self.logits(tf.constant(ids)))
-        got = tf.nest.flatten(self._forward(embedded))
+            embedded = self.embed(keras.ops.convert_to_tensor(ids))
+        want = keras.tree.flatten(self.logits(keras.ops.convert_to_tensor(ids)))
+        got = keras.tree.flatten(self._forward(embedded))
         for a, b in zip(want, got):
             a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
             if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(a).max())):
@@ -196,7 +217,7 @@ class ModelView:
         if self.preprocess is None:
             return x
         # A tensor, never a numpy array: Keras's preprocess_input edits arrays in place.
-        return self.preprocess(tf.convert_to_tensor(x, tf.float32))
+        return self.preprocess(keras.ops.convert_to_tensor(x, "float32"))
 
     def _forward(self, x):
         # Mixed precision: float16 logits become float32 (the cast is differentiable).
@@ -252,21 +273,18 @@ class ModelView:
         """
         if any(n is None for n in self.input_shape):
             return [tuple(o.shape) for o in self.logits.model.outputs]
-        x = tf.constant(np.random.default_rng(0).uniform(
+        x = keras.ops.convert_to_tensor(np.random.default_rng(0).uniform(
             size=(1,) + self.input_shape).astype(np.float32))
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            try:
-                outputs = tf.nest.flatten(self._forward(x))
-            except Exception as error:  # a shape or dtype the model cannot take
-                raise ValueError(
-                    f"Expected the model to accept float32 inputs of shape "
-                    f"{(None,) + self.input_shape}"
-                    f"{' after `preprocess`' if self.preprocess is not None else ''}. "
-                    f"Received: calling it raised {type(error).__name__}: {error}"
-                ) from error
-            total = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32)) for o in outputs])
-        if tape.gradient(total, x) is None:
+        try:
+            outputs = keras.tree.flatten(self._forward(x))
+        except Exception as error:  # a shape or dtype the model cannot take
+            raise ValueError(
+                f"Expected the model to accept float32 inputs of shape "
+                f"{(None,) + self.input_shape}"
+                f"{' after `preprocess`' if self.preprocess is not None else ''}. "
+                f"Received: calling it raised {type(error).__name__}: {error}"
+            ) from error
+        if not backend.is_connected(self._forward, x):
             raise ValueError(
                 "Expected a model whose outputs can be differentiated with respect to its "
                 "input; the gradient is None (the graph casts the input to integers, stops "
@@ -284,7 +302,7 @@ def _embedding_path(model, dtype, embedding_layer):
         return _graph.resolve(model, embedding_layer)
     found = [path for path, layer in _graph.layer_paths(model)
              if isinstance(layer, keras.layers.Embedding)]
-    if tf.as_dtype(dtype).is_floating and not found:
+    if keras.backend.is_float_dtype(dtype) and not found:
         return None
     if not found:
         raise ValueError(
@@ -293,7 +311,7 @@ def _embedding_path(model, dtype, embedding_layer):
             "saliency is a gradient with respect to the input, which does not exist for "
             "integer inputs, and this model has no Embedding layer (pass "
             "`embedding_layer=` naming the layer that embeds the ids). Received: a model "
-            f"input of dtype {tf.as_dtype(dtype).name}")
+            f"input of dtype {keras.backend.standardize_dtype(dtype)}")
     if len(found) > 1:
         raise ValueError(
             "Expected one Embedding layer, or `embedding_layer=` naming the one that "
@@ -303,13 +321,12 @@ def _embedding_path(model, dtype, embedding_layer):
 
 
 def _check_dtype(dtype):
-    dtype = tf.as_dtype(dtype)
-    if not dtype.is_floating:
+    if not keras.backend.is_float_dtype(dtype):
         raise ValueError(
             "Expected a model with a floating-point input: saliency is a gradient with "
             "respect to the input, which does not exist for integer inputs (e.g. token ids "
             "fed to an Embedding; maps would be all zeros). Received: a model input of "
-            f"dtype {dtype.name}"
+            f"dtype {keras.backend.standardize_dtype(dtype)}"
         )
 
 
@@ -318,7 +335,7 @@ def _refuse_probabilities(outputs, model):
     flat = outputs
     if len(flat) != 1 or len(flat[0].shape) != 2 or flat[0].shape[-1] < 2:
         return
-    values = flat[0].numpy().astype(np.float64)
+    values = keras.ops.convert_to_numpy(flat[0]).astype(np.float64)
     if values.min() >= 0 and np.allclose(values.sum(axis=-1), 1.0, atol=1e-5):
         raise ValueError(
             "Expected a subclassed model that returns logits: its outputs sum to 1 (a "

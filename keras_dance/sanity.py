@@ -24,9 +24,9 @@ def _explainer_like(explainer, model):
         config = dataclasses.replace(config, layer=explainer.decoys.layer_name)
     tokens = {}
     if explainer.tokens:  # the same embedding layer, reduction and padding in the copy
-        tokens = dict(embedding_layer=explainer._inputs.embedding_path,
+        tokens = dict(embedding_layer=explainer.model_view.embedding_path,
                       token_reduction=explainer.token_reduction,
-                      pad_id=explainer._inputs.pad_id)
+                      pad_id=explainer.model_view.pad_id)
     return Explainer(model, method=explainer.method, decoys=config,
                      aggregation=explainer.aggregation, batch_size=explainer.batch_size,
                      preprocess=explainer.preprocess, input_shape=explainer.input_shape,

@@ -17,12 +17,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "keras_dance"
 LAYERS = [
     ("backend", r"keras_dance\.backend(\..*)?"),
     ("helpers", r"keras_dance\.(_tensor|_random|_chunking|_patches|_validation|postprocess"
-                r"|_similarity)"),
+                r"|_similarity|_tfdata)"),
     ("model", r"keras_dance\.(_targets|_graph|_logits)"),
     ("model view", r"keras_dance\.model_view"),
     ("methods", r"keras_dance\.methods(\..*)?"),
     ("decoys", r"keras_dance\.(decoys(\..*)?|aggregate)"),
-    ("explainer", r"keras_dance\.explainer"),
+    ("explainer", r"keras_dance\.(explainer|_compiled)"),
     ("users", r"keras_dance\.(export|callbacks|metrics(\..*)?|sanity|attacks|training(\..*)?"
               r"|viz|cli|datasets|distributed(\..*)?)"),
     ("engines", r"keras_dance\.(ray|beam)"),

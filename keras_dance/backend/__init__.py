@@ -23,8 +23,9 @@ The interface (every backend module defines each name):
     ``values[index[..., 0], index[..., 1], …]``: the entries a ``(…, rank)`` index
     addresses (``keras.ops.scatter_update`` is its inverse).
 ``is_connected(fn, x)``
-    whether ``Σ fn(x)`` has a gradient path to ``x`` at all: the explainer's probe
-    refuses models whose maps would be zero (JAX returns zeros, TensorFlow ``None``).
+    whether ``Σ fn(x)`` has a gradient path to ``x`` (a tensor or a nest of them: to any
+    of its leaves) at all: the explainer's probe refuses models whose maps would be zero
+    (JAX returns zeros, TensorFlow ``None``).
 ``fori_loop(count, body, init)``
     ``body(i, state) -> state`` for ``i`` in ``0 … count − 1`` (``count`` a Python int),
     compiled as one loop, iterations strictly one after another: the memory knob's
@@ -39,8 +40,13 @@ The interface (every backend module defines each name):
 ``hash32(values)``
     murmur3's 32-bit finaliser on int64 tensors holding values in ``[0, 2^32)``: the
     counter-based random streams, bit-identical on every backend.
-``compile(fn, jit_compile=False, input_signature=None)``
-    ``fn`` compiled once (batch-polymorphic where a signature says so).
+``compile(fn, jit_compile=False, input_specs=None)``
+    ``fn`` compiled once; ``input_specs``: ``[(shape, dtype)]`` with ``None`` axes makes it
+    batch-polymorphic (traced once for every batch size).
+``map_chunks(fn, inputs, per_pass, output_specs)``
+    ``fn`` on consecutive slices of ``per_pass`` rows of ``inputs`` (a list of tensors with
+    a common first axis of any length), one slice after another inside the compiled
+    function; the outputs (``[(shape without the batch axis, dtype)]``) concatenated.
 
 Raises:
     RuntimeError: at first use, naming the backend, when the active Keras backend has no
@@ -55,12 +61,13 @@ import keras
 MODULES = {"tensorflow": "keras_dance.backend.tensorflow"}
 
 INTERFACE = ("gradient", "layer_gradient", "vjp", "gather_nd", "is_connected", "fori_loop",
-             "while_loop", "positive_gradient", "resize_aligned", "hash32", "compile")
+             "while_loop", "positive_gradient", "resize_aligned", "hash32", "compile",
+             "map_chunks")
 
 
 def name():
     """The active Keras backend: "tensorflow", "jax" or "torch"."""
-    return keras.config.backend()
+    return keras.backend.backend()
 
 
 def module():

@@ -34,12 +34,12 @@ def gather_nd(values, index):
 
 
 def is_connected(fn, x):
-    x = tf.convert_to_tensor(x)
+    x = tf.nest.map_structure(tf.convert_to_tensor, x)
     with tf.GradientTape() as tape:
         tape.watch(x)
         outputs = tf.nest.flatten(fn(x))
         total = tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32)) for o in outputs])
-    return tape.gradient(total, x) is not None
+    return any(g is not None for g in tf.nest.flatten(tape.gradient(total, x)))
 
 
 def fori_loop(count, body, init):
@@ -93,6 +93,28 @@ def hash32(h):
     return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
 
 
-def compile(fn, jit_compile=False, input_signature=None):  # noqa: A001 (the interface's name)
-    return tf.function(fn, jit_compile=jit_compile, input_signature=input_signature,
-                       reduce_retracing=input_signature is None)
+def compile(fn, jit_compile=False, input_specs=None):  # noqa: A001 (the interface's name)
+    signature = None if input_specs is None else [
+        tf.TensorSpec(shape, dtype) for shape, dtype in input_specs]
+    return tf.function(fn, jit_compile=jit_compile, input_signature=signature,
+                       reduce_retracing=signature is None)
+
+
+def map_chunks(fn, inputs, per_pass, output_specs):
+    count = tf.shape(inputs[0])[0]
+    chunks = (count + per_pass - 1) // per_pass
+    arrays = [tf.TensorArray(dtype, size=chunks, infer_shape=False,
+                             element_shape=tf.TensorShape((None,) + tuple(shape)))
+              for shape, dtype in output_specs]
+
+    def body(i, arrays):
+        start = i * per_pass
+        stop = tf.minimum(start + per_pass, count)
+        results = fn(*[tensor[start:stop] for tensor in inputs])
+        return i + 1, [array.write(i, value) for array, value in zip(arrays, results)]
+
+    # One chunk at a time (parallel_iterations=1): the memory knob bounds the whole call.
+    _, arrays = tf.while_loop(lambda i, arrays: i < chunks, body,
+                              (tf.constant(0, tf.int32), arrays), parallel_iterations=1)
+    return tuple(array.concat() for array in arrays)
+

@@ -1,19 +1,21 @@
 """Reducers over the decoy axis (pure functions; streaming forms for chunked use)."""
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+from keras_dance._tensor import take
 
 AGGREGATIONS = ("range", "patch_range", "mean")
 
 
 def range_aggregate(maps, axis=0):
     """DANCE Eq. 3: ``Z_i = max_j E_j,i − min_j E_j,i`` over the decoy axis (≥ 0)."""
-    return tf.reduce_max(maps, axis=axis) - tf.reduce_min(maps, axis=axis)
+    return ops.max(maps, axis=axis) - ops.min(maps, axis=axis)
 
 
 def mean_aggregate(maps, axis=0):
     """The paper's "mean" ablation: ``Z_i = (1/D) Σ_j E_j,i``."""
-    return tf.reduce_mean(maps, axis=axis)
+    return ops.mean(maps, axis=axis)
 
 
 def patch_range_aggregate(maps, patch_masks, decoys_per_patch=2):
@@ -33,16 +35,16 @@ def patch_range_aggregate(maps, patch_masks, decoys_per_patch=2):
     Returns:
         The ``(…)`` map (≥ 0).
     """
-    maps = tf.convert_to_tensor(maps)
+    maps = ops.convert_to_tensor(maps)
     ranges = _patch_ranges(maps, decoys_per_patch)  # (P, …)
-    cover = tf.cast(tf.convert_to_tensor(patch_masks), maps.dtype)
-    return tf.reduce_sum(ranges * cover, 0) / tf.reduce_sum(cover + tf.zeros_like(ranges), 0)
+    cover = ops.cast(ops.convert_to_tensor(patch_masks), maps.dtype)
+    return ops.sum(ranges * cover, 0) / ops.sum(cover + ops.zeros_like(ranges), 0)
 
 
 def _patch_ranges(maps, unit):
     """``(P·unit, …) → (P, …)``: max − min over each patch's ``unit`` consecutive decoys."""
-    per_patch = tf.reshape(maps, tf.concat([[-1, unit], tf.shape(maps)[1:]], 0))
-    return tf.reduce_max(per_patch, 1) - tf.reduce_min(per_patch, 1)
+    per_patch = ops.reshape(maps, (-1, unit) + tuple(ops.shape(maps)[1:]))
+    return ops.max(per_patch, 1) - ops.min(per_patch, 1)
 
 
 class Reducer:
@@ -82,45 +84,45 @@ class Reducer:
         members = [(np.arange(n)[None, :] >= engine.starts[:, a:a + 1])
                    & (np.arange(n)[None, :] < engine.starts[:, a:a + 1] + engine.patch[a])
                    for a, n in enumerate(spatial)]
-        self._geometry = [tf.constant(m, tf.float32) for m in members]
+        self._geometry = [ops.convert_to_tensor(m, "float32") for m in members]
         self._has_channels = engine.has_channels
         # How many patches cover each position (built once; a constant of the geometry).
         from keras_dance._patches import patch_masks
 
         count = patch_masks(spatial, engine.starts, engine.patch).sum(0).astype(np.float32)
-        self._count = tf.constant(count[..., None] if self._has_channels else count)
+        self._count = ops.convert_to_tensor(count[..., None] if self._has_channels else count)
         return self
 
     def _cover(self, first_patch, count):
         """``(count, *spatial[, 1])`` float masks of patches ``first_patch …``."""
-        axes = [tf.slice(m, [first_patch, 0], [count, -1]) for m in self._geometry]
+        axes = [take(m, first_patch, count) for m in self._geometry]
         cover = axes[0]
         for a, axis in enumerate(axes[1:], start=1):
-            cover = cover[..., None] * tf.reshape(
+            cover = cover[..., None] * ops.reshape(
                 axis, [count] + [1] * a + [axis.shape[-1]])
         return cover[..., None] if self._has_channels else cover
 
     def init(self, like):
         if self.aggregation == "range":
-            return (tf.fill(tf.shape(like), -float("inf")), tf.fill(tf.shape(like), float("inf")))
-        return (tf.zeros_like(like),)
+            return (ops.full(ops.shape(like), -float("inf")), ops.full(ops.shape(like), float("inf")))
+        return (ops.zeros_like(like),)
 
     def partial(self, maps, first=0):
         """The state of one chunk ``maps (k, b, …)``: decoys ``first … first + k − 1``."""
         if self.aggregation == "range":
-            return (tf.reduce_max(maps, 0), tf.reduce_min(maps, 0))
+            return (ops.max(maps, 0), ops.min(maps, 0))
         if self.aggregation == "patch_range":
             if self._geometry is None:
                 raise RuntimeError("Reducer('patch_range') used before bind(engine)")
             count = maps.shape[0] // self.unit  # chunks hold whole patches (DecoyMaps)
             ranges = _patch_ranges(maps, self.unit)  # (P', b, …)
             cover = self._cover(first // self.unit, count)[:, None]  # (P', 1, …)
-            return (tf.reduce_sum(ranges * cover, 0),)
-        return (tf.reduce_sum(maps, 0),)
+            return (ops.sum(ranges * cover, 0),)
+        return (ops.sum(maps, 0),)
 
     def merge(self, state, other):
         if self.aggregation == "range":
-            return (tf.maximum(state[0], other[0]), tf.minimum(state[1], other[1]))
+            return (ops.maximum(state[0], other[0]), ops.minimum(state[1], other[1]))
         return (state[0] + other[0],)
 
     def result(self, state, count):

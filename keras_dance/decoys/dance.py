@@ -5,10 +5,10 @@ engine solves the decoys, the base method maps them and a ``Reducer`` folds the 
 they come, so no more than the memory knob's worth of decoys or maps is alive at once.
 """
 
-import tensorflow as tf
+from keras import ops
 
 from keras_dance._chunking import chunked_reduce
-from keras_dance._tensor import fold, split_budget
+from keras_dance._tensor import as_rows, fold, split_budget, take
 
 
 class DecoyMaps:
@@ -43,34 +43,32 @@ class DecoyMaps:
             split_budget(batch_size, rows_per_input) // self.inputs_per_pass), unit)
         self.budget = split_budget(batch_size, self.decoys_per_map_pass * self.inputs_per_pass)
 
-    def __call__(self, x, targets):
-        """``(maps (b, …), feasible fraction (b,), mean perturbation (b,))`` for ``x``."""
+    def __call__(self, x, targets, fuse=None):
+        """``(maps (b, …), feasible fraction (b,), mean perturbation (b,))`` for ``x``;
+        ``fuse``: as ``DecoyEngine.solve``."""
         engine, reducer = self.engine, self.reducer
         per_map_pass = self.decoys_per_map_pass
         layer_x = engine.sub_model(x, training=False)  # F_l(x), once for every chunk
 
         def decoy_chunk(start, size):
-            values, found, change = engine.solve(x, start, size, layer_x)  # (size, b, …)
+            # (size, b, …) patch values of the chunk's decoys
+            values, found, change = engine.solve(x, start, size, layer_x, fuse=fuse)
 
             def map_chunk(first, count):
-                part = tf.slice(values, tf.concat([[first], tf.zeros([len(values.shape) - 1],
-                                                                     tf.int32)], 0),
-                                tf.concat([[count], tf.shape(values)[1:]], 0))
-                part = tf.ensure_shape(part, [count] + values.shape[1:])
-                decoys = engine.decoy_images(x, start + first, part)  # (count, b, …)
-                rows = tf.reshape(decoys, tf.concat([[-1], tf.shape(x)[1:]], 0))
-                maps = self.method(rows, self.forward, targets.tile(count), self.budget)
+                part = take(values, first, count)
+                decoys = engine.decoy_images(x, start + first, part, fuse=fuse)  # (count, b, …)
+                maps = self.method(as_rows(decoys, x), self.forward, targets.tile(count),
+                                   self.budget)
                 return reducer.partial(fold(maps, count), start + first)
 
             state = chunked_reduce(map_chunk, size, per_map_pass, reducer.init(x), reducer.merge)
-            return (state, tf.reduce_sum(tf.cast(found, tf.float32), axis=0),
-                    tf.reduce_sum(change, axis=0))
+            return (state, ops.sum(ops.cast(found, "float32"), axis=0), ops.sum(change, axis=0))
 
         def combine(acc, value):
             return reducer.merge(acc[0], value[0]), acc[1] + value[1], acc[2] + value[2]
 
-        batch = tf.shape(x)[0]
-        init = (reducer.init(x), tf.zeros([batch]), tf.zeros([batch]))
+        batch = ops.shape(x)[0]
+        init = (reducer.init(x), ops.zeros((batch,)), ops.zeros((batch,)))
         count = engine.num_decoys
         state, found, change = chunked_reduce(decoy_chunk, count, self.decoys_per_pass, init,
                                               combine)

@@ -118,7 +118,7 @@ class DecoyEngine:
         patch_index = pair // 2 if self.config.kind == "optimized" else pair
         return pair, ops.repeat(patch_index, ops.shape(x)[0])
 
-    def solve(self, x, pair_start, pairs, layer_x=None):
+    def solve(self, x, pair_start, pairs, layer_x=None, fuse=None):
         """Decoy patches for the pairs ``pair_start … pair_start + pairs − 1`` of every input.
 
         Pair ``j`` is patch ``j // 2`` with sign ``+1`` (even ``j``) or ``−1`` (odd) for
@@ -132,6 +132,8 @@ class DecoyEngine:
             pairs: Python int.
             layer_x: ``F_l(x)``, when the caller solves several chunks of one batch and
                 computed it once. Defaults to None (computed here).
+            fuse: run the element-wise work as XLA-fused kernels; None: the engine's
+                ``fuse``. False gives plain kernels (an exported graph). Defaults to None.
 
         Returns:
             ``(values (pairs, b, *patch, C), found (pairs, b) bool,
@@ -190,10 +192,11 @@ class DecoyEngine:
         problem = Problem(base=base, index=index, start=original, sign=sign, epsilon=epsilon,
                           reference=reference, footprint=footprint, features=features)
         values, found, _ = optimise(problem, config, self.bounds, self.patch_features,
-                                    ops.repeat(draws, batch, axis=0), fuse=self.fuse)
+                                    ops.repeat(draws, batch, axis=0),
+                                    fuse=self.fuse if fuse is None else fuse)
         return finish(values, found, original)
 
-    def decoy_images(self, x, pair_start, values):
+    def decoy_images(self, x, pair_start, values, fuse=None):
         """The decoys of ``solve``: copies of ``x`` with each patch replaced by its values.
 
         Args:
@@ -211,7 +214,7 @@ class DecoyEngine:
         rows = ops.reshape(values, (-1,) + tuple(ops.shape(values)[2:]))
         index = window_indices(ops.arange(ops.shape(rows)[0], dtype="int32"),
                                ops.take(self._starts, rows_patch, axis=0), self.patch)
-        write = self._write_fused if self.fuse else _write_patches
+        write = self._write_fused if (self.fuse if fuse is None else fuse) else _write_patches
         decoys = self.geometry.to_model(write(self.geometry.from_model(x), index, rows))
         return ops.reshape(decoys, (pairs, ops.shape(x)[0]) + self.input_shape)
 

@@ -213,7 +213,7 @@ class BatchExplainer:
                                  f"{self.input_shape}")
             array = array.reshape(self.input_shape)  # flattened rows (Parquet lists)
         if self.explainer is not None:
-            self.explainer._validate(array[None])  # NaN/Inf, value range, token ids
+            self.explainer.validate(array[None])  # NaN/Inf, value range, token ids
         else:
             if not np.all(np.isfinite(array)):
                 raise ValueError("contains NaN or Inf")
