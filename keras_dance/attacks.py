@@ -21,8 +21,9 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_dance import backend
 from keras_dance._similarity import spearman
 from keras_dance._targets import IndexTargets
 from keras_dance.metrics.sensitivity import sensitivity
@@ -34,7 +35,7 @@ KINDS = ("topk", "targeted", "mass_center")
 def softplus_copy(model, beta=10.0):
     """A copy of ``model`` with every ReLU replaced by ``softplus(β·x)/β`` (weights copied)."""
     def smooth(t):
-        return tf.nn.softplus(beta * t) / beta
+        return ops.softplus(beta * t) / beta
 
     def clone_function(layer):
         config = layer.get_config()
@@ -173,9 +174,9 @@ def attack(explainer, x, kind="topk", epsilon=8 / 255, step_size=1 / 255, iterat
     best, best_shown = x.copy(), original.copy()
     best_score = measures(original)[0]
     current = x.copy()
-    targets_t = tf.constant(targets, tf.int32)
+    targets_t = ops.convert_to_tensor(targets, "int32")
     for iteration in range(1, iterations + 1):
-        direction = surrogate(tf.constant(current), targets_t).numpy()
+        direction = ops.convert_to_numpy(surrogate(ops.convert_to_tensor(current), targets_t))
         proposal = np.clip(current - step * np.sign(direction), x - budget, x + budget)
         proposal = np.clip(proposal, lo, hi).astype(np.float32)
         kept = explainer.predict_classes(proposal) == labels
@@ -205,7 +206,7 @@ def attack(explainer, x, kind="topk", epsilon=8 / 255, step_size=1 / 255, iterat
 
 def _surrogate_step(explainer, smooth_model, kind, original_topk, region, original_center,
                     coordinates, has_channels):
-    """``tf.function(x, targets) -> d objective / d x`` through the softplus copy's map."""
+    """A compiled ``(x, targets) -> d objective / d x`` through the softplus copy's map."""
     from keras_dance.explainer import Explainer
 
     surrogate = Explainer(smooth_model, method=explainer.method, batch_size=explainer.batch_size,
@@ -213,30 +214,26 @@ def _surrogate_step(explainer, smooth_model, kind, original_topk, region, origin
     topk_mask = np.zeros((len(original_topk), int(np.prod(region.shape))), np.float32)
     for row, index in enumerate(original_topk):
         topk_mask[row, index] = 1.0
-    topk_mask = tf.constant(topk_mask)
-    region_flat = tf.constant(region.ravel().astype(np.float32))
-    center = tf.constant(original_center, tf.float32)
-    coords = tf.constant(coordinates)
+    topk_mask = ops.convert_to_tensor(topk_mask)
+    region_flat = ops.convert_to_tensor(region.ravel().astype(np.float32))
+    center = ops.convert_to_tensor(original_center, "float32")
+    coords = ops.convert_to_tensor(coordinates)
 
-    @tf.function
+    def objective(x, targets):
+        maps = surrogate.method(x, surrogate.forward, IndexTargets(targets), surrogate.budget)
+        relevance = ops.abs(maps)
+        if has_channels:
+            relevance = ops.sum(relevance, axis=-1)
+        flat = ops.reshape(relevance, (ops.shape(x)[0], -1))
+        total = ops.sum(flat, axis=1) + 1e-12
+        if kind == "topk":
+            return ops.sum(flat * topk_mask, axis=1) / total
+        if kind == "targeted":
+            return -ops.sum(flat * region_flat, axis=1) / total
+        centers = ops.matmul(flat, coords) / total[:, None]
+        return -ops.norm(centers - center + 1e-9, axis=1)
+
     def gradient(x, targets):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            maps = surrogate.method(x, surrogate.forward, IndexTargets(targets),
-                                    surrogate.budget)
-            relevance = tf.abs(maps)
-            if has_channels:
-                relevance = tf.reduce_sum(relevance, axis=-1)
-            flat = tf.reshape(relevance, [tf.shape(x)[0], -1])
-            total = tf.reduce_sum(flat, axis=1) + 1e-12
-            if kind == "topk":
-                objective = tf.reduce_sum(flat * topk_mask, axis=1) / total
-            elif kind == "targeted":
-                objective = -tf.reduce_sum(flat * region_flat, axis=1) / total
-            else:
-                centers = tf.matmul(flat, coords) / total[:, None]
-                objective = -tf.norm(centers - center + 1e-9, axis=1)
-            loss = tf.reduce_sum(objective)
-        return tape.gradient(loss, x)
+        return backend.gradient(lambda rows: objective(rows, targets), x)
 
-    return gradient
+    return backend.compile(gradient)

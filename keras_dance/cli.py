@@ -471,15 +471,21 @@ def _stderr_silenced():
 
 
 def _quiet_start_up():
-    """TensorFlow's C++/absl start-up lines and INFO logs stay out of the user's terminal
+    """The framework's C++/absl start-up lines and INFO logs stay out of the user's terminal
     (``--verbose`` keeps them): the C++ log level is raised before TensorFlow loads, and
     the lines it prints while loading, before any log level applies, are discarded."""
     import logging
 
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # errors still reach us as Python exceptions
     with _stderr_silenced():
-        import tensorflow  # noqa: F401
         import keras  # noqa: F401
+
+        from keras_dance import backend
+
+        try:
+            backend.module()  # the backend's framework (TensorFlow's C++ start-up) loads here
+        except RuntimeError:
+            pass  # a backend the seam lacks: the command says so when it builds an explainer
     # e.g. SavedModel's renaming notes, Beam's and Ray's INFO lines
     for name in ("keras_dance", "absl", "tensorflow", "apache_beam", "ray"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -5,6 +5,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 # Keras TextVectorization's default standardisation: lower case, punctuation removed.
@@ -165,3 +166,30 @@ def _explain_text(module, explainer, function, words_file):
         return {"tokens": tokens, "ids": ids, "saliency": maps, "target": targets}
 
     return explain_text
+
+
+class ServedExplainer:
+    """A SavedModel written by ``Explainer.export``, run through its signatures (a dataset
+    worker's explainer for an exported model; TensorFlow alone, no Keras).
+
+    Attributes:
+        input_shape: one input's shape; ``dtype``: numpy int32 (token ids) or float32.
+    """
+
+    def __init__(self, path):
+        self._loaded = tf.saved_model.load(path)  # keeps the variables alive
+        self._explain = self._loaded.signatures["explain"]
+        (_, tensor), = self._explain.structured_input_signature[1].items()
+        self.input_shape = tuple(tensor.shape[1:])
+        self.dtype = np.int32 if tensor.dtype.is_integer else np.float32
+
+    def __call__(self, batch, targets=None):
+        """``{"target", "predicted", "map"}`` numpy arrays for ``batch`` (the predicted
+        classes' maps, or ``targets``' when given)."""
+        outputs = self._explain(inputs=tf.constant(batch))
+        predicted = outputs["target"].numpy()
+        if targets is not None:
+            outputs = self._loaded.signatures["explain_target"](
+                inputs=tf.constant(batch), target=tf.constant(targets))
+        return {"target": outputs["target"].numpy(), "predicted": predicted,
+                "map": outputs["saliency"].numpy()}

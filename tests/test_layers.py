@@ -35,7 +35,9 @@ LAYERS = [
 UPWARD_ALLOWED = {("keras_dance.explainer", "keras_dance.export")}
 
 #: Where ``import tensorflow`` may stand: the seam's TensorFlow module and TensorFlow's
-#: products (SavedModel export, TensorBoard summaries, tf.data input).
+#: products — SavedModel export and serving (``export``: a dataset worker runs an
+#: exported SavedModel through it), TensorBoard summaries (``callbacks``). tf.data input
+#: (``_tfdata``) reads the module only when a dataset was given, never imports it.
 TENSORFLOW_ALLOWED = {"keras_dance.backend.tensorflow", "keras_dance.export",
                       "keras_dance.callbacks"}
 
@@ -124,9 +126,6 @@ def test_no_circular_imports():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20 in progress: the methods, the decoy "
-                   "engine, the explainer and the evidence still call TensorFlow directly; "
-                   "this turns green (and the xfail must go) when the seam holds them all")
 def test_tensorflow_is_imported_only_in_the_seam_and_its_products():
     outside = sorted(f"{name}:{line}" for name, path in ALL.items()
                      for target, line in imports(name, path)

@@ -43,6 +43,13 @@ The interface (every backend module defines each name):
 ``compile(fn, jit_compile=False, input_specs=None)``
     ``fn`` compiled once; ``input_specs``: ``[(shape, dtype)]`` with ``None`` axes makes it
     batch-polymorphic (traced once for every batch size).
+``minimise(model, objective)``
+    one optimiser step inside a custom ``train_step``: ``objective()`` (it calls the
+    model) differentiated with respect to ``model.trainable_variables`` and applied by
+    ``model.optimizer``; returns the objective's value.
+``configure_devices(threads=None)``
+    per-process set-up of a dataset worker: accelerator memory on demand, one accelerator
+    per process when several are visible and the engine chose none, ``threads`` threads.
 ``map_chunks(fn, inputs, per_pass, output_specs)``
     ``fn`` on consecutive slices of ``per_pass`` rows of ``inputs`` (a list of tensors with
     a common first axis of any length), one slice after another inside the compiled
@@ -62,7 +69,7 @@ MODULES = {"tensorflow": "keras_dance.backend.tensorflow"}
 
 INTERFACE = ("gradient", "layer_gradient", "vjp", "gather_nd", "is_connected", "fori_loop",
              "while_loop", "positive_gradient", "resize_aligned", "hash32", "compile",
-             "map_chunks")
+             "map_chunks", "minimise", "configure_devices")
 
 
 def name():

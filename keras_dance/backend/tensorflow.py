@@ -2,6 +2,8 @@
 ``tf.custom_gradient`` and TensorFlow's integer ops. The interface is documented in
 ``keras_dance.backend``."""
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -118,3 +120,24 @@ def map_chunks(fn, inputs, per_pass, output_specs):
                               (tf.constant(0, tf.int32), arrays), parallel_iterations=1)
     return tuple(array.concat() for array in arrays)
 
+
+def minimise(model, objective):
+    with tf.GradientTape() as tape:
+        value = objective()
+    gradients = tape.gradient(value, model.trainable_variables)
+    model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return value
+
+
+def configure_devices(threads=None):
+    gpus = tf.config.list_physical_devices("GPU")
+    try:
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        if len(gpus) > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ:
+            tf.config.set_visible_devices(gpus[os.getpid() % len(gpus)], "GPU")
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+    except RuntimeError:
+        pass  # TensorFlow already initialised in this process

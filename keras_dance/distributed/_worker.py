@@ -133,40 +133,39 @@ def _jsonable(value):
 
 
 def _fingerprint(model):
-    """sha256 over the model's file(s): a retrained model is a different job."""
-    import tensorflow as tf
+    """sha256 over the model's file(s): a retrained model is a different job. ``model``
+    is a local path or a URI ``pyarrow.fs`` reads (``gs://``, ``s3://``, ``hdfs://``)."""
+    from pyarrow import fs
 
+    if "://" in model:
+        filesystem, root = fs.FileSystem.from_uri(model)
+    else:
+        filesystem, root = fs.LocalFileSystem(), os.path.abspath(model)
+    info = filesystem.get_file_info(root)
+    if info.type == fs.FileType.Directory:
+        found = filesystem.get_file_info(fs.FileSelector(root, recursive=True))
+        paths = sorted(item.path for item in found if item.type == fs.FileType.File)
+    else:
+        paths = [root]
     digest = hashlib.sha256()
-    paths = ([model] if not tf.io.gfile.isdir(model) else sorted(
-        os.path.join(root, name) for root, _, names in tf.io.gfile.walk(model)
-        for name in names))
     for path in paths:
-        digest.update(os.path.relpath(path, model).encode())
-        with tf.io.gfile.GFile(path, "rb") as handle:
+        digest.update(os.path.relpath(path, root).encode())
+        with filesystem.open_input_stream(path) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
 
 
 def configure_devices(threads=None):
-    """Per-process TensorFlow set-up for a worker: GPU memory growth (workers sharing a
-    GPU, or a GPU shared with other libraries, do not each claim all of it); with several
-    GPUs visible and none chosen by the engine (Ray sets ``CUDA_VISIBLE_DEVICES`` per
-    actor), one GPU per process; ``threads`` intra-op threads. Settings TensorFlow no
-    longer accepts (it has started) are left as they are."""
-    import tensorflow as tf
+    """Per-process set-up for a worker (``keras_dance.backend``'s ``configure_devices``):
+    accelerator memory on demand (workers sharing a GPU, or a GPU shared with other
+    libraries, do not each claim all of it); with several GPUs visible and none chosen by
+    the engine (Ray sets ``CUDA_VISIBLE_DEVICES`` per actor), one GPU per process;
+    ``threads`` intra-op threads. Settings the framework no longer accepts (it has
+    started) are left as they are."""
+    from keras_dance import backend
 
-    gpus = tf.config.list_physical_devices("GPU")
-    try:
-        for gpu in gpus:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        if len(gpus) > 1 and "CUDA_VISIBLE_DEVICES" not in os.environ:
-            tf.config.set_visible_devices(gpus[os.getpid() % len(gpus)], "GPU")
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError:
-        pass  # TensorFlow already initialised in this process
+    backend.configure_devices(threads)
 
 
 class BatchExplainer:
@@ -181,14 +180,10 @@ class BatchExplainer:
         configure_devices(spec.threads)
         self.spec = spec
         if spec.saved_model:
-            import tensorflow as tf
+            from keras_dance.export import ServedExplainer
 
-            loaded = tf.saved_model.load(spec.model)
-            self._signature = loaded.signatures["explain"]
-            self._loaded = loaded  # keeps the variables alive
-            (name, tensor), = self._signature.structured_input_signature[1].items()
-            self.input_shape = tuple(tensor.shape[1:])
-            self.dtype = np.int32 if tensor.dtype.is_integer else np.float32
+            self._served = ServedExplainer(spec.model)
+            self.input_shape, self.dtype = self._served.input_shape, self._served.dtype
             self.explainer = None
         else:
             import keras
@@ -237,7 +232,7 @@ class BatchExplainer:
         batch = np.stack(rows)
         wanted = None if targets is None else np.asarray(targets, np.int32)[good]
         if self.explainer is None:
-            outputs = self._run_signature(batch, wanted)
+            outputs = self._served(batch, wanted)
         else:
             outputs = self._run_explainer(batch, wanted)
         records.update(outputs)
@@ -254,17 +249,6 @@ class BatchExplainer:
             if name in details:
                 records[name] = details[name]
         return records
-
-    def _run_signature(self, batch, targets):
-        import tensorflow as tf
-
-        outputs = self._signature(inputs=tf.constant(batch))
-        predicted = outputs["target"].numpy()
-        if targets is not None:
-            outputs = self._loaded.signatures["explain_target"](
-                inputs=tf.constant(batch), target=tf.constant(targets))
-        return {"target": outputs["target"].numpy(), "predicted": predicted,
-                "map": outputs["saliency"].numpy()}
 
     def process(self, ids, inputs, output, targets=None, errors=()):
         """Explains a batch and writes its shard (and error shard: ``errors`` found before,

@@ -19,8 +19,9 @@ The model learns to ignore features the map calls unimportant, so their gradient
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_dance import backend
 from keras_dance._logits import LogitsModel, needs_linear_copy
 from keras_dance._targets import IndexTargets
 from keras_dance.methods import get as get_method
@@ -101,63 +102,68 @@ class SCAAT(keras.Model):
 
     def _distribution(self, outputs):
         if self._probabilities:
-            return tf.clip_by_value(outputs, 1e-7, 1.0)
-        return tf.nn.softmax(outputs)
+            return ops.clip(outputs, 1e-7, 1.0)
+        return ops.softmax(outputs, axis=-1)
 
     def budgets(self, x, labels):
         """Per-feature budgets ``ε · (hi − lo) · (1 − S)^γ`` (same shape as ``x``)."""
         self._logits.sync()
         forward = ModelFunction(self._logits, int(self.model.outputs[0].shape[-1]))
-        saliency = tf.abs(self.method(x, forward, IndexTargets(labels)))
-        axes = list(range(1, len(x.shape)))
-        peak = tf.reduce_max(saliency, axis=axes, keepdims=True)
-        scaled = saliency / tf.maximum(peak, 1e-12)
+        saliency = ops.abs(self.method(x, forward, IndexTargets(labels)))
+        axes = tuple(range(1, len(x.shape)))
+        peak = ops.max(saliency, axis=axes, keepdims=True)
+        scaled = saliency / ops.maximum(peak, 1e-12)
         lo, hi = self.value_range
-        return self.epsilon * (hi - lo) * tf.pow(1.0 - scaled, self.gamma)
+        return self.epsilon * (hi - lo) * ops.power(1.0 - scaled, self.gamma)
 
     def perturb(self, x, labels):
         """The adversarial inputs ``x + δ`` and the budgets used (both of ``x``'s shape)."""
-        x = tf.convert_to_tensor(x, tf.float32)
-        labels = tf.convert_to_tensor(labels, tf.int32)
-        budget = tf.stop_gradient(self.budgets(x, labels))
+        x = ops.convert_to_tensor(x, "float32")
+        labels = ops.convert_to_tensor(labels, "int32")
+        budget = ops.stop_gradient(self.budgets(x, labels))
         lo, hi = self.value_range
-        clean = tf.stop_gradient(self._distribution(self.model(x, training=False)))
+        clean = ops.stop_gradient(self._distribution(self.model(x, training=False)))
         step = self.step_size * self.epsilon * (hi - lo)
-        delta = budget * keras.random.uniform(tf.shape(x), -1.0, 1.0, seed=self._seed_generator)
-        delta = tf.clip_by_value(x + delta, lo, hi) - x
+        delta = budget * keras.random.uniform(ops.shape(x), -1.0, 1.0,
+                                              seed=self._seed_generator)
+        delta = ops.clip(x + delta, lo, hi) - x
+
+        def divergence(d):
+            adversarial = self._distribution(self.model(x + d, training=False))
+            return _kl(clean, adversarial)
+
         for _ in range(self.steps):
-            with tf.GradientTape() as tape:
-                tape.watch(delta)
-                adversarial = self._distribution(self.model(x + delta, training=False))
-                divergence = tf.reduce_sum(_kl(clean, adversarial))
-            direction = tf.sign(tape.gradient(divergence, delta))
-            delta = tf.clip_by_value(delta + step * direction, -budget, budget)
-            delta = tf.clip_by_value(x + delta, lo, hi) - x
-        return tf.stop_gradient(x + delta), budget
+            direction = ops.sign(backend.gradient(divergence, delta))
+            delta = ops.clip(delta + step * direction, -budget, budget)
+            delta = ops.clip(x + delta, lo, hi) - x
+        return ops.stop_gradient(x + delta), budget
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        labels = tf.cast(y, tf.int32)
+        labels = ops.cast(y, "int32")
         if len(labels.shape) > 1 and labels.shape[-1] != 1:
-            labels = tf.argmax(labels, axis=-1, output_type=tf.int32)  # one-hot labels
-        labels = tf.reshape(labels, [-1])
+            labels = ops.cast(ops.argmax(labels, axis=-1), "int32")  # one-hot labels
+        labels = ops.reshape(labels, (-1,))
         x_adv, _ = self.perturb(x, labels)
-        with tf.GradientTape() as tape:
+        found = {}
+
+        def objective():
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                      training=True)
             adversarial = self(x_adv, training=True)
-            divergence = tf.reduce_mean(_kl(self._distribution(y_pred),
-                                            self._distribution(adversarial)))
-            total = loss + self.beta * divergence
-        gradients = tape.gradient(total, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+            divergence = ops.mean(_kl(self._distribution(y_pred),
+                                      self._distribution(adversarial)))
+            found.update(y_pred=y_pred, loss=loss, divergence=divergence)
+            return loss + self.beta * divergence
+
+        backend.minimise(self, objective)
         # Keras's own train_step feeds the "loss" metric the same way.
         tracker = getattr(self, "_loss_tracker", None)
         if tracker is not None:
-            tracker.update_state(loss, sample_weight=tf.shape(x)[0])
-        logs = self.compute_metrics(x, y, y_pred, sample_weight)
-        logs["kl"] = divergence  # this batch's KL(f(x) ‖ f(x + δ))
+            tracker.update_state(found["loss"], sample_weight=ops.shape(x)[0])
+        logs = self.compute_metrics(x, y, found["y_pred"], sample_weight)
+        logs["kl"] = found["divergence"]  # this batch's KL(f(x) ‖ f(x + δ))
         return logs
 
     def get_config(self):
@@ -171,6 +177,6 @@ class SCAAT(keras.Model):
 
 def _kl(p, q):
     """``KL(p ‖ q)`` per row for categorical distributions."""
-    p = tf.clip_by_value(p, 1e-7, 1.0)
-    q = tf.clip_by_value(q, 1e-7, 1.0)
-    return tf.reduce_sum(p * (tf.math.log(p) - tf.math.log(q)), axis=-1)
+    p = ops.clip(p, 1e-7, 1.0)
+    q = ops.clip(q, 1e-7, 1.0)
+    return ops.sum(p * (ops.log(p) - ops.log(q)), axis=-1)

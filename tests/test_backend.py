@@ -1,0 +1,74 @@
+"""The backend seam: its interface is complete, and each piece equals what it replaced."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_dance import backend
+from keras_dance._similarity import ssim
+
+
+def test_the_active_module_implements_the_whole_interface():
+    module = backend.module()
+    missing = [name for name in backend.INTERFACE if not callable(getattr(module, name, None))]
+    assert not missing
+    documented = backend.__doc__
+    assert all(f"``{name}(" in documented for name in backend.INTERFACE)
+
+
+def test_an_unsupported_backend_is_named(monkeypatch):
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    with pytest.raises(RuntimeError, match="Received: backend='torch'"):
+        backend.module()
+
+
+def test_gradient_is_zero_where_unconnected_and_vjp_pulls_back_a_late_cotangent():
+    x = tf.constant([[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(backend.gradient(lambda v: v[:, 0] ** 2, x),
+                                  [[2.0, 0.0], [6.0, 0.0]])
+    np.testing.assert_array_equal(backend.gradient(lambda v: tf.zeros([2]), x), np.zeros((2, 2)))
+    value, pullback = backend.vjp(lambda v: v * v, x)
+    # The cotangent is written from the value (as the decoy solver's penalty is).
+    np.testing.assert_allclose(pullback(tf.sign(value - 5.0)), [[-2, -4], [6, 8]])
+    assert backend.is_connected(lambda v: v * 2.0, x)
+    assert not backend.is_connected(lambda v: tf.ones([2]), x)
+    assert backend.is_connected(lambda pair: pair[1] * 2.0, [x, x])
+
+
+def test_positive_gradient_is_the_identity_forward_and_keeps_positive_gradients():
+    x = tf.constant([1.0, -2.0, 3.0])
+    np.testing.assert_array_equal(backend.positive_gradient(x), x)
+    grad = backend.gradient(lambda v: backend.positive_gradient(v) * [1.0, -1.0, 2.0], x)
+    np.testing.assert_array_equal(grad, [1.0, 0.0, 2.0])
+
+
+@pytest.mark.parametrize("shape, size", [((2, 3, 4), (7, 9)), ((3, 5), (11,)), ((1, 2, 2), (2, 5))])
+def test_resize_aligned_equals_tensorflows_corner_aligned_bilinear(shape, size):
+    values = tf.constant(np.random.default_rng(0).normal(size=shape).astype(np.float32))
+    got = backend.resize_aligned(values, size)
+    image = values[..., None] if len(size) == 2 else values[:, :, None, None]
+    want = tf.compat.v1.image.resize_bilinear(image, size if len(size) == 2 else (size[0], 1),
+                                              align_corners=True)
+    want = want[..., 0] if len(size) == 2 else want[:, :, 0, 0]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_map_chunks_and_fori_loop_cover_every_row_once_in_order():
+    x = tf.range(10, dtype=tf.float32)
+    out, = backend.map_chunks(lambda rows: (rows * 2.0,), [x], 3, [((), "float32")])
+    np.testing.assert_array_equal(out, np.arange(10) * 2.0)
+    visits = backend.fori_loop(4, lambda i, acc: acc * 10 + tf.cast(i, tf.int64) + 1,
+                               tf.constant(0, tf.int64))
+    assert int(visits) == 1234
+
+
+def test_numpy_ssim_equals_tensorflows():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(size=(3, 16, 16)).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    for size in (11, 7, 3):
+        want = tf.image.ssim(a[..., None], b[..., None], max_val=1.0, filter_size=size)
+        # float64 windows against TensorFlow's float32 ones.
+        np.testing.assert_allclose(ssim(a, b, filter_size=size), want, atol=2e-6)
