@@ -9,6 +9,8 @@ modified.
 
 import keras
 
+from keras_dance import _validation
+
 
 class _Linear(keras.layers.Layer):
     """Stands in for an output ``Softmax`` layer: returns its input (the logits)."""
@@ -94,18 +96,31 @@ def _linear_copy(model, prefix=""):
 
 
 class LogitsModel:
-    """A callable ``x -> logits`` for ``model`` with its output activations removed.
+    """A callable ``x -> logits`` for ``model`` with its output activations removed: the
+    one logits wrapping the explainer, the metrics and SCAAT share.
 
     Output layers that are models themselves (``Sequential([base, head])`` with a softmax
-    head) are copied the same way, at any depth.
+    head) are copied the same way, at any depth. ``forward(x)`` is what gets
+    differentiated: ``preprocess`` (inside the graph, on raw inputs), the logits model,
+    float32 outputs.
+
+    Args:
+        model: a built Keras model (never changed).
+        preprocess: a callable applied to raw inputs before the model, or None.
 
     Attributes:
         model: the Keras model that is differentiated (the user's model when its outputs
             are already linear, else the private copy).
         replaced: paths of the output layers whose activation was removed.
+
+    Raises:
+        TypeError: ``preprocess`` is not callable; a subclassed model whose output
+            activation cannot be removed on a copy.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, preprocess=None):
+        _validation.check_callable(preprocess, "preprocess")
+        self.preprocess = preprocess
         self._pairs = []
         self.replaced = []
         if not needs_linear_copy(model):
@@ -134,3 +149,20 @@ class LogitsModel:
 
     def __call__(self, x):
         return self.model(x, training=False)
+
+    def prepare(self, x):
+        """Raw inputs as the model takes them: ``preprocess(x)``, or ``x`` without one."""
+        if self.preprocess is None:
+            return x
+        # A tensor, never a numpy array: Keras's preprocess_input edits arrays in place.
+        return self.preprocess(keras.ops.convert_to_tensor(x, "float32"))
+
+    def forward(self, x):
+        """``x -> logits(model(preprocess(x)))``, every output float32 (mixed precision:
+        float16 logits become float32; the cast is differentiable)."""
+        return as_float32(self(self.prepare(x)))
+
+
+def as_float32(outputs):
+    """Every output of a (nested) structure as float32."""
+    return keras.tree.map_structure(lambda t: keras.ops.cast(t, "float32"), outputs)

@@ -229,3 +229,11 @@ def same_shape(a, b, name_a, name_b):
             f"Expected `{name_b}` with the shape of `{name_a}` {np.shape(a)}. "
             f"Received: {name_b}.shape={np.shape(b)}"
         )
+
+
+def check_callable(value, name):
+    """``value`` if it is None or callable, else a TypeError naming ``name``."""
+    if value is not None and not callable(value):
+        raise TypeError(f"Expected `{name}` to be a callable or None. Received: "
+                        f"{name}={value!r}")
+    return value

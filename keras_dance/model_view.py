@@ -15,9 +15,9 @@ work on it, and ``forward(z)`` runs the rest of the model from there (``kd._grap
 import keras
 import numpy as np
 
-from keras_dance import _graph, backend
+from keras_dance import _graph, _validation, backend
 from keras_dance._graph import graph_io
-from keras_dance._logits import LogitsModel
+from keras_dance._logits import LogitsModel, as_float32
 
 
 class ModelView:
@@ -65,11 +65,7 @@ class ModelView:
                 "never builds or changes your model). Received: an unbuilt model "
                 f"{model.name!r}"
             )
-        if preprocess is not None and not callable(preprocess):
-            raise TypeError(
-                f"Expected `preprocess` to be a callable or None. Received: "
-                f"preprocess={preprocess!r}"
-            )
+        _validation.check_callable(preprocess, "preprocess")
         self.model = model
         self.preprocess = preprocess
         io = graph_io(model)
@@ -101,7 +97,7 @@ class ModelView:
                     "kd.Explainer(model, input_shape=(32, 32, 3)). Received: input_shape=None"
                 )
             self.input_shape = _shape(input_shape)
-        self.logits = LogitsModel(model)
+        self.logits = LogitsModel(model, preprocess)
         outputs = self._probe()
         self.output_shapes = outputs
         single = len(outputs) == 1 and len(outputs[0]) >= 2 and outputs[0][-1] is not None
@@ -214,14 +210,10 @@ class ModelView:
 
     def prepare(self, x):
         """Raw inputs as the model takes them: ``preprocess(x)``, or ``x`` without one."""
-        if self.preprocess is None:
-            return x
-        # A tensor, never a numpy array: Keras's preprocess_input edits arrays in place.
-        return self.preprocess(keras.ops.convert_to_tensor(x, "float32"))
+        return self.logits.prepare(x)
 
     def _forward(self, x):
-        # Mixed precision: float16 logits become float32 (the cast is differentiable).
-        return _as_float32(self._tail(x) if self.tokens else self.logits(self.prepare(x)))
+        return as_float32(self._tail(x)) if self.tokens else self.logits.forward(x)
 
     def _capture(self, layer):
         """``x -> (activations of layer, logits)`` on raw inputs, in one pass of the
@@ -238,7 +230,7 @@ class ModelView:
 
             def function(x):
                 activations, outputs = graph(self.prepare(x))
-                return _as_float32(activations), _as_float32(outputs)
+                return as_float32(activations), as_float32(outputs)
 
             function.layer_name = names
             function.layer_shape = tuple(_graph.output_shape(model, path))
@@ -253,7 +245,7 @@ class ModelView:
             graph = _graph.GraphFunction(self.logits.model, None, output_hook=output_hook)
 
             def function(x):
-                return _as_float32(graph(self.prepare(x)))
+                return as_float32(graph(self.prepare(x)))
 
             self._layer_functions[("hook", key)] = function
         return function
@@ -370,11 +362,6 @@ def _merge_shapes(declared, given):
             f"Received: input_shape={given}"
         )
     return given
-
-
-def _as_float32(outputs):
-    """Mixed precision: every output as float32 (the cast is differentiable)."""
-    return keras.tree.map_structure(lambda t: keras.ops.cast(t, "float32"), outputs)
 
 
 class ModelFunction:

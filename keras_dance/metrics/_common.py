@@ -55,21 +55,14 @@ class ClassProbability:
 
         self.batch_size = _validation.check_positive_int(
             batch_size, "batch_size", maximum=_validation.MAX_BATCH_SIZE)
-        if preprocess is not None and not callable(preprocess):
-            raise TypeError(
-                f"Expected `preprocess` to be a callable or None. Received: "
-                f"preprocess={preprocess!r}"
-            )
-        self.preprocess = preprocess
-        self.logits = LogitsModel(model)
+        self.logits = LogitsModel(model, preprocess)
         self.num_classes = int(self.logits.model.outputs[0].shape[-1])
         if targets is None:
             targets = np.argmax(keras.ops.convert_to_numpy(self._logits(x)), axis=-1)
         self.targets = _validation.as_target_indices(targets, len(x), self.num_classes)
 
     def _logits(self, rows):
-        rows = keras.ops.convert_to_tensor(rows, "float32")  # preprocess_input edits numpy
-        return self.logits(rows if self.preprocess is None else self.preprocess(rows))
+        return self.logits.forward(keras.ops.convert_to_tensor(rows, "float32"))
 
     def __call__(self, rows, classes):
         """``(N,)`` float64 probabilities of ``classes`` (N,) for ``rows`` (N, …), in passes

@@ -108,7 +108,7 @@ class SCAAT(keras.Model):
     def budgets(self, x, labels):
         """Per-feature budgets ``ε · (hi − lo) · (1 − S)^γ`` (same shape as ``x``)."""
         self._logits.sync()
-        forward = ModelFunction(self._logits, int(self.model.outputs[0].shape[-1]))
+        forward = ModelFunction(self._logits.forward, int(self.model.outputs[0].shape[-1]))
         saliency = ops.abs(self.method(x, forward, IndexTargets(labels)))
         axes = tuple(range(1, len(x.shape)))
         peak = ops.max(saliency, axis=axes, keepdims=True)
