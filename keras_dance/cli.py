@@ -91,45 +91,24 @@ class UsageError(Exception):
 
 
 def _load_inputs(paths, input_shape):
+    """Image and ``.npy`` files as one batch and a name per input (the dataset engines
+    read files with the same functions: ``kd.distributed``)."""
     import numpy as np
+
+    from keras_dance.distributed import InputError, read_batch
 
     batches, names = [], []
     for path in paths:
         path = Path(path)
         if not path.is_file():
             raise UsageError(f"input file not found: {path}")
-        if path.suffix.lower() == ".npy":
-            try:
-                array = np.load(path, allow_pickle=False)
-            except Exception as error:
-                raise UsageError(f"cannot read {path}: {error}") from error
-            if array.dtype.kind not in "biuf":
-                raise UsageError(f"{path} holds {array.dtype} values; expected numbers")
-            if array.ndim == len(input_shape):
-                array = array[None]
-            if array.ndim != len(input_shape) + 1:
-                raise UsageError(
-                    f"{path} has shape {array.shape}; expected one input "
-                    f"{tuple(input_shape)} or a batch (N, *{tuple(input_shape)})")
-            batches.append(array.astype("float32"))
-            names += [f"{path.stem}_{i}" for i in range(len(array))]
-            continue
-        from PIL import Image, UnidentifiedImageError
-
         try:
-            with Image.open(path) as image:
-                image = image.convert("L" if input_shape[-1] == 1 else "RGB")
-                array = np.asarray(image, dtype="float32") / 255.0
-        except (UnidentifiedImageError, OSError) as error:
-            raise UsageError(f"cannot read image {path}: {error}") from error
-        if array.ndim == 2:
-            array = array[..., None]
-        if tuple(array.shape) != tuple(input_shape):
-            raise UsageError(
-                f"image {path} has shape {array.shape}; the model expects {tuple(input_shape)}"
-            )
-        batches.append(array[None])
-        names.append(path.stem)
+            batch = read_batch(str(path), input_shape)
+        except InputError as error:
+            raise UsageError(str(error)) from error
+        batches.append(batch)
+        names += ([f"{path.stem}_{i}" for i in range(len(batch))]
+                  if path.suffix.lower() == ".npy" else [path.stem])
     try:
         return np.concatenate(batches, axis=0), names
     except ValueError as error:

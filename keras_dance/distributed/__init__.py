@@ -13,7 +13,7 @@ Results are Parquet shards under ``out/maps/``, each written whole or not at all
 ``keras_dance.distributed._shards``).
 """
 
-from keras_dance.distributed._inputs import InputError, list_inputs, read_item
+from keras_dance.distributed._inputs import InputError, list_inputs, read_batch, read_item
 from keras_dance.distributed._job import (ENGINES, DatasetSummary, Job,
                                           check_engine_arguments, explain_files,
                                           register_engine)
@@ -23,4 +23,4 @@ from keras_dance.distributed._worker import (BatchExplainer, ExplainerSpec,
 
 __all__ = ["BatchExplainer", "DatasetSummary", "ENGINES", "ExplainerSpec", "InputError",
            "Job", "Output", "check_engine_arguments", "configure_devices", "explain_files",
-           "list_inputs", "read_item", "read_maps", "read_table", "register_engine"]
+           "list_inputs", "read_batch", "read_item", "read_maps", "read_table", "register_engine"]

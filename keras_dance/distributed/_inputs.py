@@ -80,3 +80,32 @@ def read_item(path, index, input_shape):
         return np.array(array if index < 0 else array[index])
     except Exception as error:
         raise InputError(f"cannot read {path}: {error}") from error
+
+
+def read_batch(path, input_shape):
+    """A whole file as a float32 batch ``(N, *input_shape)``: an image is one input, an
+    ``.npy`` file one input or a batch (the command line's ``explain``).
+
+    Raises:
+        InputError: an unreadable file, non-numeric values or a shape that is neither one
+            input nor a batch of them.
+    """
+    input_shape = tuple(input_shape)
+    if not str(path).lower().endswith(".npy"):
+        array = read_image(path, input_shape[-1] if len(input_shape) == 3 else 1)
+        if array.shape != input_shape:
+            raise InputError(
+                f"image {path} has shape {array.shape}; the model expects {input_shape}")
+        return array[None]
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise InputError(f"cannot read {path}: {error}") from error
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{path} holds {array.dtype} values; expected numbers")
+    if array.ndim == len(input_shape):
+        array = array[None]
+    if array.ndim != len(input_shape) + 1:
+        raise InputError(f"{path} has shape {array.shape}; expected one input {input_shape} "
+                         f"or a batch (N, *{input_shape})")
+    return array.astype(np.float32)
