@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_dance._files import atomic_file
 from keras_dance.postprocess import postprocess
 
 
@@ -135,10 +136,8 @@ class ExplanationCallback(keras.callbacks.Callback):
         self._writer.flush()
         if self.save_maps:
             os.makedirs(self.log_dir, exist_ok=True)
-            final = Path(self.log_dir) / f"maps_{step:04d}.npz"
-            temporary = final.with_suffix(".tmp.npz")
-            np.savez(temporary, inputs=self.x, maps=maps, targets=targets)
-            os.replace(temporary, final)
+            with atomic_file(Path(self.log_dir) / f"maps_{step:04d}.npz") as temporary:
+                np.savez(temporary, inputs=self.x, maps=maps, targets=targets)
 
     def _sentences(self, maps, targets):
         """One Markdown line per probe sentence: ``word (score)``, padding left out."""

@@ -25,9 +25,7 @@ Errors print one line and exit with status 1; nothing half-written is left in --
 
 import contextlib
 import os
-import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -211,6 +209,7 @@ def explain(argv):
     import numpy as np
 
     from keras_dance import viz
+    from keras_dance._files import staging_directory
 
     if len(argv) < 2:
         raise UsageError("explain needs MODEL and at least one INPUT")
@@ -233,31 +232,25 @@ def explain(argv):
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out={out} is a file; expected a directory")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".keras-dance-", dir=out.parent))
+        with staging_directory(out.parent, ".keras-dance-") as staging:
+            np.save(staging / "maps.npy", maps)
+            np.save(staging / "inputs.npy", x)
+            np.save(staging / "targets.npy", targets)
+            label = explainer.method.name + (" + decoys" if explainer.decoys is not None else "")
+            if words is not None:
+                for name, tokens, saliency in zip(names, words, maps):
+                    viz.text(tokens, saliency).save(staging / f"{name}_words.html")
+            elif not explainer.tokens:
+                for name, image, saliency, target in zip(names, x, maps, targets):
+                    viz.save_overlay(staging / f"{name}_overlay.png", image, saliency,
+                                     title=f"{label}, class {target}")
+            out.mkdir(exist_ok=True)
+            written = []
+            for item in sorted(staging.iterdir()):
+                os.replace(item, out / item.name)
+                written.append(item.name)
     except OSError as error:
         raise UsageError(f"cannot write to --out={out}: {error}") from error
-    try:
-        np.save(staging / "maps.npy", maps)
-        np.save(staging / "inputs.npy", x)
-        np.save(staging / "targets.npy", targets)
-        label = explainer.method.name + (" + decoys" if explainer.decoys is not None else "")
-        if words is not None:
-            for name, tokens, saliency in zip(names, words, maps):
-                viz.text(tokens, saliency).save(staging / f"{name}_words.html")
-        elif not explainer.tokens:
-            for name, image, saliency, target in zip(names, x, maps, targets):
-                viz.save_overlay(staging / f"{name}_overlay.png", image, saliency,
-                                 title=f"{label}, class {target}")
-        out.mkdir(exist_ok=True)
-        written = []
-        for item in sorted(staging.iterdir()):
-            os.replace(item, out / item.name)
-            written.append(item.name)
-    except OSError as error:
-        raise UsageError(f"cannot write to --out={out}: {error}") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     if explainer.decoys is not None:
         print(f"decoys: {explainer.decoys.num_decoys} per input; {explainer.decoys.reason}")
     print(f"explained {len(x)} inputs with {explainer.method.name}; predicted classes "

@@ -1,12 +1,13 @@
 """SavedModel export with serving signatures (docs/export.md)."""
 
+import contextlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
+from keras_dance._files import replace_directory, staging_directory
 
 # Keras TextVectorization's default standardisation: lower case, punctuation removed.
 _PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
@@ -118,28 +119,16 @@ def export(explainer, path, overwrite=False, vocabulary=None):
     module.explain_target = explain_target
     signatures = {"serving_default": serving_default, "explain": explain,
                   "explain_target": explain_target}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    words = None
-    try:
+    with contextlib.ExitStack() as stack:
+        staging = stack.enter_context(staging_directory(path.parent, f".{path.name}."))
         if vocabulary is not None:
             # The words as a file: the lookup table saves it as a SavedModel asset.
-            words = Path(tempfile.mkdtemp(prefix=".vocabulary.", dir=path.parent))
+            words = stack.enter_context(staging_directory(path.parent, ".vocabulary."))
             (words / "vocabulary.txt").write_text("\n".join(vocabulary[2:]) + "\n")
             signatures["explain_text"] = _explain_text(
                 module, explainer, function, str(words / "vocabulary.txt"))
         tf.saved_model.save(module, str(staging), signatures=signatures)
-        if path.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, aside / "old")
-            os.replace(staging, path)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if words is not None:
-            shutil.rmtree(words, ignore_errors=True)
+        replace_directory(staging, path)
     return path
 
 

@@ -143,20 +143,20 @@ class TextMap:
 
     def save(self, path):
         """Writes ``.html`` or an image by the suffix of ``path``; returns the path."""
-        import os
         from pathlib import Path
 
+        from keras_dance._files import atomic_file
+
         path = Path(path)
-        temporary = path.with_name(f".{path.name}.tmp{path.suffix}")
-        if path.suffix.lower() in (".html", ".htm"):
-            temporary.write_text("<!doctype html><meta charset=utf-8>" + self.html + "\n")
-        else:
-            figure = self.figure()
-            try:
-                figure.savefig(temporary, bbox_inches="tight")
-            finally:
-                _pyplot().close(figure)
-        os.replace(temporary, path)
+        with atomic_file(path) as temporary:
+            if path.suffix.lower() in (".html", ".htm"):
+                temporary.write_text("<!doctype html><meta charset=utf-8>" + self.html + "\n")
+            else:
+                figure = self.figure()
+                try:
+                    figure.savefig(temporary, bbox_inches="tight")
+                finally:
+                    _pyplot().close(figure)
         return path
 
 

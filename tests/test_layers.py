@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "keras_dance"
 LAYERS = [
     ("backend", r"keras_dance\.backend(\..*)?"),
     ("helpers", r"keras_dance\.(_tensor|_random|_chunking|_patches|_validation|postprocess"
-                r"|_similarity|_tfdata)"),
+                r"|_similarity|_tfdata|_files)"),
     ("model", r"keras_dance\.(_targets|_graph|_logits)"),
     ("model view", r"keras_dance\.model_view"),
     ("methods", r"keras_dance\.methods(\..*)?"),

@@ -16,9 +16,10 @@ after a worker died rewrites the same file instead of adding a duplicate.
 import hashlib
 import json
 import os
-import uuid
 
 import numpy as np
+
+from keras_dance._files import atomic_stream
 
 MAPS = "maps"
 ERRORS = "_errors"
@@ -83,17 +84,8 @@ class Output:
         _, pq = _pyarrow()
         digest = hashlib.sha1("\n".join(sorted(ids)).encode()).hexdigest()[:20]
         final = self.path(directory, f"part-{digest}-{len(ids)}.parquet")
-        temporary = self.path(directory, f".tmp-{uuid.uuid4().hex}.parquet")
-        try:
-            with self.fs.open_output_stream(temporary) as stream:
-                pq.write_table(table, stream)
-            self.fs.move(temporary, final)
-        except BaseException:
-            try:
-                self.fs.delete_file(temporary)
-            except OSError:
-                pass
-            raise
+        with atomic_stream(self.fs, final) as stream:
+            pq.write_table(table, stream)
         return final
 
     def write_maps(self, records):
@@ -157,10 +149,8 @@ class Output:
         return errors
 
     def write_text(self, name, text):
-        temporary = self.path(f".tmp-{uuid.uuid4().hex}")
-        with self.fs.open_output_stream(temporary) as stream:
+        with atomic_stream(self.fs, self.path(name)) as stream:
             stream.write(text.encode())
-        self.fs.move(temporary, self.path(name))
 
     def read_text(self, name):
         from pyarrow import fs
