@@ -10,7 +10,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_dance import _targets, _tfdata, _validation
+from keras_dance import _targets, _tfdata, _validation, backend
 from keras_dance._compiled import CompiledFunctions
 from keras_dance._graph import resolve
 from keras_dance._tensor import split_budget
@@ -81,8 +81,6 @@ class Explainer:
     def __init__(self, model, method="gradient", decoys=None, aggregation="range",
                  batch_size=128, jit_compile=False, preprocess=None, input_shape=None,
                  embedding_layer=None, token_reduction="mean", pad_id=None):
-        from keras_dance import backend
-
         backend.module()  # a backend the seam does not implement yet fails here
         self.model_view = view = ModelView(model, input_shape=input_shape,
                                            preprocess=preprocess,
@@ -169,8 +167,8 @@ class Explainer:
             lo, hi = self.decoys.config.value_range
             if batch.min() < lo or batch.max() > hi:
                 raise ValueError(
-                    f"Expected `x` inside the decoys' value_range ({lo}, {hi}). Received: x "
-                    f"with values in [{batch.min()}, {batch.max()}]")
+                    f"Expected `{name}` inside the decoys' value_range ({lo}, {hi}). "
+                    f"Received: {name} with values in [{batch.min()}, {batch.max()}]")
         return batch
 
     def sync(self):

@@ -37,6 +37,14 @@ def test_gradient_is_zero_where_unconnected_and_vjp_pulls_back_a_late_cotangent(
     assert backend.is_connected(lambda pair: pair[1] * 2.0, [x, x])
 
 
+def test_gathers_address_rows_windows_and_per_row_indices():
+    values = tf.reshape(tf.range(2 * 3 * 4), (2, 3, 4))
+    np.testing.assert_array_equal(backend.gather_nd(values, [[1, 2, 3], [0, 0, 1]]), [23, 1])
+    taken = backend.batched_take(values, tf.constant([[2, 0], [1, 1]]), axis=1)
+    np.testing.assert_array_equal(taken, np.stack([values[0].numpy()[[2, 0]],
+                                                   values[1].numpy()[[1, 1]]]))
+
+
 def test_positive_gradient_is_the_identity_forward_and_keeps_positive_gradients():
     x = tf.constant([1.0, -2.0, 3.0])
     np.testing.assert_array_equal(backend.positive_gradient(x), x)

@@ -22,6 +22,9 @@ The interface (every backend module defines each name):
 ``gather_nd(values, index)``
     ``values[index[..., 0], index[..., 1], …]``: the entries a ``(…, rank)`` index
     addresses (``keras.ops.scatter_update`` is its inverse).
+``batched_take(values, indices, axis)``
+    for every row ``b``: ``values[b]`` taken at ``indices[b]`` along ``axis`` (≥ 1), e.g.
+    each RISE mask's own crop window (``indices`` ``(B, n)``).
 ``is_connected(fn, x)``
     whether ``Σ fn(x)`` has a gradient path to ``x`` (a tensor or a nest of them: to any
     of its leaves) at all: the explainer's probe refuses models whose maps would be zero
@@ -67,9 +70,9 @@ import keras
 #: Keras backend name -> the module implementing the interface above.
 MODULES = {"tensorflow": "keras_dance.backend.tensorflow"}
 
-INTERFACE = ("gradient", "layer_gradient", "vjp", "gather_nd", "is_connected", "fori_loop",
-             "while_loop", "positive_gradient", "resize_aligned", "hash32", "compile",
-             "map_chunks", "minimise", "configure_devices")
+INTERFACE = ("gradient", "layer_gradient", "vjp", "gather_nd", "batched_take", "is_connected",
+             "fori_loop", "while_loop", "positive_gradient", "resize_aligned", "hash32",
+             "compile", "map_chunks", "minimise", "configure_devices")
 
 
 def name():

@@ -35,6 +35,10 @@ def gather_nd(values, index):
     return tf.gather_nd(values, index)
 
 
+def batched_take(values, indices, axis):
+    return tf.gather(values, indices, axis=axis, batch_dims=1)
+
+
 def is_connected(fn, x):
     x = tf.nest.map_structure(tf.convert_to_tensor, x)
     with tf.GradientTape() as tape:

@@ -6,7 +6,7 @@ import numpy as np
 from keras import ops
 
 from keras_dance import _random as random
-from keras_dance import _validation
+from keras_dance import _validation, backend
 from keras_dance._chunking import chunked_sum
 from keras_dance._tensor import as_map, as_rows, probabilities, split_budget, with_channels
 from keras_dance.methods.base import SaliencyMethod
@@ -70,10 +70,7 @@ class RISE(SaliencyMethod):
                          * ops.convert_to_tensor(cell, "float32"), "int32")  # (count, 2), < a cell
         rows = shift[:, :1] + ops.arange(shape[0], dtype="int32")[None]  # (count, H)
         cols = shift[:, 1:] + ops.arange(shape[1], dtype="int32")[None]  # (count, W)
-        picked = ops.take_along_axis(
-            large, ops.broadcast_to(rows[:, :, None], (count, shape[0], size[1])), axis=1)
-        cropped = ops.take_along_axis(
-            picked, ops.broadcast_to(cols[:, None, :], (count, shape[0], shape[1])), axis=2)
+        cropped = backend.batched_take(backend.batched_take(large, rows, axis=1), cols, axis=2)
         return ops.reshape(cropped, (-1,) + positions)
 
     def __call__(self, x, forward, targets, budget=None):
