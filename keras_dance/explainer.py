@@ -228,7 +228,8 @@ class Explainer:
         indices = _validation.as_target_indices(targets, len(batch), self.num_classes)
         function = self._functions.indexed
         maps, resolved, feasible, change = self._in_pieces(
-            lambda piece, start: function(piece, indices[start:start + len(piece)]),
+            lambda piece, start: function(piece, backend.to_tensor(
+                indices[start:start + len(piece)])),
             batch, verbose)
         details = {"targets": resolved}
         if self.decoys is not None:
@@ -284,8 +285,8 @@ class Explainer:
             bar = keras.utils.Progbar(len(batch), unit_name="input")
         results = []
         for start, piece in pieces:
-            outputs = function(keras.ops.convert_to_tensor(piece), start)
-            results.append([keras.ops.convert_to_numpy(value) for value in outputs])
+            outputs = function(backend.to_tensor(piece), start)
+            results.append([backend.to_numpy(value) for value in outputs])
             if verbose:
                 bar.add(len(piece))
         return [np.concatenate(parts) for parts in zip(*results)]

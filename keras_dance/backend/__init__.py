@@ -8,6 +8,9 @@ imported.
 
 The interface (every backend module defines each name):
 
+``to_tensor(value, dtype=None)``, ``to_numpy(value)``
+    numpy in and out of the backend on the explainer's hot path (``keras.ops``' general
+    conversions cost a tenth of a millisecond more per call, which small batches feel).
 ``gradient(fn, x)``
     ``d Σ fn(x) / d x``: the gradient of the summed scores with respect to ``x``, one
     backward pass for a batch of independent rows; zeros where ``fn`` does not depend on
@@ -70,9 +73,10 @@ import keras
 #: Keras backend name -> the module implementing the interface above.
 MODULES = {"tensorflow": "keras_dance.backend.tensorflow"}
 
-INTERFACE = ("gradient", "layer_gradient", "vjp", "gather_nd", "batched_take", "is_connected",
-             "fori_loop", "while_loop", "positive_gradient", "resize_aligned", "hash32",
-             "compile", "map_chunks", "minimise", "configure_devices")
+INTERFACE = ("to_tensor", "to_numpy", "gradient", "layer_gradient", "vjp", "gather_nd",
+             "batched_take", "is_connected", "fori_loop", "while_loop", "positive_gradient",
+             "resize_aligned", "hash32", "compile", "map_chunks", "minimise",
+             "configure_devices")
 
 
 def name():

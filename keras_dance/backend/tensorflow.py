@@ -10,6 +10,14 @@ import tensorflow as tf
 _MASK = 0xFFFFFFFF
 
 
+def to_tensor(value, dtype=None):
+    return tf.constant(value, dtype=dtype)
+
+
+def to_numpy(value):
+    return value.numpy()
+
+
 def gradient(fn, x):
     with tf.GradientTape() as tape:
         tape.watch(x)
