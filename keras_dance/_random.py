@@ -18,20 +18,26 @@ _MASK = 0xFFFFFFFF
 
 
 def _bits(shape, seed, streams, salt):
-    """Hash bits for ``streams`` (a 1-D int tensor) × ``prod(shape)`` counters."""
-    # Only the seed's low 32 bits reach the hash (its products are taken modulo 2^32),
-    # so reducing it first changes no stream and keeps salted seeds inside int64.
-    seed = int(seed) & _MASK if isinstance(seed, int) else seed
-    streams = ops.reshape(ops.cast(streams, "int64"), (-1, 1))
-    key = backend.hash32(ops.bitwise_and(
-        ops.cast(seed, "int64") * 0x9E3779B1 + streams * 0x85EBCA77 + salt, _MASK))
-    counter = ops.expand_dims(ops.arange(ops.cast(ops.prod(shape), "int64"), dtype="int64"), 0)
-    return backend.hash32(ops.bitwise_and(counter * 0xC2B2AE3D + key, _MASK))
+    """Hash bits (uint32) for ``streams`` (a 1-D int tensor) × ``prod(shape)`` counters.
+
+    All arithmetic is on uint32, wrapping modulo 2^32 as every backend's integers do: the
+    seed's low 32 bits and the salt are folded on the host, then one multiply-add per
+    stream and per counter and two murmur3 finalisers.
+    """
+    folded = (int(seed) * 0x9E3779B1 + salt) & _MASK  # seeds are Python ints
+    streams = ops.reshape(ops.cast(streams, "uint32"), (-1, 1))
+    key = backend.hash32(streams * _u32(0x85EBCA77) + _u32(folded))
+    counter = ops.cast(ops.arange(ops.prod(shape), dtype="int32"), "uint32")[None]
+    return backend.hash32(counter * _u32(0xC2B2AE3D) + key)
+
+
+def _u32(value):
+    return ops.convert_to_tensor(value, "uint32")
 
 
 def _unit(bits):
     """24 high bits to a float32 in (0, 1)."""
-    return (ops.cast(ops.right_shift(bits, 8), "float32") + 0.5) * (1.0 / (1 << 24))
+    return (ops.cast(ops.right_shift(bits, _u32(8)), "float32") + 0.5) * (1.0 / (1 << 24))
 
 
 def _rows(values, shape):

@@ -80,3 +80,34 @@ def test_numpy_ssim_equals_tensorflows():
         want = tf.image.ssim(a[..., None], b[..., None], max_val=1.0, filter_size=size)
         # float64 windows against TensorFlow's float32 ones.
         np.testing.assert_allclose(ssim(a, b, filter_size=size), want, atol=2e-6)
+
+
+def _numpy_uniform(shape, seed, streams, salt=0x27D4EB2F):
+    """The counter-based stream in plain NumPy uint32 arithmetic: the reference every
+    backend's ``_random`` must equal bit for bit."""
+    def fmix(h):
+        h = h ^ (h >> np.uint32(16))
+        h = h * np.uint32(0x85EBCA6B)
+        h = h ^ (h >> np.uint32(13))
+        h = h * np.uint32(0xC2B2AE35)
+        return h ^ (h >> np.uint32(16))
+
+    with np.errstate(over="ignore"):
+        folded = np.uint32((seed * 0x9E3779B1 + salt) & 0xFFFFFFFF)
+        key = fmix(np.asarray(streams, np.uint32)[:, None] * np.uint32(0x85EBCA77) + folded)
+        counter = np.arange(int(np.prod(shape)), dtype=np.uint32)[None]
+        bits = fmix(counter * np.uint32(0xC2B2AE3D) + key)
+    values = ((bits >> np.uint32(8)).astype(np.float32) + 0.5) * np.float32(1.0 / (1 << 24))
+    return values.reshape((-1,) + tuple(shape))
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**40 + 3, 2**63 - 1])
+def test_random_streams_equal_a_numpy_uint32_reference_bit_for_bit(seed):
+    import keras_dance._random as random
+
+    streams = [0, 1, 99, 2**20]
+    np.testing.assert_array_equal(random.uniform((3, 5), seed, tf.constant(streams)),
+                                  _numpy_uniform((3, 5), seed, streams))
+    compiled = tf.function(lambda s: random.uniform((4,), seed, s), jit_compile=True)
+    np.testing.assert_array_equal(compiled(tf.constant(streams)),
+                                  _numpy_uniform((4,), seed, streams))

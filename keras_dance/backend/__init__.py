@@ -44,7 +44,7 @@ The interface (every backend module defines each name):
     ``(B, *p) -> (B, *size)`` linear interpolation along each position axis with the
     corners aligned (``scipy.ndimage.zoom(order=1)``), printing nothing.
 ``hash32(values)``
-    murmur3's 32-bit finaliser on int64 tensors holding values in ``[0, 2^32)``: the
+    murmur3's 32-bit finaliser on uint32 tensors (products wrap modulo 2^32): the
     counter-based random streams, bit-identical on every backend.
 ``compile(fn, jit_compile=False, input_specs=None)``
     ``fn`` compiled once; ``input_specs``: ``[(shape, dtype)]`` with ``None`` axes makes it

@@ -7,9 +7,6 @@ import os
 import numpy as np
 import tensorflow as tf
 
-_MASK = 0xFFFFFFFF
-
-
 def to_tensor(value, dtype=None):
     return tf.constant(value, dtype=dtype)
 
@@ -100,11 +97,11 @@ def resize_aligned(values, size):
 
 
 def hash32(h):
-    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
-    h = tf.bitwise.bitwise_and(h * 0x85EBCA6B, _MASK)
-    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 13))
-    h = tf.bitwise.bitwise_and(h * 0xC2B2AE35, _MASK)
-    return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, 16))
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(16, tf.uint32)))
+    h = h * tf.constant(0x85EBCA6B, tf.uint32)
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(13, tf.uint32)))
+    h = h * tf.constant(0xC2B2AE35, tf.uint32)
+    return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(16, tf.uint32)))
 
 
 def compile(fn, jit_compile=False, input_specs=None):  # noqa: A001 (the interface's name)
