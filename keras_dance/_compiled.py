@@ -60,7 +60,8 @@ class CompiledFunctions:
             maps, feasible, change = self.maps_for_chunk(x, IndexTargets(targets), fuse)
             return maps, targets, feasible, change
 
-        chunk = backend.compile(chunk, jit_compile=jit_compile)
+        variables = explainer.model_view.variables
+        chunk = backend.compile(chunk, jit_compile=jit_compile, variables=variables)
         outputs = [(explainer.map_shape, "float32"), ((), "int32"), ((), "float32"),
                    ((), "float32")]
 
@@ -70,7 +71,7 @@ class CompiledFunctions:
 
         dtype = "int32" if explainer.tokens else "float32"
         return backend.compile(explain, input_specs=[((None,) + explainer.input_shape, dtype),
-                                                     ((None,), "int32")])
+                                                     ((None,), "int32")], variables=variables)
 
     def for_score_function(self, score_fn):
         """The compiled ``inputs -> maps`` for a score function, built once per function."""
@@ -83,7 +84,8 @@ class CompiledFunctions:
 
             if len(self._score_functions) >= self.MAX_SCORE_FUNCTIONS:
                 self._score_functions.pop(next(iter(self._score_functions)))
-            entry = (score_fn, backend.compile(function, jit_compile=self.explainer.jit_compile))
+            entry = (score_fn, backend.compile(function, jit_compile=self.explainer.jit_compile,
+                                               variables=self.explainer.model_view.variables))
             self._score_functions[id(score_fn)] = entry
         return entry[1]
 
@@ -99,5 +101,6 @@ class CompiledFunctions:
                 return explainer.decoys.decoy_images(z, start, values), found
 
             self._decoy_functions[pairs] = backend.compile(
-                decoys, jit_compile=explainer.jit_compile)
+                decoys, jit_compile=explainer.jit_compile,
+                variables=explainer.model_view.variables)
         return self._decoy_functions[pairs]

@@ -295,7 +295,10 @@ class GraphFunction:
             kwargs["training"] = training
         return operation(*args, **kwargs)
 
-    def __call__(self, x, training=False):
+    def __call__(self, x, training=False, capture_delta=None):
+        """The result for ``x`` (and the captured layer's output first, with ``capture``);
+        ``capture_delta`` is added to the captured output before the layers after it use
+        it (a gradient with respect to that layer, by differentiating at zero)."""
         values = {self.input_key: x}
         for step in self.steps:
             if step.operation is None:
@@ -307,6 +310,8 @@ class GraphFunction:
             if self.output_hook is not None:
                 outputs = self.output_hook(step.operation, outputs)
             for key, value in zip(step.outputs, outputs):
+                if capture_delta is not None and key == self.capture_key:
+                    value = value + capture_delta
                 values[key] = value
         if self.layer is None and len(self.output_keys) > 1:
             result = [values[key] for key in self.output_keys]

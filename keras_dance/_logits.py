@@ -1,7 +1,7 @@
 """The explainer's private copy of a model whose outputs are logits.
 
 tf-keras-vis ``ReplaceToLinear`` sets the activation of a model's output layers to
-linear, in place. We apply it to a copy in which only the output layers are new objects
+linear, in place. We do the same on a copy in which only the output layers are new objects
 (every other layer is shared with the user's model, so its weights are always current)
 and copy the output layers' weights over before each use. The user's model is never
 modified.
@@ -78,20 +78,15 @@ def _linear_copy(model, prefix=""):
         return clone
 
     copy = keras.models.clone_model(model, clone_function=clone_function)
-    # Imported here: tf-keras-vis imports matplotlib, which `import keras_dance` avoids.
-    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
-
-    if isinstance(copy, keras.Sequential):
-        # ReplaceToLinear reads `output_names`, which a Sequential copy may lack.
-        last = copy.layers[-1]
-        if hasattr(last, "activation") and not _is_model(last):
-            last.activation = keras.activations.linear
-    else:
-        nested = [copy.get_layer(name) for name in copy.output_names
-                  if _is_model(copy.get_layer(name))]
-        ReplaceToLinear()(copy)
-        for layer in nested:  # a model has no activation: undo what the modifier set
-            layer.__dict__.pop("activation", None)
+    # tf-keras-vis's ReplaceToLinear on the copy: each output layer's activation becomes
+    # linear (written out: that package imports TensorFlow, which other backends lack).
+    # Output layers that are models were copied the same way by the recursion above.
+    # A Sequential copy may lack `output_names`: its last layer is its output.
+    outputs = ([copy.layers[-1]] if isinstance(copy, keras.Sequential)
+               else [copy.get_layer(name) for name in copy.output_names])
+    for layer in outputs:
+        if hasattr(layer, "activation") and not _is_model(layer):
+            layer.activation = keras.activations.linear
     return copy, pairs, replaced
 
 

@@ -10,6 +10,8 @@ one vectorised call.
 
 import math
 
+import numpy as np
+
 from keras import ops
 
 from keras_dance import backend
@@ -27,8 +29,21 @@ def _bits(shape, seed, streams, salt):
     folded = (int(seed) * 0x9E3779B1 + salt) & _MASK  # seeds are Python ints
     streams = ops.reshape(ops.cast(streams, "uint32"), (-1, 1))
     key = backend.hash32(streams * _u32(0x85EBCA77) + _u32(folded))
-    counter = ops.cast(ops.arange(ops.prod(shape), dtype="int32"), "uint32")[None]
+    counter = ops.cast(ops.arange(_size(shape), dtype="int32"), "uint32")[None]
     return backend.hash32(counter * _u32(0xC2B2AE3D) + key)
+
+
+def _static(shape):
+    """``shape`` as a tuple of ints when every axis is known (always on JAX), else None."""
+    try:
+        return tuple(int(n) for n in shape)
+    except TypeError:
+        return None
+
+
+def _size(shape):
+    static = _static(shape)
+    return int(np.prod(static)) if static is not None else ops.prod(shape)
 
 
 def _u32(value):
@@ -41,6 +56,9 @@ def _unit(bits):
 
 
 def _rows(values, shape):
+    static = _static(shape)
+    if static is not None:
+        return ops.reshape(values, (-1,) + static)
     return ops.reshape(values, ops.concatenate([ops.convert_to_tensor([-1], "int32"),
                                                 ops.cast(shape, "int32")], 0))
 

@@ -236,4 +236,4 @@ def _surrogate_step(explainer, smooth_model, kind, original_topk, region, origin
     def gradient(x, targets):
         return backend.gradient(lambda rows: objective(rows, targets), x)
 
-    return backend.compile(gradient)
+    return backend.compile(gradient, variables=surrogate.model_view.variables)

@@ -168,6 +168,15 @@ class ModelView:
         return keras.ops.cast(keras.ops.not_equal(keras.ops.cast(ids, "int32"), self.pad_id),
                               "float32")
 
+    @property
+    def variables(self):
+        """Every Keras variable the explained function reads: the user's model's and the
+        logits copy's own output layers' (each once)."""
+        found = {}
+        for variable in list(self.model.variables) + list(self.logits.model.variables):
+            found.setdefault(id(variable), variable)
+        return list(found.values())
+
     def space(self, x):
         """Explainer inputs → the tensor the methods differentiate (token ids embedded)."""
         return self.embed(x) if self.tokens else x
@@ -228,8 +237,8 @@ class ModelView:
             path = _graph.resolve(model, names)
             graph = _graph.GraphFunction(model, None, capture=path)
 
-            def function(x):
-                activations, outputs = graph(self.prepare(x))
+            def function(x, delta=None):
+                activations, outputs = graph(self.prepare(x), capture_delta=delta)
                 return as_float32(activations), as_float32(outputs)
 
             function.layer_name = names

@@ -200,8 +200,9 @@ def test_bad_explainer_arguments(conv_model):
 
 
 def test_other_backends_are_refused(monkeypatch, conv_model):
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    with pytest.raises(RuntimeError, match="Expected the Keras backend 'tensorflow'.*'jax'"):
+    # JAX is served now (tests/test_jax.py); PyTorch is the backend still refused.
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    with pytest.raises(RuntimeError, match="Expected the Keras backend 'tensorflow'.*'torch'"):
         kd.Explainer(conv_model)
 
 

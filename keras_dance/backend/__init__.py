@@ -16,15 +16,17 @@ The interface (every backend module defines each name):
     backward pass for a batch of independent rows; zeros where ``fn`` does not depend on
     ``x`` (TensorFlow's ``None`` gradient made explicit).
 ``layer_gradient(fn, x)``
-    ``fn(x) -> (activations, total)``: returns ``(activations, d total / d activations)``
-    from one forward and backward pass (the CAM family's gradient at a layer).
+    ``fn(x, delta) -> (activations, total)``, where ``delta`` (None, or of the activations'
+    shape) is added to the activations before the rest of the model: returns
+    ``(activations, d total / d activations)`` (the CAM family's gradient at a layer;
+    JAX differentiates with respect to ``delta`` at zero).
 ``vjp(fn, x)``
     ``(fn(x), pullback)`` with ``pullback(cotangent) = cotangentᵀ · ∂fn/∂x``: a
     vector-Jacobian product whose cotangent may depend on the value (the decoy solver's
     step through ``F_l``: the penalty's gradient is written from ``F_l(x)``).
 ``gather_nd(values, index)``
     ``values[index[..., 0], index[..., 1], …]``: the entries a ``(…, rank)`` index
-    addresses (``keras.ops.scatter_update`` is its inverse).
+    addresses; ``scatter_nd_update(values, index, updates)`` writes them (a copy).
 ``batched_take(values, indices, axis)``
     for every row ``b``: ``values[b]`` taken at ``indices[b]`` along ``axis`` (≥ 1), e.g.
     each RISE mask's own crop window (``indices`` ``(B, n)``).
@@ -46,9 +48,12 @@ The interface (every backend module defines each name):
 ``hash32(values)``
     murmur3's 32-bit finaliser on uint32 tensors (products wrap modulo 2^32): the
     counter-based random streams, bit-identical on every backend.
-``compile(fn, jit_compile=False, input_specs=None)``
+``compile(fn, jit_compile=False, input_specs=None, variables=())``
     ``fn`` compiled once; ``input_specs``: ``[(shape, dtype)]`` with ``None`` axes makes it
-    batch-polymorphic (traced once for every batch size).
+    batch-polymorphic (traced once for every batch size; JAX caches one per shape);
+    ``variables``: the Keras variables ``fn`` reads, passed as arguments where the
+    framework would otherwise bake their values in (JAX), so that the function follows
+    weights that change (a model still training).
 ``minimise(model, objective)``
     one optimiser step inside a custom ``train_step``: ``objective()`` (it calls the
     model) differentiated with respect to ``model.trainable_variables`` and applied by
@@ -71,9 +76,10 @@ import importlib
 import keras
 
 #: Keras backend name -> the module implementing the interface above.
-MODULES = {"tensorflow": "keras_dance.backend.tensorflow"}
+MODULES = {"tensorflow": "keras_dance.backend.tensorflow", "jax": "keras_dance.backend.jax"}
 
 INTERFACE = ("to_tensor", "to_numpy", "gradient", "layer_gradient", "vjp", "gather_nd",
+             "scatter_nd_update",
              "batched_take", "is_connected", "fori_loop", "while_loop", "positive_gradient",
              "resize_aligned", "hash32", "compile", "map_chunks", "minimise",
              "configure_devices")
@@ -93,8 +99,8 @@ def module():
     backend = name()
     if backend not in MODULES:
         raise RuntimeError(
-            f"Expected the Keras backend 'tensorflow' (set KERAS_BACKEND=tensorflow; JAX "
-            f"and PyTorch are next). Received: backend={backend!r}")
+            f"Expected the Keras backend 'tensorflow' or 'jax' (set KERAS_BACKEND; PyTorch "
+            f"is next). Received: backend={backend!r}")
     return importlib.import_module(MODULES[backend])
 
 

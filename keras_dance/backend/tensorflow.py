@@ -4,8 +4,9 @@
 
 import os
 
-import numpy as np
 import tensorflow as tf
+
+from keras_dance.backend._common import interpolation
 
 def to_tensor(value, dtype=None):
     return tf.constant(value, dtype=dtype)
@@ -25,7 +26,7 @@ def gradient(fn, x):
 def layer_gradient(fn, x):
     with tf.GradientTape() as tape:
         tape.watch(x)
-        activations, total = fn(x)
+        activations, total = fn(x, None)
     return activations, tape.gradient(total, activations)
 
 
@@ -38,6 +39,10 @@ def vjp(fn, x):
 
 def gather_nd(values, index):
     return tf.gather_nd(values, index)
+
+
+def scatter_nd_update(values, index, updates):
+    return tf.tensor_scatter_nd_update(values, index, updates)
 
 
 def batched_take(values, indices, axis):
@@ -71,25 +76,12 @@ def positive_gradient(x):
     return tf.identity(x), lambda upstream: tf.nn.relu(upstream)
 
 
-def _interpolation(size_in, size_out):
-    """``(size_out, size_in)`` weights of corner-aligned linear interpolation."""
-    weights = np.zeros((size_out, size_in), np.float64)
-    where = (np.arange(size_out) * ((size_in - 1) / (size_out - 1)) if size_out > 1
-             else np.zeros(1))
-    low = np.minimum(np.floor(where).astype(int), size_in - 1)
-    high = np.minimum(low + 1, size_in - 1)
-    fraction = where - low
-    weights[np.arange(size_out), low] += 1.0 - fraction
-    weights[np.arange(size_out), high] += fraction
-    return weights.astype(np.float32)
-
-
 def resize_aligned(values, size):
     out = values
     for axis, (size_in, size_out) in enumerate(zip(values.shape[1:], size), start=1):
         if size_in == size_out:
             continue
-        weights = tf.constant(_interpolation(int(size_in), int(size_out)), out.dtype)
+        weights = tf.constant(interpolation(int(size_in), int(size_out)), out.dtype)
         moved = tf.tensordot(out, weights, axes=[[axis], [1]])  # the axis lands last
         order = list(range(len(out.shape) - 1))
         out = tf.transpose(moved, order[:axis] + [len(out.shape) - 1] + order[axis:])
@@ -104,7 +96,8 @@ def hash32(h):
     return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(16, tf.uint32)))
 
 
-def compile(fn, jit_compile=False, input_specs=None):  # noqa: A001 (the interface's name)
+def compile(fn, jit_compile=False, input_specs=None, variables=()):  # noqa: A001
+    del variables  # a tf.function reads variables by reference: always the current weights
     signature = None if input_specs is None else [
         tf.TensorSpec(shape, dtype) for shape, dtype in input_specs]
     return tf.function(fn, jit_compile=jit_compile, input_signature=signature,

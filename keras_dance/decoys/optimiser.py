@@ -111,7 +111,7 @@ def optimise(problem, config, bounds, patch_features, initial_offset, fuse=True)
         return ops.clip(start + delta, lo, hi)
 
     def place(values):
-        return ops.scatter_update(base, index, values)
+        return backend.scatter_nd_update(base, index, values)
 
     def constraint(f, multiplier):
         """``(dPenalty/dF_l, max violation)`` per row."""

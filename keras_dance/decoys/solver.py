@@ -221,5 +221,5 @@ class DecoyEngine:
 
 def _write_patches(x, index, values):
     """Row ``r = p · b + i`` is ``x[i]`` with ``values[r]`` written at ``index[r]``."""
-    return ops.scatter_update(expand(x, ops.shape(values)[0] // ops.shape(x)[0]), index,
-                              values)
+    return backend.scatter_nd_update(expand(x, ops.shape(values)[0] // ops.shape(x)[0]), index,
+                                     values)

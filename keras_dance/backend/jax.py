@@ -1,0 +1,151 @@
+"""The seam on JAX: ``jax.grad``/``jax.vjp``, ``jax.jit``, ``lax`` loops, ``custom_vjp``
+and ``jax.numpy``'s uint32 arithmetic. The interface is documented in
+``keras_dance.backend``.
+
+Compiled functions take the model's weights as arguments (``compile(…, variables=)``,
+read inside a ``keras.StatelessScope``), so an explainer follows a model that is still
+training instead of keeping the weights it was traced with. A function is compiled once
+per input shape (JAX's shape cache); the memory knob's chunks run one after another in
+``lax.map``.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from jax import lax
+
+from keras_dance.backend._common import interpolation
+
+
+def to_tensor(value, dtype=None):
+    return jnp.asarray(value, dtype=dtype)
+
+
+def to_numpy(value):
+    return np.asarray(value)
+
+
+def gradient(fn, x):
+    return jax.grad(lambda v: jnp.sum(fn(v)))(x)
+
+
+def layer_gradient(fn, x):
+    shape = jax.eval_shape(lambda v: fn(v)[0], x)
+    zeros = jnp.zeros(shape.shape, shape.dtype)
+
+    def total(delta):
+        activations, value = fn(x, delta)
+        return value, activations
+
+    (_, activations), grad = jax.value_and_grad(total, has_aux=True)(zeros)
+    return activations, grad
+
+
+def vjp(fn, x):
+    value, pullback = jax.vjp(fn, x)
+    return value, lambda cotangent: pullback(cotangent)[0]
+
+
+def gather_nd(values, index):
+    index = jnp.asarray(index)
+    return values[tuple(index[..., k] for k in range(index.shape[-1]))]
+
+
+def scatter_nd_update(values, index, updates):
+    index = jnp.asarray(index)
+    return values.at[tuple(index[..., k] for k in range(index.shape[-1]))].set(updates)
+
+
+def batched_take(values, indices, axis):
+    return jax.vmap(lambda row, index: jnp.take(row, index, axis=axis - 1))(values, indices)
+
+
+def is_connected(fn, x):
+    # JAX gives zeros, never None, where the output does not depend on the input: a probe
+    # whose every gradient entry is exactly zero means every map would be zero.
+    leaves, tree = jax.tree_util.tree_flatten(x)
+    leaves = [jnp.asarray(leaf, jnp.float32) for leaf in leaves]
+
+    def total(values):
+        outputs = fn(jax.tree_util.tree_unflatten(tree, values))
+        return sum(jnp.sum(jnp.asarray(o, jnp.float32)) for o in jax.tree_util.tree_leaves(outputs))
+
+    grads = jax.grad(total)(leaves)
+    return any(bool(jnp.any(g != 0)) for g in grads)
+
+
+def fori_loop(count, body, init):
+    return lax.fori_loop(0, count, body, init)
+
+
+def while_loop(cond, body, state):
+    return lax.while_loop(lambda s: cond(*s), lambda s: tuple(body(*s)), tuple(state))
+
+
+@jax.custom_vjp
+def positive_gradient(x):
+    return x
+
+
+positive_gradient.defvjp(lambda x: (x, None), lambda _, upstream: (jnp.maximum(upstream, 0),))
+
+
+def resize_aligned(values, size):
+    out = values
+    for axis, (size_in, size_out) in enumerate(zip(values.shape[1:], size), start=1):
+        if size_in == size_out:
+            continue
+        weights = jnp.asarray(interpolation(int(size_in), int(size_out)), out.dtype)
+        out = jnp.moveaxis(jnp.tensordot(out, weights, axes=[[axis], [1]]), -1, axis)
+    return out
+
+
+def hash32(h):
+    h = jnp.asarray(h, jnp.uint32)
+    h = h ^ (h >> jnp.uint32(16))
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> jnp.uint32(13))
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> jnp.uint32(16))
+
+
+def compile(fn, jit_compile=False, input_specs=None, variables=()):  # noqa: A001
+    del jit_compile, input_specs  # jax.jit compiles with XLA always; shapes are cached
+    variables = list(variables)
+    if not variables:
+        return jax.jit(fn)
+
+    def stateless(values, *args):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return fn(*args)
+
+    jitted = jax.jit(stateless)
+
+    def call(*args):
+        return jitted([v.value for v in variables], *args)
+
+    return call
+
+
+def map_chunks(fn, inputs, per_pass, output_specs):
+    count = inputs[0].shape[0]
+    chunks = -(-count // per_pass)
+    padded = [jnp.concatenate([t, jnp.repeat(t[-1:], chunks * per_pass - count, axis=0)])
+              for t in inputs]
+    stacked = [t.reshape((chunks, per_pass) + t.shape[1:]) for t in padded]
+    outputs = lax.map(lambda rows: tuple(fn(*rows)), stacked)
+    return tuple(o.reshape((chunks * per_pass,) + o.shape[2:])[:count] for o in outputs)
+
+
+def minimise(model, objective):
+    raise RuntimeError(
+        "Expected the Keras backend 'tensorflow' for SCAAT's training step (its JAX train "
+        "step is next). Received: backend='jax'")
+
+
+def configure_devices(threads=None):
+    del threads  # XLA's CPU client sizes its own thread pool
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
