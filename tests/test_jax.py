@@ -34,14 +34,21 @@ if settings["dance"]:
     out["dance"], details = explainer.explain(x, targets, return_details=True)
     out["dance_feasible"] = details["feasible_fraction"]
     out["decoys"], out["found"] = explainer.generate_decoys(x)
+if settings["evidence"]:
+    out["deletion"] = kd.metrics.deletion(model, x, out["gradient"], targets)
+    out["fidelity"] = kd.metrics.fidelity(model, x, out["gradient"], targets)
+    text = kd.datasets.load_model("text_cnn")
+    ids = (np.arange(3 * text.inputs[0].shape[1]).reshape(3, -1) % 50).astype("int32")
+    out["text"] = kd.Explainer(text, method="integrated_gradients").explain(ids, 1)
 np.savez(settings["out"], **out)
 print(keras.config.backend(), "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
 """
 
 
-def _on_jax(tmp_path, methods, dance=None, count=4):
+def _on_jax(tmp_path, methods, dance=None, count=4, evidence=False):
     out = tmp_path / "jax_maps.npz"
-    settings = {"methods": methods, "dance": dance, "count": count, "out": str(out)}
+    settings = {"methods": methods, "dance": dance, "count": count, "out": str(out),
+                "evidence": evidence}
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(settings)],
                             capture_output=True, text=True, timeout=600, env=env,
@@ -51,7 +58,7 @@ def _on_jax(tmp_path, methods, dance=None, count=4):
     return np.load(out)
 
 
-def _on_tensorflow(methods, dance=None, count=4):
+def _on_tensorflow(methods, dance=None, count=4, evidence=False):
     model = kd.datasets.load_digits_model()
     x = kd.datasets.load_digits()[2][:count]
     targets = np.arange(len(x)) % 10
@@ -62,6 +69,12 @@ def _on_tensorflow(methods, dance=None, count=4):
         out["dance"], details = explainer.explain(x, targets, return_details=True)
         out["dance_feasible"] = details["feasible_fraction"]
         out["decoys"], out["found"] = explainer.generate_decoys(x)
+    if evidence:
+        out["deletion"] = kd.metrics.deletion(model, x, out["gradient"], targets)
+        out["fidelity"] = kd.metrics.fidelity(model, x, out["gradient"], targets)
+        text = kd.datasets.load_model("text_cnn")
+        ids = (np.arange(3 * text.inputs[0].shape[1]).reshape(3, -1) % 50).astype("int32")
+        out["text"] = kd.Explainer(text, method="integrated_gradients").explain(ids, 1)
     return out
 
 
@@ -94,8 +107,9 @@ def test_every_method_and_dance_on_jax_equal_tensorflow(tmp_path):
     assert set(EXACT + NOISE) == set(kd.methods.METHOD_NAMES)
     methods = _methods(EXACT + NOISE)
     dance = {"layer": "conv2", "patch": 8, "steps": 10}
-    jax_maps, tf_maps = _on_jax(tmp_path, methods, dance), _on_tensorflow(methods, dance)
-    for name in EXACT + ["dance"]:
+    jax_maps = _on_jax(tmp_path, methods, dance, evidence=True)
+    tf_maps = _on_tensorflow(methods, dance, evidence=True)
+    for name in EXACT + ["dance", "text"]:
         scale = np.abs(tf_maps[name]).max()
         np.testing.assert_allclose(jax_maps[name], tf_maps[name], atol=1e-4 * scale, rtol=0,
                                    err_msg=name)
@@ -107,3 +121,6 @@ def test_every_method_and_dance_on_jax_equal_tensorflow(tmp_path):
     np.testing.assert_array_equal(jax_maps["found"], tf_maps["found"])
     np.testing.assert_allclose(jax_maps["decoys"], tf_maps["decoys"], atol=1e-5)
     np.testing.assert_allclose(jax_maps["dance_feasible"], tf_maps["dance_feasible"])
+    # The evidence: deletion AUC and fidelity of the same maps on the same model.
+    np.testing.assert_allclose(jax_maps["deletion"], tf_maps["deletion"], atol=1e-5)
+    np.testing.assert_allclose(jax_maps["fidelity"], tf_maps["fidelity"], atol=1e-4)
