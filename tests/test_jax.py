@@ -124,3 +124,67 @@ def test_every_method_and_dance_on_jax_equal_tensorflow(tmp_path):
     # The evidence: deletion AUC and fidelity of the same maps on the same model.
     np.testing.assert_allclose(jax_maps["deletion"], tf_maps["deletion"], atol=1e-5)
     np.testing.assert_allclose(jax_maps["fidelity"], tf_maps["fidelity"], atol=1e-4)
+
+
+FOLLOW = r"""
+import sys
+sys.modules["tensorflow"] = None
+import numpy as np, keras, keras_dance as kd
+x_train, y_train, x_test, _ = kd.datasets.load_digits()
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+explainers = {name: kd.Explainer(model, method=name, decoys=decoys)
+              for name, decoys in (("gradient", None), ("smoothgrad", None),
+                                   ("gradient_x_input", kd.DecoyConfig(layer=1, patch=8, steps=3)))}
+probe = x_test[:3]
+before = {name: e.explain(probe, 1) for name, e in explainers.items()}
+model.fit(x_train[:256], y_train[:256], epochs=1, batch_size=32, verbose=0)
+for name, e in explainers.items():
+    after = e.explain(probe, 1)
+    fresh = kd.Explainer(model, method=name, decoys=e.decoy_config).explain(probe, 1)
+    assert not np.allclose(after, before[name]), name  # the weights changed ...
+    np.testing.assert_allclose(after, fresh, rtol=1e-5, atol=1e-7, err_msg=name)  # ... and were read
+print("followed")
+"""
+
+
+def test_a_jax_explainer_follows_a_model_that_keeps_training():
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", FOLLOW], capture_output=True, text=True,
+                            timeout=600, env=env, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == "followed"
+
+
+REFUSALS = r"""
+import sys
+sys.modules["tensorflow"] = None
+import numpy as np, keras, keras_dance as kd
+inputs = keras.Input((6,))
+cut = keras.layers.Lambda(lambda t: keras.ops.stop_gradient(t))(inputs)
+model = keras.Model(inputs, keras.layers.Dense(3)(cut))
+messages = []
+for make in (lambda: kd.Explainer(model),
+             lambda: kd.Explainer(kd.datasets.load_digits_model()).explain(np.zeros((2, 5))),
+             lambda: kd.DecoyConfig(layer="conv2", value_range="01")):
+    try:
+        make()
+        messages.append("no error")
+    except (TypeError, ValueError) as error:
+        messages.append(str(error))
+print("\n".join(messages))
+"""
+
+
+def test_refusals_on_jax_are_ours_and_nothing_returns_silent_zeros():
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", REFUSALS], capture_output=True, text=True,
+                            timeout=600, env=env, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cut, shape, value_range = result.stdout.strip().splitlines()[-3:]
+    # JAX returns zero gradients where TensorFlow returns None: refused all the same.
+    assert cut.startswith("Expected a model whose outputs can be differentiated")
+    assert shape.startswith("Expected `x` of rank 4")
+    assert value_range.startswith("Expected `value_range` to be (lo, hi)")
