@@ -131,7 +131,11 @@ def compile(fn, jit_compile=False, input_specs=None, variables=()):  # noqa: A00
 
 
 def map_chunks(fn, inputs, per_pass, output_specs):
-    count = inputs[0].shape[0]
+    count = inputs[0].shape[0]  # static under jax.jit: one compilation per batch size
+    if count <= per_pass:
+        # One chunk: no loop. XLA:CPU runs a while loop's body about 2.5× slower than the
+        # same ops outside one (measured in benchmarks/bench_backends.py's notes).
+        return tuple(fn(*inputs))
     chunks = -(-count // per_pass)
     padded = [jnp.concatenate([t, jnp.repeat(t[-1:], chunks * per_pass - count, axis=0)])
               for t in inputs]
