@@ -220,3 +220,31 @@ def test_the_readme_quick_start_and_the_property_tests_run_on_jax():
                             timeout=600, env=env, cwd=root)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+@pytest.mark.slow
+def test_the_cli_and_the_local_dataset_engine_on_jax_give_tensorflows_maps(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    images = sorted(str(p) for p in (root / "examples" / "data").glob("digit_*.png"))
+    model = str(root / "saved_models" / "digits_cnn.keras")
+    maps = {}
+    for backend in ("tensorflow", "jax"):
+        env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
+        out = tmp_path / backend
+        for command in (["explain", model, *images, "--method=integrated_gradients",
+                         f"--out={out / 'explain'}"],
+                        ["explain-dataset", model, *images, f"--out={out / 'dataset'}",
+                         "--engine=local", "--method=gradcam"]):
+            result = subprocess.run([sys.executable, "-m", "keras_dance.cli", *command],
+                                    capture_output=True, text=True, timeout=600, env=env,
+                                    cwd=root)
+            assert result.returncode == 0, result.stderr[-3000:]
+        maps[backend] = (np.load(out / "explain" / "maps.npy"),
+                         kd.distributed.read_maps(out / "dataset"))
+    (tf_explain, tf_dataset), (jax_explain, jax_dataset) = maps["tensorflow"], maps["jax"]
+    np.testing.assert_allclose(jax_explain, tf_explain, rtol=0,
+                               atol=1e-4 * np.abs(tf_explain).max())
+    assert set(jax_dataset) == set(tf_dataset) == set(images)
+    for key in images:
+        scale = np.abs(tf_dataset[key]).max()
+        np.testing.assert_allclose(jax_dataset[key], tf_dataset[key], rtol=0, atol=1e-4 * scale)
