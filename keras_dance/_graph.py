@@ -295,10 +295,10 @@ class GraphFunction:
             kwargs["training"] = training
         return operation(*args, **kwargs)
 
-    def __call__(self, x, training=False, capture_delta=None):
+    def __call__(self, x, training=False, at_capture=None):
         """The result for ``x`` (and the captured layer's output first, with ``capture``);
-        ``capture_delta`` is added to the captured output before the layers after it use
-        it (a gradient with respect to that layer, by differentiating at zero)."""
+        ``at_capture(output) -> output`` is applied to the captured output before the
+        layers after it use it (how the backend takes a gradient at that layer)."""
         values = {self.input_key: x}
         for step in self.steps:
             if step.operation is None:
@@ -310,8 +310,8 @@ class GraphFunction:
             if self.output_hook is not None:
                 outputs = self.output_hook(step.operation, outputs)
             for key, value in zip(step.outputs, outputs):
-                if capture_delta is not None and key == self.capture_key:
-                    value = value + capture_delta
+                if at_capture is not None and key == self.capture_key:
+                    value = at_capture(value)
                 values[key] = value
         if self.layer is None and len(self.output_keys) > 1:
             result = [values[key] for key in self.output_keys]

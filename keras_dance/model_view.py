@@ -237,8 +237,8 @@ class ModelView:
             path = _graph.resolve(model, names)
             graph = _graph.GraphFunction(model, None, capture=path)
 
-            def function(x, delta=None):
-                activations, outputs = graph(self.prepare(x), capture_delta=delta)
+            def function(x, at_layer=None):
+                activations, outputs = graph(self.prepare(x), at_capture=at_layer)
                 return as_float32(activations), as_float32(outputs)
 
             function.layer_name = names

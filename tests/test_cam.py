@@ -36,7 +36,7 @@ def _normalised(maps):
     return (maps - low) / (high - low + keras.backend.epsilon())
 
 
-@pytest.mark.parametrize("name", sorted(PEERS))
+@pytest.mark.parametrize("name", sorted(set(PEERS) - {"gradcam_plus_plus"}))
 def test_cam_family_equals_tf_keras_vis(digits, name):
     model, x = digits
     explainer = kd.Explainer(model, method={"name": name, "config": {"layer": "conv3"}})
@@ -44,15 +44,74 @@ def test_cam_family_equals_tf_keras_vis(digits, name):
     assert maps.shape == x.shape and maps.dtype == np.float32
     classes = explainer.predict_classes(x)
     peer = PEERS[name](model, model_modifier=ReplaceToLinear(), clone=True)
-    # GradCAM++: tf-keras-vis scales by exp(score) (our docstring says why we do not):
-    # compare the normalised maps.
-    normalise = name == "gradcam_plus_plus"
     theirs = peer(CategoricalScore(classes.tolist()), x, penultimate_layer="conv3",
-                  seek_penultimate_conv_layer=False, normalize_cam=normalise)
-    ours = _normalised(maps[..., 0]) if normalise else maps[..., 0]
+                  seek_penultimate_conv_layer=False, normalize_cam=False)
+    ours = maps[..., 0]
     scale = np.abs(theirs).max()
     np.testing.assert_allclose(ours, theirs, atol=1e-5 * max(1.0, scale))
     assert np.all(maps >= 0) and np.ptp(maps) > 0
+
+
+def _copy_in(model, policy):
+    """``model``'s layers and weights under another dtype policy."""
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+
+    dtype = "float64" if policy == "float64" else "float32"
+    inputs = keras.Input(model.inputs[0].shape[1:], dtype=dtype)
+    copy = keras.models.clone_model(model, input_tensors=[inputs], clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "float64"])
+def test_cam_family_on_mixed_precision_and_float64_models(digits, policy):
+    """The layer's gradient is taken at the layer's own output, in its dtype (it used to
+    be taken at a float32 cast of it, unconnected: an AttributeError on such models)."""
+    model, x = digits
+    copy = _copy_in(model, policy)
+    for name in ("gradcam", "gradcam_plus_plus", "layercam", "scorecam"):
+        method = {"name": name, "config": {"layer": "conv3"}}
+        reference = kd.Explainer(model, method=method).explain(x)
+        maps = kd.Explainer(copy, method=method).explain(x)
+        assert maps.dtype == np.float32 and np.ptp(maps) > 0, name
+        assert np.all(np.isfinite(maps)) and np.all(maps >= 0), name
+        if policy == "mixed_float16" and name == "gradcam_plus_plus":
+            continue  # α's conditioning (see below) times float16's 1e-3: ~20% apart
+        # float16 activations and gradients: a few parts in a thousand of the map.
+        tolerance = 1e-2 if policy == "mixed_float16" else 1e-4
+        np.testing.assert_allclose(maps, reference, atol=tolerance * np.abs(reference).max(),
+                                   err_msg=name)
+
+
+def test_gradcam_plus_plus_is_as_exact_as_tf_keras_vis(digits):
+    """GradCAM++'s α = 1 / (2 + g Σ_p A) is ill-conditioned where g Σ_p A nears -2: on
+    these digits, rounding float64 gradients to float32 alone moves the normalised map by
+    ~3e-5, and ours and tf-keras-vis's float32 maps sit ~1.3e-4 from the exact map on one
+    image (and differ from each other by up to 1.4e-5 from run to run, as the two paths'
+    last bits of g differ). So both are compared with the exact map: tf-keras-vis's own
+    formula on a float64 copy of the model. Ours must be as close to it as tf-keras-vis
+    is (within float32 noise), image by image."""
+    model, x = digits
+    explainer = kd.Explainer(model, method={"name": "gradcam_plus_plus",
+                                            "config": {"layer": "conv3"}})
+    maps = explainer.explain(x)
+    assert maps.shape == x.shape and maps.dtype == np.float32
+    assert np.all(maps >= 0) and np.ptp(maps) > 0
+    classes = explainer.predict_classes(x)
+    score = CategoricalScore(classes.tolist())
+    options = dict(penultimate_layer="conv3", seek_penultimate_conv_layer=False,
+                   normalize_cam=True)  # tf-keras-vis scales by exp(score): normalised
+    theirs = GradcamPlusPlus(model, model_modifier=ReplaceToLinear(), clone=True)(
+        score, x, **options)
+    exact = GradcamPlusPlus(_copy_in(model, "float64"), model_modifier=ReplaceToLinear(),
+                            clone=True)(score, x.astype(np.float64), **options)
+    ours = _normalised(maps[..., 0])
+    their_error = np.abs(theirs - exact).max(axis=(1, 2))
+    our_error = np.abs(ours - exact).max(axis=(1, 2))
+    assert np.all(our_error <= 2 * their_error + 1e-5), (our_error, their_error)
+    # Where the quantity is well conditioned, the three agree closely.
+    assert np.median(our_error) < 1e-5, our_error
 
 
 def test_gradcam_plus_plus_is_tf_keras_vis_over_exp_score(digits):

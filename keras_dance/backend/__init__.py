@@ -16,10 +16,12 @@ The interface (every backend module defines each name):
     backward pass for a batch of independent rows; zeros where ``fn`` does not depend on
     ``x`` (TensorFlow's ``None`` gradient made explicit).
 ``layer_gradient(fn, x)``
-    ``fn(x, delta) -> (activations, total)``, where ``delta`` (None, or of the activations'
-    shape) is added to the activations before the rest of the model: returns
-    ``(activations, d total / d activations)`` (the CAM family's gradient at a layer;
-    JAX differentiates with respect to ``delta`` at zero).
+    ``fn(x, at_layer) -> (activations, total)``, where ``at_layer`` (None, or a function
+    ``output -> output``) is applied to the layer's own output, in the model's dtype,
+    before the rest of the model uses it: returns ``(activations, d total /
+    d activations)`` in the activations' dtype (the CAM family's gradient at a layer,
+    mixed-precision and float64 models included; TensorFlow watches the output there,
+    JAX differentiates a zero added there).
 ``vjp(fn, x)``
     ``(fn(x), pullback)`` with ``pullback(cotangent) = cotangentᵀ · ∂fn/∂x``: a
     vector-Jacobian product whose cotangent may depend on the value (the decoy solver's

@@ -37,7 +37,7 @@ def layer_gradient(fn, x):
     zeros = jnp.zeros(shape.shape, shape.dtype)
 
     def total(delta):
-        activations, value = fn(x, delta)
+        activations, value = fn(x, lambda output: output + delta.astype(output.dtype))
         return value, activations
 
     (_, activations), grad = jax.value_and_grad(total, has_aux=True)(zeros)

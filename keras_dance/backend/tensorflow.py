@@ -24,10 +24,18 @@ def gradient(fn, x):
 
 
 def layer_gradient(fn, x):
+    captured = []
+
+    def watch(value):  # the layer's own output, in the model's dtype, before any cast
+        tape.watch(value)
+        captured.append(value)
+        return value
+
     with tf.GradientTape() as tape:
-        tape.watch(x)
-        activations, total = fn(x, None)
-    return activations, tape.gradient(total, activations)
+        activations, total = fn(x, watch)
+    grad = tape.gradient(total, captured[0],
+                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return activations, tf.cast(grad, activations.dtype)
 
 
 def vjp(fn, x):

@@ -80,8 +80,8 @@ class _LayerMethod(SaliencyMethod):
         """Activations and the score's gradient there, from one forward+backward pass."""
         function = self.layer_function(forward)
 
-        def scored(rows, delta=None):
-            activations, outputs = function(rows, delta)
+        def scored(rows, at_layer=None):
+            activations, outputs = function(rows, at_layer)
             return activations, ops.sum(targets.score(outputs))
 
         return backend.layer_gradient(scored, x)
