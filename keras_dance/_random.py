@@ -6,6 +6,14 @@ would make ``jit_compile=True`` change the maps. These generators use only integ
 arithmetic that every backend evaluates identically: element ``k`` of stream ``s`` under
 ``seed`` is a murmur3-finalised hash of ``(seed, s, k)``; many streams are drawn in
 one vectorised call.
+
+Gaussian draws are bit-identical on every backend too: Box–Muller's logarithm and cosine
+are not the backends' own (TensorFlow's Eigen kernels and XLA's differ in the last bit
+for a quarter of the draws) but written here from integer range reduction, IEEE
+operations that are correctly rounded everywhere (+, −, ×, ÷, √) and short polynomials,
+with every product that feeds a sum passed through ``_unfused`` so that XLA cannot fuse
+the pair into one FMA (it does on CPUs with FMA; TensorFlow's graph kernels and PyTorch's
+eager ones never do): the same rounding, step by step, on every backend.
 """
 
 import math
@@ -71,9 +79,73 @@ def uniform(shape, seed, streams):
     return _rows(_unit(_bits(shape, seed, streams, 0x27D4EB2F)), shape)
 
 
+def _unfused(product):
+    """``product`` unchanged, but no longer a bare product: a sum that uses it rounds it
+    first on every backend (XLA fuses ``a * b + c`` into an FMA, rounding once)."""
+    return ops.maximum(product, -3.0e38)
+
+
+def _horner(z, coefficients):
+    """``Σ_i c_i z^i`` (coefficients from the highest power down), each step unfused."""
+    value = ops.full_like(z, coefficients[0])
+    for c in coefficients[1:]:
+        value = _unfused(value * z) + c
+    return value
+
+
+#: ln 2 as an exact 9-bit head (its products with small integers are exact) and a tail.
+_LN2_HEAD, _LN2_TAIL = 0.693359375, -2.121944400546905827679e-4
+#: Powers 2^-n, n = 0..24, exact in float32.
+_INVERSE_POWERS = [2.0 ** -n for n in range(25)]
+
+
+def _log_odd(odd):
+    """``ln(odd · 2^-24)`` for odd int32 ``odd`` in (0, 2^24), float32, the same bits on
+    every backend: ``odd = m · 2^n`` (``n`` found with integer shifts, ``m`` in
+    [√½, √2) exact), ``ln m = 2 atanh((m − 1)/(m + 1))`` by its series to s^11."""
+    n = ops.zeros_like(odd)
+    for step in (16, 8, 4, 2, 1):
+        above = ops.greater(ops.right_shift(odd, n + step), 0)
+        n = ops.where(above, n + step, n)
+    m = ops.cast(odd, "float32") * ops.take(ops.convert_to_tensor(_INVERSE_POWERS,
+                                                                   "float32"), n)
+    high = ops.greater(m, math.sqrt(2.0))
+    m = ops.where(high, m * 0.5, m)
+    exponent = ops.cast(n + ops.cast(high, n.dtype) - 24, "float32")
+    s = (m - 1.0) / (m + 1.0)
+    twice = s + s
+    z = s * s
+    series = _horner(z, [1 / 11, 1 / 9, 1 / 7, 1 / 5, 1 / 3])
+    log_m = twice + _unfused(twice * _unfused(z * series))
+    return (log_m + _unfused(exponent * _LN2_TAIL)) + exponent * _LN2_HEAD
+
+
+def _cos_turns(k):
+    """``cos(2π k / 2^23)`` for int32 ``k`` in [0, 2^23), float32, the same bits on every
+    backend: the nearest quarter turn ``q`` taken off with integers, the rest
+    ``a`` in [−π/4, π/4] through the Taylor polynomials of cos and sin."""
+    quarter = ops.right_shift(k + (1 << 20), 21)
+    a = ops.cast(k - quarter * (1 << 21), "float32") * (math.pi / 2 / (1 << 21))
+    a2 = a * a
+    cos_a = 1.0 + _unfused(a2 * _horner(a2, [-1 / 3628800, 1 / 40320, -1 / 720, 1 / 24,
+                                              -1 / 2]))
+    sin_a = a + _unfused(a * _unfused(a2 * _horner(a2, [-1 / 39916800, 1 / 362880,
+                                                        -1 / 5040, 1 / 120, -1 / 6])))
+    quadrant = ops.bitwise_and(quarter, 3)
+    return ops.where(ops.equal(quadrant, 0), cos_a,
+                     ops.where(ops.equal(quadrant, 1), -sin_a,
+                               ops.where(ops.equal(quadrant, 2), -cos_a, sin_a)))
+
+
+def _top23(bits):
+    return ops.cast(ops.right_shift(bits, _u32(9)), "int32")
+
+
 def normal(shape, seed, streams):
-    """Standard normal numbers (Box–Muller), float32, ``(len(streams), *shape)``."""
-    u1 = _unit(_bits(shape, seed, streams, 0x165667B1))
-    u2 = _unit(_bits(shape, seed, streams, 0x61C88647))
-    values = ops.sqrt(-2.0 * ops.log(u1)) * ops.cos((2.0 * math.pi) * u2)
+    """Standard normal numbers (Box–Muller), float32, ``(len(streams), *shape)``; the same
+    bits on every backend. ``|z| ≤ 5.8``: the uniforms have 23 bits."""
+    u1 = _top23(_bits(shape, seed, streams, 0x165667B1))
+    u2 = _top23(_bits(shape, seed, streams, 0x61C88647))
+    log_u1 = _log_odd(u1 + u1 + 1)
+    values = ops.sqrt(-2.0 * log_u1) * _cos_turns(u2)
     return _rows(values, shape)
