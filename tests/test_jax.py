@@ -210,17 +210,17 @@ print("quick start ok")
 """
 
 
-def test_the_readme_quick_start_and_the_property_tests_run_on_jax():
+def test_the_readme_quick_start_the_property_and_scaat_tests_run_on_jax():
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", QUICK_START], capture_output=True,
                             text=True, timeout=600, env=env, cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "quick start ok" in result.stdout
-    # The fuzz-style property tests, unchanged, under JAX.
+    # The fuzz-style property tests and SCAAT's training tests, unchanged, under JAX.
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             "tests/test_properties.py"], capture_output=True, text=True,
-                            timeout=600, env=env, cwd=root)
+                             "tests/test_properties.py", "tests/test_scaat.py"],
+                            capture_output=True, text=True, timeout=600, env=env, cwd=root)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
 

@@ -1,4 +1,6 @@
-"""SCAAT: the training step, budgets, β = 0, and the sparsity claim on a toy problem."""
+"""SCAAT: the training step, budgets, β = 0, and the sparsity claim on a toy problem.
+
+Backend-neutral: test_jax.py runs this file under KERAS_BACKEND=jax as well."""
 
 import keras
 import numpy as np
@@ -31,9 +33,9 @@ def _count_traces(trainer):
     traces = []
     original = trainer.train_step
 
-    def counting(data):
-        traces.append(1)  # runs only while TensorFlow traces the step
-        return original(data)
+    def counting(*args):  # (data) on TensorFlow, (state, data) on JAX
+        traces.append(1)  # runs only while the backend traces the step
+        return original(*args)
 
     trainer.train_step = counting
     return traces
@@ -70,7 +72,7 @@ def test_perturbation_respects_budgets_and_value_range():
     x, y = kd.datasets.load_digits()[2][:6], kd.datasets.load_digits()[3][:6]
     trainer = kd.training.SCAAT(model, epsilon=0.2, gamma=2.0, steps=4)
     x_adv, budget = trainer.perturb(x, y)
-    x_adv, budget = x_adv.numpy(), budget.numpy()
+    x_adv, budget = keras.ops.convert_to_numpy(x_adv), keras.ops.convert_to_numpy(budget)
     assert np.all(np.abs(x_adv - x) <= budget + 1e-6)
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
     assert budget.max() <= 0.2 + 1e-6 and budget.min() >= 0.0

@@ -57,9 +57,16 @@ The interface (every backend module defines each name):
     framework would otherwise bake their values in (JAX), so that the function follows
     weights that change (a model still training).
 ``minimise(model, objective)``
-    one optimiser step inside a custom ``train_step``: ``objective()`` (it calls the
-    model) differentiated with respect to ``model.trainable_variables`` and applied by
-    ``model.optimizer``; returns the objective's value.
+    one optimiser step inside a custom training step: ``objective() -> (value, aux)``
+    (it calls the model) differentiated with respect to ``model.trainable_variables``
+    and applied by ``model.optimizer``; returns ``aux`` (what the step reports: the
+    predictions, the loss terms), never a value traced inside the differentiation.
+``train_step(model, args, step)``
+    ``model.train_step``'s body on this backend: ``step(data) -> logs`` runs statefully
+    (variables read and assigned as usual). TensorFlow calls it as it is; JAX's trainer
+    calls ``train_step(state, data)`` and wants ``(logs, state)`` back, so the step runs
+    inside a ``keras.StatelessScope`` over the model's, optimiser's and metrics'
+    variables and the new state is read back from the scope.
 ``configure_devices(threads=None)``
     per-process set-up of a dataset worker: accelerator memory on demand, one accelerator
     per process when several are visible and the engine chose none, ``threads`` threads.
@@ -83,7 +90,7 @@ MODULES = {"tensorflow": "keras_dance.backend.tensorflow", "jax": "keras_dance.b
 INTERFACE = ("to_tensor", "to_numpy", "gradient", "layer_gradient", "vjp", "gather_nd",
              "scatter_nd_update",
              "batched_take", "is_connected", "fori_loop", "while_loop", "positive_gradient",
-             "resize_aligned", "hash32", "compile", "map_chunks", "minimise",
+             "resize_aligned", "hash32", "compile", "map_chunks", "minimise", "train_step",
              "configure_devices")
 
 

@@ -144,10 +144,46 @@ def map_chunks(fn, inputs, per_pass, output_specs):
     return tuple(o.reshape((chunks * per_pass,) + o.shape[2:])[:count] for o in outputs)
 
 
+def _current(variables):
+    """The variables' values as the active stateless scope sees them."""
+    return [variable.value for variable in variables]
+
+
 def minimise(model, objective):
-    raise RuntimeError(
-        "Expected the Keras backend 'tensorflow' for SCAAT's training step (its JAX train "
-        "step is next). Received: backend='jax'")
+    # Inside train_step's scope: differentiate the objective with respect to the trainable
+    # values, everything else held at its current value; updates the objective makes to
+    # other variables (batch-norm statistics, seeds) come back as an auxiliary output.
+    trainable = list(model.trainable_variables)
+    others = [v for v in model.variables if all(v is not t for t in trainable)]
+    held = _current(others)
+
+    def loss(values):
+        mapping = list(zip(trainable, values)) + list(zip(others, held))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            value, aux = objective()
+        updated = [scope.get_current_value(v) for v in others]
+        return value, (aux, updated)
+
+    (_, (aux, updated)), grads = jax.value_and_grad(loss, has_aux=True)(_current(trainable))
+    for variable, value in zip(others, updated):
+        if value is not None:
+            variable.assign(value)
+    model.optimizer.apply_gradients(zip(grads, trainable))
+    return aux
+
+
+def train_step(model, args, step):
+    state, data = args
+    groups = [model.trainable_variables, model.non_trainable_variables,
+              model.optimizer.variables, model.metrics_variables]
+    mapping = [pair for variables, values in zip(groups, state)
+               for pair in zip(variables, values)]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        logs = step(data)
+    state = tuple([value if (new := scope.get_current_value(v)) is None else new
+                   for v, value in zip(variables, values)]
+                  for variables, values in zip(groups, state))
+    return logs, state
 
 
 def configure_devices(threads=None):

@@ -133,10 +133,15 @@ def map_chunks(fn, inputs, per_pass, output_specs):
 
 def minimise(model, objective):
     with tf.GradientTape() as tape:
-        value = objective()
+        value, aux = objective()
     gradients = tape.gradient(value, model.trainable_variables)
     model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    return value
+    return aux
+
+
+def train_step(model, args, step):
+    (data,) = args
+    return step(data)
 
 
 def configure_devices(threads=None):

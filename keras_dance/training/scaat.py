@@ -138,14 +138,17 @@ class SCAAT(keras.Model):
             delta = ops.clip(x + delta, lo, hi) - x
         return ops.stop_gradient(x + delta), budget
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        """One SCAAT step: ``(data)`` on TensorFlow, ``(state, data)`` on JAX."""
+        return backend.train_step(self, args, self._step)
+
+    def _step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         labels = ops.cast(y, "int32")
         if len(labels.shape) > 1 and labels.shape[-1] != 1:
             labels = ops.cast(ops.argmax(labels, axis=-1), "int32")  # one-hot labels
         labels = ops.reshape(labels, (-1,))
         x_adv, _ = self.perturb(x, labels)
-        found = {}
 
         def objective():
             y_pred = self(x, training=True)
@@ -154,10 +157,10 @@ class SCAAT(keras.Model):
             adversarial = self(x_adv, training=True)
             divergence = ops.mean(_kl(self._distribution(y_pred),
                                       self._distribution(adversarial)))
-            found.update(y_pred=y_pred, loss=loss, divergence=divergence)
-            return loss + self.beta * divergence
+            found = {"y_pred": y_pred, "loss": loss, "divergence": divergence}
+            return loss + self.beta * divergence, found
 
-        backend.minimise(self, objective)
+        found = backend.minimise(self, objective)
         # Keras's own train_step feeds the "loss" metric the same way.
         tracker = getattr(self, "_loss_tracker", None)
         if tracker is not None:
