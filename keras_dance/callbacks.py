@@ -5,9 +5,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_dance._files import atomic_file
+from keras_dance._tensorboard import SummaryWriter
 from keras_dance.postprocess import postprocess
 
 
@@ -37,8 +37,10 @@ class ExplanationCallback(keras.callbacks.Callback):
     scalars ``explanations/sparseness`` (Gini of |E|) and ``explanations/deletion_auc``
     (lower is better; token models delete words by the padding token), and for token
     models a text summary ``explanations/text``: each probe sentence's words with their
-    scores (words from ``vocabulary``, else ids). Targets are ``y`` when given, otherwise the predictions. It never
-    changes the model, the optimiser or the training's random state.
+    scores (words from ``vocabulary``, else ids). Targets are ``y`` when given, otherwise
+    the predictions. It never changes the model, the optimiser or the training's random
+    state. The event files are written with TensorBoard's own writer, so the callback
+    works on every Keras backend without TensorFlow.
 
     Args:
         explainer: a ``kd.Explainer`` of the model being trained or evaluated.
@@ -114,26 +116,26 @@ class ExplanationCallback(keras.callbacks.Callback):
         maps, details = self.explainer.explain(self.x, self.y, return_details=True)
         targets = details["targets"]
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+            self._writer = SummaryWriter(self.log_dir)
         gini = sparseness(maps)
         tokens = self.explainer.tokens
         pad = (self.explainer.model_view.pad_id or 0) if tokens else 0.0
         auc = deletion(self.explainer.model, self.x, maps, targets, steps=self.deletion_steps,
                        preprocess=self.explainer.preprocess, baseline=pad)
-        with self._writer.as_default(step=step):
-            tf.summary.scalar("explanations/sparseness", float(np.mean(gini)))
-            tf.summary.scalar("explanations/deletion_auc", float(np.mean(auc)))
-            if self.x.ndim == 4:
-                shown = self.x[:self.max_images]
-                low, high = float(shown.min()), float(shown.max())
-                image = (shown - low) / (high - low) if high > low else np.zeros_like(shown)
-                tf.summary.image("explanations/input", image, max_outputs=self.max_images)
-                tf.summary.image("explanations/overlay",
-                                 overlays(self.x[:self.max_images], maps[:self.max_images]),
-                                 max_outputs=self.max_images)
-            if tokens and maps.ndim == 2:
-                tf.summary.text("explanations/text", self._sentences(maps, targets))
-        self._writer.flush()
+        writer = self._writer
+        writer.scalar("explanations/sparseness", float(np.mean(gini)), step)
+        writer.scalar("explanations/deletion_auc", float(np.mean(auc)), step)
+        if self.x.ndim == 4:
+            shown = self.x[:self.max_images]
+            low, high = float(shown.min()), float(shown.max())
+            image = (shown - low) / (high - low) if high > low else np.zeros_like(shown)
+            writer.image("explanations/input", image, step, self.max_images)
+            writer.image("explanations/overlay",
+                         overlays(self.x[:self.max_images], maps[:self.max_images]), step,
+                         self.max_images)
+        if tokens and maps.ndim == 2:
+            writer.text("explanations/text", self._sentences(maps, targets), step)
+        writer.flush()
         if self.save_maps:
             os.makedirs(self.log_dir, exist_ok=True)
             with atomic_file(Path(self.log_dir) / f"maps_{step:04d}.npz") as temporary:
@@ -147,4 +149,4 @@ class ExplanationCallback(keras.callbacks.Callback):
             words = [(self.vocabulary[i] if self.vocabulary and i < len(self.vocabulary)
                       else str(i), score) for i, score in zip(ids, scores) if i != pad]
             lines.append(f"class {target}: " + " ".join(f"{w} ({s:+.3f})" for w, s in words))
-        return tf.constant(lines)
+        return lines

@@ -228,6 +228,53 @@ def test_callback_in_fit_and_evaluate_writes_events_and_changes_nothing(tmp_path
     assert len(scalars["explanations/sparseness"]) == 3
 
 
+def test_our_event_files_read_as_tf_summary_writes_them(tmp_path):
+    """The callback's writer (TensorBoard's own, no TensorFlow) against tf.summary: the same
+    tags, plugins, steps and decoded tensors (the PNGs' pixels included)."""
+    from keras_dance._tensorboard import SummaryWriter
+
+    images = np.random.default_rng(0).uniform(size=(3, 5, 7, 3)).astype(np.float32)
+    images[0, 0, 0] = [0.0, 1.0, 0.999]
+    grey = images[..., :1]
+    ours = SummaryWriter(tmp_path / "ours")
+    theirs = tf.summary.create_file_writer(str(tmp_path / "theirs"))
+    for step in (0, 4):
+        ours.scalar("s", 0.25 + step, step)
+        ours.image("rgb", images, step, 2)
+        ours.image("grey", grey, step, 8)
+        ours.text("t", ["a (+0.5)", "b"], step)
+        with theirs.as_default(step=step):
+            tf.summary.scalar("s", 0.25 + step)
+            tf.summary.image("rgb", images, max_outputs=2)
+            tf.summary.image("grey", grey, max_outputs=8)
+            tf.summary.text("t", tf.constant(["a (+0.5)", "b"]))
+    ours.flush()
+    theirs.flush()
+
+    def read(folder):
+        found = []
+        for path in Path(folder).glob("events.out.tfevents.*"):
+            for event in tf.compat.v1.train.summary_iterator(str(path)):
+                for value in event.summary.value:
+                    tensor = tf.make_ndarray(value.tensor)
+                    if value.tag in ("rgb", "grey"):  # decode the PNGs: pixels, not bytes
+                        tensor = [tensor[0], tensor[1]] + [
+                            tf.io.decode_png(png).numpy() for png in tensor[2:]]
+                    found.append((event.step, value.tag, value.metadata.plugin_data.plugin_name,
+                                  tensor))
+        return sorted(found, key=lambda item: (item[0], item[1]))
+
+    mine, reference = read(tmp_path / "ours"), read(tmp_path / "theirs")
+    assert [item[:3] for item in mine] == [item[:3] for item in reference] and len(mine) == 8
+    for (*_, a), (*_, b) in zip(mine, reference):
+        if isinstance(b, list):
+            assert len(a) == len(b) and a[:2] == b[:2]
+            for x, y in zip(a[2:], b[2:]):
+                np.testing.assert_array_equal(x, y)
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
 def test_callback_bad_input():
     model = _small_model()
     explainer = kd.Explainer(model)

@@ -251,3 +251,50 @@ def test_the_cli_and_the_local_dataset_engine_on_jax_give_tensorflows_maps(tmp_p
     for key in images:
         scale = np.abs(tf_dataset[key]).max()
         np.testing.assert_allclose(jax_dataset[key], tf_dataset[key], rtol=0, atol=1e-4 * scale)
+
+
+CALLBACK = r"""
+import sys
+sys.modules["tensorflow"] = None
+import numpy as np, keras, keras_dance as kd
+out = sys.argv[1]
+x_train, y_train, x_test, y_test = kd.datasets.load_digits()
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.MaxPooling2D(4), keras.layers.Flatten(),
+                          keras.layers.Dense(10, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+callback = kd.callbacks.ExplanationCallback(kd.Explainer(model), x_test[:4], y_test[:4],
+                                            log_dir=out + "/logs", save_maps=True)
+model.fit(x_train[:128], y_train[:128], epochs=2, batch_size=32, verbose=0, callbacks=[callback],
+          validation_data=(x_test[:32], y_test[:32]))
+model.save(out + "/model.keras")
+print("fitted")
+"""
+
+
+def test_the_callback_writes_tensorboard_events_on_jax(tmp_path):
+    import tensorflow as tf
+
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", CALLBACK, str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scalars, images = {}, {}
+    for path in (tmp_path / "logs").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tensor = tf.make_ndarray(value.tensor)
+                if value.metadata.plugin_data.plugin_name == "images":
+                    images.setdefault(value.tag, []).append(len(tensor) - 2)
+                else:
+                    scalars.setdefault(value.tag, []).append((event.step, float(tensor)))
+    assert images == {"explanations/input": [4, 4], "explanations/overlay": [4, 4]}
+    assert [step for step, _ in scalars["explanations/sparseness"]] == [0, 1]
+    # The last epoch's maps and deletion AUC, recomputed on TensorFlow from the saved model.
+    model = kd.datasets.load_digits_model(tmp_path / "model.keras")
+    saved = np.load(tmp_path / "logs" / "maps_0001.npz")
+    maps = kd.Explainer(model).explain(saved["inputs"], saved["targets"])
+    np.testing.assert_allclose(saved["maps"], maps, rtol=0, atol=1e-4 * np.abs(maps).max())
+    auc = kd.metrics.deletion(model, saved["inputs"], saved["maps"], saved["targets"], steps=16)
+    assert scalars["explanations/deletion_auc"][1][1] == pytest.approx(auc.mean(), abs=1e-5)
