@@ -97,6 +97,8 @@ def _map(dataset, spec, out, workers, inputs_per_shard, gpus_per_worker, kwargs)
     return dataset.map_batches(
         actor, batch_size=inputs_per_shard, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),
+        # Actors start on the job's Keras backend, whatever the cluster's environment.
+        runtime_env={"env_vars": {"KERAS_BACKEND": spec.backend}},
         num_cpus=(spec.threads or 1) if not gpus_per_worker else None,
         num_gpus=gpus_per_worker or None)
 

@@ -326,3 +326,12 @@ def test_a_worker_takes_its_share_of_the_cores():
                             timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "1"
+
+
+def test_a_worker_on_another_backend_than_the_jobs_refuses():
+    spec = kd.distributed.ExplainerSpec(MODEL)
+    assert spec.backend == "tensorflow"
+    spec.backend = "jax"  # as if made by a JAX driver
+    with pytest.raises(RuntimeError, match="Expected the worker on the job's Keras backend "
+                                           "'jax'.*KERAS_BACKEND=jax"):
+        kd.distributed.BatchExplainer(spec)

@@ -226,7 +226,8 @@ def test_the_readme_quick_start_the_property_and_scaat_tests_run_on_jax():
 
 
 @pytest.mark.slow
-def test_the_cli_and_the_local_dataset_engine_on_jax_give_tensorflows_maps(tmp_path):
+@pytest.mark.xdist_group("engines")  # the worker of test_engines.py: one Ray at a time
+def test_the_cli_the_local_engine_and_ray_on_jax_give_tensorflows_maps(tmp_path):
     root = Path(__file__).resolve().parent.parent
     images = sorted(str(p) for p in (root / "examples" / "data").glob("digit_*.png"))
     model = str(root / "saved_models" / "digits_cnn.keras")
@@ -244,13 +245,21 @@ def test_the_cli_and_the_local_dataset_engine_on_jax_give_tensorflows_maps(tmp_p
             assert result.returncode == 0, result.stderr[-3000:]
         maps[backend] = (np.load(out / "explain" / "maps.npy"),
                          kd.distributed.read_maps(out / "dataset"))
+    # One Ray run on JAX: its actors start on the job's backend.
+    command = ["explain-dataset", model, *images, f"--out={tmp_path / 'ray'}", "--engine=ray",
+               "--workers=1", "--method=gradcam"]
+    result = subprocess.run([sys.executable, "-m", "keras_dance.cli", *command],
+                            capture_output=True, text=True, timeout=600, env=env, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ray_dataset = kd.distributed.read_maps(tmp_path / "ray")
     (tf_explain, tf_dataset), (jax_explain, jax_dataset) = maps["tensorflow"], maps["jax"]
     np.testing.assert_allclose(jax_explain, tf_explain, rtol=0,
                                atol=1e-4 * np.abs(tf_explain).max())
-    assert set(jax_dataset) == set(tf_dataset) == set(images)
+    assert set(jax_dataset) == set(tf_dataset) == set(ray_dataset) == set(images)
     for key in images:
         scale = np.abs(tf_dataset[key]).max()
         np.testing.assert_allclose(jax_dataset[key], tf_dataset[key], rtol=0, atol=1e-4 * scale)
+        np.testing.assert_allclose(ray_dataset[key], jax_dataset[key], rtol=0, atol=1e-6 * scale)
 
 
 CALLBACK = r"""

@@ -79,6 +79,9 @@ class ExplainerSpec:
         self.safe_mode = safe_mode
         self.threads = threads
         self.explainer_kwargs = dict(explainer_kwargs)
+        # The Keras backend of the process that made the spec: the job's backend, which
+        # every worker must run (engines start their workers with it).
+        self.backend = _keras_backend()
         try:
             self._key = hashlib.sha1(pickle.dumps(
                 (model, safe_mode, threads, sorted(self.explainer_kwargs.items())))).hexdigest()
@@ -156,6 +159,12 @@ def _fingerprint(model):
     return digest.hexdigest()
 
 
+def _keras_backend():
+    import keras
+
+    return keras.config.backend()
+
+
 def configure_devices(threads=None):
     """Per-process set-up for a worker (``keras_dance.backend``'s ``configure_devices``):
     accelerator memory on demand (workers sharing a GPU, or a GPU shared with other
@@ -177,6 +186,12 @@ class BatchExplainer:
     """
 
     def __init__(self, spec):
+        backend = _keras_backend()
+        if getattr(spec, "backend", backend) != backend:
+            raise RuntimeError(
+                f"Expected the worker on the job's Keras backend {spec.backend!r}. Received: "
+                f"a worker on {backend!r}; start the workers with KERAS_BACKEND="
+                f"{spec.backend} (the backend is fixed when Keras is imported)")
         configure_devices(spec.threads)
         self.spec = spec
         if spec.saved_model:
