@@ -376,7 +376,18 @@ class Explainer:
 
         The directory appears whole or not at all: it is written next to ``path`` and
         renamed into place.
+
+        Raises:
+            RuntimeError: on a Keras backend other than TensorFlow (export from JAX
+                through ``jax2tf`` is not built yet): save the model and export the
+                ``.keras`` file from a TensorFlow process.
         """
+        if backend.name() != "tensorflow":
+            raise RuntimeError(
+                "Expected the Keras backend 'tensorflow' for SavedModel export (export from "
+                f"{backend.name()} is not built yet). Received: backend={backend.name()!r}. "
+                "The .keras file is the same on every backend: model.save('m.keras'), then "
+                "KERAS_BACKEND=tensorflow keras-dance export m.keras --out=DIR")
         from keras_dance.export import export
 
         return export(self, path, overwrite=overwrite, vocabulary=vocabulary)

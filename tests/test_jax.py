@@ -171,11 +171,12 @@ model = keras.Model(inputs, keras.layers.Dense(3)(cut))
 messages = []
 for make in (lambda: kd.Explainer(model),
              lambda: kd.Explainer(kd.datasets.load_digits_model()).explain(np.zeros((2, 5))),
-             lambda: kd.DecoyConfig(layer="conv2", value_range="01")):
+             lambda: kd.DecoyConfig(layer="conv2", value_range="01"),
+             lambda: kd.Explainer(kd.datasets.load_digits_model()).export("/tmp/never")):
     try:
         make()
         messages.append("no error")
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RuntimeError) as error:
         messages.append(str(error))
 print("\n".join(messages))
 """
@@ -186,11 +187,14 @@ def test_refusals_on_jax_are_ours_and_nothing_returns_silent_zeros():
     result = subprocess.run([sys.executable, "-c", REFUSALS], capture_output=True, text=True,
                             timeout=600, env=env, cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr[-3000:]
-    cut, shape, value_range = result.stdout.strip().splitlines()[-3:]
+    cut, shape, value_range, export = result.stdout.strip().splitlines()[-4:]
     # JAX returns zero gradients where TensorFlow returns None: refused all the same.
     assert cut.startswith("Expected a model whose outputs can be differentiated")
     assert shape.startswith("Expected `x` of rank 4")
     assert value_range.startswith("Expected `value_range` to be (lo, hi)")
+    # Export from JAX is not built: said so (no TensorFlow imported to find out).
+    assert export.startswith("Expected the Keras backend 'tensorflow' for SavedModel export")
+    assert not Path("/tmp/never").exists()
 
 
 QUICK_START = r"""
