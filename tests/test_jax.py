@@ -311,3 +311,26 @@ def test_the_callback_writes_tensorboard_events_on_jax(tmp_path):
     np.testing.assert_allclose(saved["maps"], maps, rtol=0, atol=1e-4 * np.abs(maps).max())
     auc = kd.metrics.deletion(model, saved["inputs"], saved["maps"], saved["targets"], steps=16)
     assert scalars["explanations/deletion_auc"][1][1] == pytest.approx(auc.mean(), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_runs_on_the_cpu_in_its_quick_form(tmp_path):
+    """benchmarks/gpu/run.py as a JAX-only machine runs it (TensorFlow made unimportable),
+    with tiny inputs: every figure is there and positive."""
+    root = Path(__file__).resolve().parent.parent
+    wrapper = ("import runpy, sys; sys.modules['tensorflow'] = None; "
+               "sys.argv = ['run.py'] + sys.argv[1:]; "
+               "runpy.run_path('benchmarks/gpu/run.py', run_name='__main__')")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    out = tmp_path / "gpu.json"
+    result = subprocess.run([sys.executable, "-c", wrapper, "--quick", "--models=mobilenetv2",
+                             f"--out={out}"], capture_output=True, text=True, timeout=900,
+                            env=env, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["backend"] == "jax" and results["dataset_images_per_s"] > 0
+    row = results["models"]["mobilenetv2"]
+    for method in ("gradient", "smoothgrad", "integrated_gradients"):
+        assert row[method]["ours_images_per_s"] > 0 and row[method]["bare_images_per_s"] > 0
+    assert row["dance_float32_s_per_image"] > 0 and row["dance_mixed_bfloat16_s_per_image"] > 0
+    assert "ours/bare" in result.stdout

@@ -1,0 +1,205 @@
+"""keras-dance on a GPU with JAX: images per second against bare ``jax.jit``, DANCE per
+image, peak device memory and the dataset rate, on ImageNet-sized Keras applications.
+
+Made for a machine with JAX (CUDA) and nothing of ours: ``prepare.sh`` builds the wheels
+(keras-dance, Keras and their pure-Python dependencies) to carry there, ``run.sh``
+installs them without dependencies and runs this script. It runs on the CPU too, and
+``--quick`` (tiny inputs and counts) is run by the test suite so that it cannot rot.
+
+Per model (``weights=None``: no downloads): gradient, SmoothGrad (N samples) and
+Integrated Gradients (N steps) in images per second, ours and a bare ``jax.jit`` function
+doing the same arithmetic (``jax.vmap(jax.grad(...))`` over ``stateless_call``, the same
+loops); DANCE seconds per image at the model's early block, float32 and mixed bfloat16;
+peak device memory where the device reports it; ``explain_files`` (local engine) images
+per second over ``--dataset`` ``.npy`` files. Prints a table and writes JSON.
+
+Run: KERAS_BACKEND=jax python benchmarks/gpu/run.py [--quick] [--out results.json]
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+#: name -> (keras.applications constructor, the early block DANCE's decoys are read at)
+MODELS = {"resnet50": ("ResNet50", "conv2_block3_out"),
+          "mobilenetv2": ("MobileNetV2", "block_3_expand_relu"),
+          "densenet121": ("DenseNet121", "pool2_relu")}
+
+
+def median_time(function, repeats):
+    function()  # compile / warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def bare_functions(logits, samples, steps):
+    """The arithmetic of our gradient, SmoothGrad and IG written directly in JAX."""
+    import jax
+    import jax.numpy as jnp
+
+    trainable = [v.value for v in logits.trainable_variables]
+    frozen = [v.value for v in logits.non_trainable_variables]
+
+    def score(row, target):
+        out, _ = logits.stateless_call(trainable, frozen, row[None], training=False)
+        return out[0, target].astype("float32")
+
+    grad = jax.vmap(jax.grad(score))
+
+    @jax.jit
+    def gradient(xs, ts):
+        return grad(xs, ts)
+
+    @jax.jit
+    def smoothgrad(xs, ts):
+        flat = xs.reshape(len(xs), -1)
+        span = (flat.max(1) - flat.min(1)) * 0.15
+        noise = jax.random.normal(jax.random.key(0), (samples,) + xs.shape)
+
+        def one(carry, n):
+            return carry + grad(xs + span.reshape((-1,) + (1,) * (xs.ndim - 1)) * n, ts), None
+        return jax.lax.scan(one, jnp.zeros_like(xs), noise)[0] / samples
+
+    @jax.jit
+    def integrated(xs, ts):
+        alphas = jnp.linspace(0.0, 1.0, steps)
+        weights = jnp.full(steps, 1 / (steps - 1)).at[jnp.array([0, steps - 1])].multiply(0.5)
+
+        def one(carry, aw):
+            return carry + aw[1] * grad(aw[0] * xs, ts), None
+        return xs * jax.lax.scan(one, jnp.zeros_like(xs), jnp.stack([alphas, weights], 1))[0]
+
+    return {"gradient": gradient, "smoothgrad": smoothgrad, "integrated_gradients": integrated}
+
+
+def peak_memory():
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
+
+
+def run_model(name, size, batch, samples, steps, dance_images, repeats):
+    import jax
+    import keras
+    import numpy as np
+
+    import keras_dance as kd
+
+    constructor, layer = MODELS[name]
+    row = {}
+    x = np.random.default_rng(0).uniform(size=(batch, size, size, 3)).astype(np.float32)
+    for policy in ("float32", "mixed_bfloat16"):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            keras.utils.set_random_seed(0)
+            model = getattr(keras.applications, constructor)(
+                weights=None, input_shape=(size, size, 3))
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        targets = np.arange(batch) % 1000
+        if policy == "float32":
+            methods = {"gradient": "gradient",
+                       "smoothgrad": kd.methods.SmoothGrad(num_samples=samples),
+                       "integrated_gradients": kd.methods.IntegratedGradients(steps=steps)}
+            bare = bare_functions(kd.Explainer(model).logits_model, samples, steps)
+            for method_name, method in methods.items():
+                explainer = kd.Explainer(model, method=method, batch_size=batch * samples)
+                ours = median_time(lambda: explainer.explain(x, targets), repeats)
+                xs, ts = jax.numpy.asarray(x), jax.numpy.asarray(targets)
+                theirs = median_time(
+                    lambda: np.asarray(bare[method_name](xs, ts)), repeats)
+                row[method_name] = {"ours_images_per_s": batch / ours,
+                                    "bare_images_per_s": batch / theirs,
+                                    "ours_over_bare_time": ours / theirs}
+        config = kd.DecoyConfig(layer=layer, patch=max(2, size // 8), steps=5)
+        dance = kd.Explainer(model, decoys=config, batch_size=256)
+        images = x[:dance_images]
+        seconds = median_time(lambda: dance.explain(images, targets[:dance_images]), 1)
+        row[f"dance_{policy}_s_per_image"] = seconds / len(images)
+    row["peak_device_bytes"] = peak_memory()
+    return row
+
+
+def dataset_rate(name, size, count):
+    import numpy as np
+
+    import keras
+    import keras_dance as kd
+
+    constructor, _ = MODELS[name]
+    keras.utils.set_random_seed(0)
+    model = getattr(keras.applications, constructor)(weights=None, input_shape=(size, size, 3))
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(os.path.join(folder, "model.keras"))
+        for i in range(count):
+            np.save(os.path.join(folder, f"{i:05d}.npy"),
+                    rng.uniform(size=(size, size, 3)).astype(np.float32))
+        spec = kd.distributed.ExplainerSpec(os.path.join(folder, "model.keras"))
+        start = time.perf_counter()
+        summary = kd.distributed.explain_files(os.path.join(folder, "*.npy"), spec,
+                                               os.path.join(folder, "out"), progress=False)
+        seconds = time.perf_counter() - start
+    assert summary.explained == count, summary
+    return count / seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=50, help="SmoothGrad samples, IG steps")
+    parser.add_argument("--dance_images", type=int, default=2)
+    parser.add_argument("--dataset", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny inputs and counts: the suite's check that this runs")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    if args.quick:
+        args.size, args.batch, args.samples, args.dance_images = 32, 2, 3, 1
+        args.dataset, args.repeats = 4, 1
+    import jax
+    import keras
+
+    device = jax.devices()[0]
+    results = {"backend": keras.config.backend(), "device": f"{device.platform}: "
+               f"{getattr(device, 'device_kind', '')}", "jax": jax.__version__,
+               "size": args.size, "batch": args.batch, "samples": args.samples, "models": {}}
+    names = [n for n in args.models.split(",") if n]
+    for name in names:
+        results["models"][name] = run_model(name, args.size, args.batch, args.samples,
+                                            args.samples, args.dance_images, args.repeats)
+    results["dataset_images_per_s"] = dataset_rate(names[0], args.size, args.dataset)
+    print(f"{results['device']}, JAX {results['jax']}, {args.size}x{args.size}, "
+          f"batch {args.batch}, N={args.samples}")
+    print(f"{'model':<13}{'method':<22}{'ours img/s':>11}{'bare img/s':>11}{'ours/bare':>10}")
+    for name, row in results["models"].items():
+        for method in ("gradient", "smoothgrad", "integrated_gradients"):
+            r = row[method]
+            print(f"{name:<13}{method:<22}{r['ours_images_per_s']:11.2f}"
+                  f"{r['bare_images_per_s']:11.2f}{r['ours_over_bare_time']:10.2f}")
+        print(f"{name:<13}DANCE s/image: fp32 {row['dance_float32_s_per_image']:.3f}, bf16 "
+              f"{row['dance_mixed_bfloat16_s_per_image']:.3f}; peak device memory "
+              f"{row['peak_device_bytes']}")
+    print(f"explain_files (local engine, {names[0]}): "
+          f"{results['dataset_images_per_s']:.1f} images/s")
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(results, handle, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# On the GPU machine (JAX with CUDA installed): installs the carried wheels without
+# dependencies into a fresh virtual environment that sees the system's JAX, then runs
+# the benchmark; results go to ${OUT:-.}/gpu_results.json.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+python3 -m venv --system-site-packages /tmp/kd-gpu
+/tmp/kd-gpu/bin/pip install --quiet --no-deps benchmarks/gpu/wheels/*.whl
+KERAS_BACKEND=jax /tmp/kd-gpu/bin/python benchmarks/gpu/run.py --out "${OUT:-.}/gpu_results.json" "$@"
