@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python3 -m venv --system-site-packages /tmp/kd-gpu
-/tmp/kd-gpu/bin/pip install --quiet --no-deps benchmarks/gpu/wheels/*.whl
+/tmp/kd-gpu/bin/pip install --quiet --no-deps benchmarks/gpu/wheels/*.whl \
+  $(ls benchmarks/gpu/pyarrow/*.whl 2>/dev/null || true)
 KERAS_BACKEND=jax /tmp/kd-gpu/bin/python benchmarks/gpu/run.py --out "${OUT:-.}/gpu_results.json" "$@"
