@@ -43,11 +43,10 @@ class CompiledFunctions:
             feasible, change = ops.ones((batch,)), ops.zeros((batch,))
         return view.reduce_tokens(maps, x, explainer.token_reduction), feasible, change
 
-    def build_indexed(self, jit_compile=None, fuse=None):
-        """The compiled ``(inputs, targets)`` function; ``fuse=False`` keeps the decoy
-        solver's kernels plain (a graph any TensorFlow Serving build runs)."""
+    def chunk(self, fuse=None):
+        """The uncompiled ``(inputs, targets) -> (maps, targets, feasible fraction, mean
+        perturbation)`` for one chunk of at most ``inputs_per_pass`` inputs."""
         explainer = self.explainer
-        jit_compile = explainer.jit_compile if jit_compile is None else jit_compile
 
         def chunk(x, targets):
             if explainer.num_classes is not None:
@@ -60,8 +59,15 @@ class CompiledFunctions:
             maps, feasible, change = self.maps_for_chunk(x, IndexTargets(targets), fuse)
             return maps, targets, feasible, change
 
+        return chunk
+
+    def build_indexed(self, jit_compile=None, fuse=None):
+        """The compiled ``(inputs, targets)`` function; ``fuse=False`` keeps the decoy
+        solver's kernels plain (a graph any TensorFlow Serving build runs)."""
+        explainer = self.explainer
+        jit_compile = explainer.jit_compile if jit_compile is None else jit_compile
         variables = explainer.model_view.variables
-        chunk = backend.compile(chunk, jit_compile=jit_compile, variables=variables)
+        chunk = backend.compile(self.chunk(fuse), jit_compile=jit_compile, variables=variables)
         outputs = [(explainer.map_shape, "float32"), ((), "int32"), ((), "float32"),
                    ((), "float32")]
 

@@ -152,6 +152,12 @@ class Explainer:
         only (no XLA anywhere: what a SavedModel for any TF Serving build needs)."""
         return self._functions.build_indexed(jit_compile, fuse=False if portable else None)
 
+    def chunk_function(self, fuse=None):
+        """The uncompiled ``(inputs, targets) -> (maps, targets, feasible fraction, mean
+        perturbation)`` for one chunk of at most ``inputs_per_pass`` inputs (targets -1:
+        the predicted class): what export converts on backends other than TensorFlow."""
+        return self._functions.chunk(fuse)
+
     def validate(self, x, name="x", in_range=True):
         """``x`` checked as a batch of this explainer's inputs (numpy, float32 or int32
         ids) and, with ``in_range``, inside the decoys' value range when there are decoys.
@@ -377,17 +383,10 @@ class Explainer:
         The directory appears whole or not at all: it is written next to ``path`` and
         renamed into place.
 
-        Raises:
-            RuntimeError: on a Keras backend other than TensorFlow (export from JAX
-                through ``jax2tf`` is not built yet): save the model and export the
-                ``.keras`` file from a TensorFlow process.
+        On JAX the functions are converted with ``jax2tf`` (TensorFlow is imported for
+        it): the served graph runs them as ``XlaCallModule`` ops, which TensorFlow and
+        TF Serving builds with XLA (the default ones) run.
         """
-        if backend.name() != "tensorflow":
-            raise RuntimeError(
-                "Expected the Keras backend 'tensorflow' for SavedModel export (export from "
-                f"{backend.name()} is not built yet). Received: backend={backend.name()!r}. "
-                "The .keras file is the same on every backend: model.save('m.keras'), then "
-                "KERAS_BACKEND=tensorflow keras-dance export m.keras --out=DIR")
         from keras_dance.export import export
 
         return export(self, path, overwrite=overwrite, vocabulary=vocabulary)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_dance import backend
 from keras_dance._files import replace_directory, staging_directory
 
 # Keras TextVectorization's default standardisation: lower case, punctuation removed.
@@ -90,19 +91,23 @@ def export(explainer, path, overwrite=False, vocabulary=None):
                 f"Expected at most {size} tokens in `vocabulary` (the embedding's input_dim). "
                 f"Received: {len(vocabulary)} tokens")
     explainer.sync()
-    # Plain kernels only (no XLA anywhere): servable by any TensorFlow Serving build.
-    function = explainer.compiled(jit_compile=False, portable=True)
     module = _ServingModule()
-    module.model = explainer.model
-    module.logits = explainer.logits_model
-    # F_l runs the model's own layers: their variables are saved with module.model.
     dtype = tf.int32 if explainer.tokens else tf.float32
     spec = tf.TensorSpec((None,) + explainer.input_shape, dtype, name="inputs")
     target_spec = tf.TensorSpec((None,), tf.int32, name="target")
+    if backend.name() == "tensorflow":
+        # Plain kernels only (no XLA anywhere): servable by any TensorFlow Serving build.
+        function = explainer.compiled(jit_compile=False, portable=True)
+        predict = explainer.model_view.model_outputs
+        module.model = explainer.model
+        module.logits = explainer.logits_model
+        # F_l runs the model's own layers: their variables are saved with module.model.
+    else:
+        function, predict, module.weights = _converted(explainer, spec)
 
     @tf.function(input_signature=[spec])
     def serving_default(inputs):
-        return {"predictions": explainer.model_view.model_outputs(inputs)}
+        return {"predictions": predict(inputs)}
 
     @tf.function(input_signature=[spec])
     def explain(inputs):
@@ -132,25 +137,65 @@ def export(explainer, path, overwrite=False, vocabulary=None):
     return path
 
 
+def _converted(explainer, spec):
+    """The explain and predict functions of a non-TensorFlow backend as TensorFlow
+    functions (``backend.to_tensorflow``), and the ``tf.Variable``s they read.
+
+    The explain function is converted for one chunk of ``inputs_per_pass`` inputs (a
+    static shape: the decoy solver's and the chunking's shapes are then known) and run
+    over the batch's chunks with ``tf.map_fn``, the last chunk padded by repeating the
+    last input; maps depend on their own input only, so padding changes none.
+    """
+    view = explainer.model_view
+    convert, weights = backend.to_tensorflow(view.variables)
+    per = explainer.inputs_per_pass
+    shape = tuple(explainer.input_shape)
+    dtype = "int32" if explainer.tokens else "float32"
+    chunk = convert(explainer.chunk_function(fuse=False),
+                    [((per,) + shape, dtype), ((per,), "int32")])
+    predict = convert(view.model_outputs, [((None,) + shape, dtype)])
+    signature = (tf.TensorSpec((per,) + tuple(explainer.map_shape), tf.float32),
+                 tf.TensorSpec((per,), tf.int32), tf.TensorSpec((per,), tf.float32),
+                 tf.TensorSpec((per,), tf.float32))
+
+    def function(inputs, targets):
+        count = tf.shape(inputs)[0]
+        chunks = (count + per - 1) // per
+        pad = chunks * per - count
+
+        def padded(t):
+            t = tf.concat([t, tf.repeat(t[-1:], pad, axis=0)], 0)
+            return tf.reshape(t, tf.concat([[chunks, per], tf.shape(t)[1:]], 0))
+
+        outputs = tf.map_fn(lambda pair: tuple(chunk(pair[0], pair[1])),
+                            (padded(inputs), padded(targets)), fn_output_signature=signature)
+        return tuple(tf.reshape(o, tf.concat([[-1], tf.shape(o)[2:]], 0))[:count]
+                     for o in outputs)
+
+    return function, predict, weights
+
+
 def _explain_text(module, explainer, function, words_file):
     """``explain_text``: raw sentences → their tokens, ids, maps and predicted class.
 
     Tokenised in the graph as Keras's ``TextVectorization`` does by default (lower case,
     punctuation removed, split on whitespace), truncated or padded to the model's length;
-    ids by a ``keras.layers.StringLookup`` over the vocabulary file (an asset): padding
-    ``""`` → 0, unknown words → 1.
+    ids as ``keras.layers.StringLookup`` over the vocabulary gives them, from a TensorFlow
+    lookup table over the vocabulary file (an asset; the same on every backend): padding
+    ``""`` → 0, unknown words → 1, the file's line ``k`` → ``k + 2``.
     """
-    import keras
-
     length = explainer.input_shape[0]
-    module.lookup = keras.layers.StringLookup(vocabulary=words_file, mask_token="",
-                                              num_oov_indices=1, output_mode="int")
+    initializer = tf.lookup.TextFileInitializer(
+        words_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64,
+        tf.lookup.TextFileIndex.LINE_NUMBER, value_index_offset=2)
+    module.lookup = tf.lookup.StaticHashTable(initializer, default_value=1)
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="text")])
     def explain_text(text):
         clean = tf.strings.regex_replace(tf.strings.lower(text), _PUNCTUATION, "")
         tokens = tf.strings.split(clean).to_tensor(default_value="", shape=[None, length])
-        ids = tf.cast(module.lookup(tokens), tf.int32)
+        ids = tf.where(tokens == "", tf.constant(0, tf.int64), module.lookup.lookup(tokens))
+        ids = tf.cast(ids, tf.int32)
         maps, targets, _, _ = function(ids, tf.fill([tf.shape(ids)[0]], -1))
         return {"tokens": tokens, "ids": ids, "saliency": maps, "target": targets}
 

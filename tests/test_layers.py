@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "keras_dance"
 LAYERS = [
     ("backend", r"keras_dance\.backend(\..*)?"),
     ("helpers", r"keras_dance\.(_tensor|_random|_chunking|_patches|_validation|postprocess"
-                r"|_similarity|_tfdata|_files)"),
+                r"|_similarity|_tfdata|_files|_tensorboard)"),
     ("model", r"keras_dance\.(_targets|_graph|_logits)"),
     ("model view", r"keras_dance\.model_view"),
     ("methods", r"keras_dance\.methods(\..*)?"),
@@ -33,12 +33,13 @@ LAYERS = [
 #: ``keras.Model.export`` does with Keras's export package.
 UPWARD_ALLOWED = {("keras_dance.explainer", "keras_dance.export")}
 
-#: Where ``import tensorflow`` may stand: the seam's TensorFlow module and TensorFlow's
-#: products — SavedModel export and serving (``export``: a dataset worker runs an
-#: exported SavedModel through it), TensorBoard summaries (``callbacks``). tf.data input
-#: (``_tfdata``) reads the module only when a dataset was given, never imports it.
-TENSORFLOW_ALLOWED = {"keras_dance.backend.tensorflow", "keras_dance.export",
-                      "keras_dance.callbacks"}
+#: Where ``import tensorflow`` may stand: the seam's TensorFlow module, the JAX module's
+#: ``to_tensorflow`` (jax2tf, for export only, imported when called) and TensorFlow's
+#: product, SavedModel export and serving (``export``: a dataset worker runs an exported
+#: SavedModel through it). TensorBoard summaries are written with TensorBoard's own
+#: writer; tf.data input (``_tfdata``) reads the module only when a dataset was given.
+TENSORFLOW_ALLOWED = {"keras_dance.backend.tensorflow", "keras_dance.backend.jax",
+                      "keras_dance.export"}
 
 
 def layer_of(module):

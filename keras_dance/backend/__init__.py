@@ -61,6 +61,14 @@ The interface (every backend module defines each name):
     (it calls the model) differentiated with respect to ``model.trainable_variables``
     and applied by ``model.optimizer``; returns ``aux`` (what the step reports: the
     predictions, the loss terms), never a value traced inside the differentiation.
+``to_tensorflow(variables)``
+    ``(convert, tf_variables)`` for a SavedModel: ``convert(fn, input_specs)`` makes
+    ``fn`` (reading the Keras ``variables``) a function of TensorFlow tensors of
+    ``input_specs`` (``[(shape, dtype)]``, ``None`` for a polymorphic axis), and
+    ``tf_variables`` hold the weights it reads (saved with it). TensorFlow: ``fn``
+    itself, the Keras variables being TensorFlow's; JAX: ``jax2tf`` (StableHLO run by an
+    ``XlaCallModule`` op), the weights copied once into ``tf.Variable``s that every
+    converted function shares. Imports TensorFlow.
 ``train_step(model, args, step)``
     ``model.train_step``'s body on this backend: ``step(data) -> logs`` runs statefully
     (variables read and assigned as usual). TensorFlow calls it as it is; JAX's trainer
@@ -91,6 +99,7 @@ INTERFACE = ("to_tensor", "to_numpy", "gradient", "layer_gradient", "vjp", "gath
              "scatter_nd_update",
              "batched_take", "is_connected", "fori_loop", "while_loop", "positive_gradient",
              "resize_aligned", "hash32", "compile", "map_chunks", "minimise", "train_step",
+             "to_tensorflow",
              "configure_devices")
 
 

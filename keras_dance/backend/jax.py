@@ -189,3 +189,25 @@ def train_step(model, args, step):
 def configure_devices(threads=None):
     del threads  # XLA's CPU client sizes its own thread pool
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+def to_tensorflow(variables):
+    import tensorflow as tf
+    from jax.experimental import jax2tf
+
+    variables = list(variables)
+    held = [tf.Variable(np.asarray(v.value), trainable=False) for v in variables]
+
+    def convert(fn, input_specs):
+        def stateless(values, *args):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return fn(*args)
+
+        shapes = [None] + [
+            "(" + ", ".join("b" if n is None else str(n) for n in shape) + ")"
+            if any(n is None for n in shape) else None for shape, _ in input_specs]
+        converted = jax2tf.convert(stateless, polymorphic_shapes=shapes, with_gradient=False)
+        # AutoGraph leaves the conversion alone (it cannot read JAX's own Python).
+        return tf.autograph.experimental.do_not_convert(lambda *args: converted(held, *args))
+
+    return convert, held

@@ -156,3 +156,11 @@ def configure_devices(threads=None):
             tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
     except RuntimeError:
         pass  # TensorFlow already initialised in this process
+
+
+def to_tensorflow(variables):
+    def convert(fn, input_specs):
+        del input_specs  # the caller's tf.function signature fixes them
+        return fn
+
+    return convert, [getattr(v, "value", v) for v in variables]
