@@ -194,3 +194,13 @@ def test_perturbation_maps_are_served_by_the_export(conv, tmp_path):
         inputs=tf.constant(x), target=tf.constant([0, 1, 2], tf.int32))["saliency"].numpy()
     np.testing.assert_allclose(served, explainer.explain(x, targets=np.array([0, 1, 2])),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_shap_too_few_samples_is_refused_when_the_explainer_is_built():
+    model = kd.datasets.load_model("configurations_resnet")  # 64x64, patch 4: 256 features
+    with pytest.raises(ValueError) as caught:
+        kd.Explainer(model, method=kd.methods.KernelSHAP(num_samples=200))
+    # At the door, in our words: not from inside the compiled function (TensorFlow used to
+    # wrap it in its tracing frames, "in user code: …").
+    assert str(caught.value) == ("Expected `num_samples` above the number of features (256). "
+                                 "Received: num_samples=200")

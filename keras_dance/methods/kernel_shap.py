@@ -53,6 +53,25 @@ class KernelSHAP(SaliencyMethod):
         del num_classes
         return self.num_samples
 
+    def _check_features(self, positions, features):
+        if features < 2:
+            raise ValueError(f"Expected at least two patch features for KernelSHAP. Received: "
+                             f"patch={self.patch} over positions {positions}")
+        if self.num_samples <= features:
+            raise ValueError(f"Expected `num_samples` above the number of features "
+                             f"({features}). Received: num_samples={self.num_samples}")
+        return features
+
+    def check(self, forward):
+        """The features' count is known from the input shape: refused when the explainer
+        is built, not inside the compiled function (where TensorFlow would wrap the
+        message in its tracing frames)."""
+        shape = getattr(forward, "input_shape", None)
+        if shape is None or any(n is None for n in shape):
+            return
+        positions = tuple(shape[:-1]) if len(shape) > 1 else tuple(shape)
+        self._check_features(positions, len(self.features(positions)))
+
     def features(self, positions):
         """The tiles as float32 masks ``(M, *positions)``: a partition of the positions."""
         patch = _patches.per_axis(self.patch, len(positions), "patch")
@@ -82,13 +101,7 @@ class KernelSHAP(SaliencyMethod):
         inputs, x = x, with_channels(x)
         positions = tuple(x.shape[1:-1])
         windows = self.features(positions)  # (M, *p)
-        features = len(windows)
-        if features < 2:
-            raise ValueError(f"Expected at least two patch features for KernelSHAP. Received: "
-                             f"patch={self.patch} over positions {positions}")
-        if self.num_samples <= features:
-            raise ValueError(f"Expected `num_samples` above the number of features "
-                             f"({features}). Received: num_samples={self.num_samples}")
+        features = self._check_features(positions, len(windows))
         windows = ops.convert_to_tensor(windows)
         full = targets.score(forward(inputs))  # (B,)
         empty = targets.score(forward(ops.full(ops.shape(inputs), self.baseline)))
