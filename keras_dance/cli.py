@@ -53,6 +53,9 @@ flags.DEFINE_enum("aggregation", "range", ["range", "patch_range", "mean"],
 flags.DEFINE_bool("overwrite", False, "export: replace an existing SavedModel directory.")
 flags.DEFINE_integer("limit", 64, "evaluate: use at most this many examples.")
 flags.DEFINE_bool("verbose", False, "Keep TensorFlow's start-up and INFO log lines.")
+flags.DEFINE_enum("backend", None, ["tensorflow", "jax"], "Keras backend of this run (default: "
+                  "KERAS_BACKEND or Keras's config); the command restarts on it when Keras has "
+                  "already loaded another. Dataset workers start on it too.")
 flags.DEFINE_string("vocabulary", None, "Token models: a file of one token per line (id = "
                     "line number; 0 padding, 1 out-of-vocabulary). explain: INPUTS are text "
                     "files of sentences; export: adds the explain_text signature.")
@@ -463,8 +466,33 @@ def _quiet_start_up():
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _chosen_backend(argv):
+    """``--backend=NAME`` / ``--backend NAME`` from the raw arguments (absl parses them
+    only after Keras, whose backend is fixed at import, has loaded)."""
+    for index, arg in enumerate(argv[1:], start=1):
+        if arg.startswith("--backend="):
+            return arg.split("=", 1)[1]
+        if arg == "--backend" and index + 1 < len(argv):
+            return argv[index + 1]
+    return None
+
+
+def _restart_on_backend(argv):
+    """Restarts this command with ``KERAS_BACKEND`` set when ``--backend`` names another
+    backend than the loaded one (an unknown name is left to absl's flag check)."""
+    chosen = _chosen_backend(argv)
+    if chosen not in ("tensorflow", "jax"):
+        return
+    import keras
+
+    if keras.config.backend() != chosen:
+        env = dict(os.environ, KERAS_BACKEND=chosen)
+        os.execve(sys.executable, [sys.executable, "-m", "keras_dance.cli", *argv[1:]], env)
+
+
 def run():
     argv = sys.argv
+    _restart_on_backend(argv)
     if "--verbose" not in argv:
         _quiet_start_up()
     if len(argv) >= 3 and argv[1] in COMMANDS and argv[2] in ("--help", "-h", "help"):

@@ -179,3 +179,18 @@ def test_cli_explains_sentences_and_exports_a_text_model(tmp_path, capsys):
                                         f"--out={tmp_path / 'none'}"], capsys)
     assert status == 1 and "--vocabulary is for token models" in captured.err
     assert not (tmp_path / "none").exists()
+
+
+def test_backend_flag_restarts_the_command_on_that_backend(monkeypatch):
+    from keras_dance import cli
+
+    calls = []
+    monkeypatch.setattr(cli.os, "execve", lambda *args: calls.append(args))
+    cli._restart_on_backend(["keras-dance", "explain", "m.keras", "--backend=tensorflow"])
+    assert calls == []  # already on TensorFlow: nothing to restart
+    cli._restart_on_backend(["keras-dance", "explain", "m.keras", "--backend", "jax", "x.png"])
+    (executable, argv, env), = calls
+    assert argv[1:] == ["-m", "keras_dance.cli", "explain", "m.keras", "--backend", "jax",
+                        "x.png"] and env["KERAS_BACKEND"] == "jax"
+    cli._restart_on_backend(["keras-dance", "explain", "--backend=nope"])
+    assert len(calls) == 1  # an unknown name is absl's to refuse

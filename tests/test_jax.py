@@ -245,13 +245,17 @@ def test_the_cli_the_local_engine_and_ray_on_jax_give_tensorflows_maps(tmp_path)
     for backend in ("tensorflow", "jax"):
         env = _env(backend)
         out = tmp_path / backend
-        for command in (["explain", model, *images, "--method=integrated_gradients",
-                         f"--out={out / 'explain'}"],
-                        ["explain-dataset", model, *images, f"--out={out / 'dataset'}",
-                         "--engine=local", "--method=gradcam"]):
+        # On JAX, explain is asked for with --backend=jax from a TensorFlow environment
+        # (the command restarts itself on JAX); explain-dataset through KERAS_BACKEND.
+        flag = ["--backend=jax"] if backend == "jax" else []
+        for command, command_env in (
+                (["explain", model, *images, "--method=integrated_gradients",
+                  f"--out={out / 'explain'}", *flag], _env("tensorflow")),
+                (["explain-dataset", model, *images, f"--out={out / 'dataset'}",
+                  "--engine=local", "--method=gradcam"], env)):
             result = subprocess.run([sys.executable, "-m", "keras_dance.cli", *command],
-                                    capture_output=True, text=True, timeout=600, env=env,
-                                    cwd=root)
+                                    capture_output=True, text=True, timeout=600,
+                                    env=command_env, cwd=root)
             assert result.returncode == 0, result.stderr[-3000:]
         maps[backend] = (np.load(out / "explain" / "maps.npy"),
                          kd.distributed.read_maps(out / "dataset"))
@@ -319,7 +323,7 @@ def test_the_callback_writes_tensorboard_events_on_jax(tmp_path):
     assert scalars["explanations/deletion_auc"][1][1] == pytest.approx(auc.mean(), abs=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_gpu_benchmark_runs_on_the_cpu_in_its_quick_form(tmp_path):
     """benchmarks/gpu/run.py as a JAX-only machine runs it (TensorFlow made unimportable),
     with tiny inputs: every figure is there and positive."""
@@ -451,7 +455,7 @@ print(json.dumps(errors))
 """
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_every_method_on_the_resnet_text_and_tabular_models_equals_tensorflow(tmp_path):
     """The parity suite beyond the digits CNN: every registered method on the
     configurations ResNet, the Kim text CNN and the cancer MLP (what a model cannot take
@@ -533,7 +537,7 @@ print(keras.config.backend())
 """
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_score_functions_preprocess_wrappers_dance_variants_sanity_and_attacks_on_jax(tmp_path):
     """What the README shows beyond methods, the same on both backends: score functions,
     preprocess, the Competitive wrapper, DANCE's three aggregations, constant and text
