@@ -235,7 +235,7 @@ def test_the_readme_quick_start_the_property_and_scaat_tests_run_on_jax():
     assert " passed" in result.stdout and "failed" not in result.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.xdist_group("engines")  # the worker of test_engines.py: one Ray at a time
 def test_the_cli_the_local_engine_and_ray_on_jax_give_tensorflows_maps(tmp_path):
     root = Path(__file__).resolve().parent.parent
