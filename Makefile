@@ -11,7 +11,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# PyTorch's CPU build (192 MB; PyPI's default Linux wheel pulls gigabytes of CUDA), put
+# in before the [torch] extra, which then accepts it: set TORCH= to skip, or name another.
+TORCH ?= torch==2.13.0
+
 $(STAMP): $(BIN)/python pyproject.toml
+	$(if $(TORCH),$(BIN)/python -m pip install --quiet "$(TORCH)")
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 

@@ -1,4 +1,5 @@
-"""keras_dance: saliency maps people can trust, for Keras 3 / TensorFlow classifiers.
+"""keras_dance: saliency maps people can trust, for Keras 3 classifiers on TensorFlow, JAX
+and PyTorch.
 
 Names are imported on first use (PEP 562): ``import keras_dance`` does not import
 TensorFlow, so the command line can quiet TensorFlow's start-up before it loads, and
@@ -24,14 +25,34 @@ __all__ = ["DecoyConfig", "Explainer", "attacks", "beam", "callbacks", "datasets
            "__version__"]
 
 
+#: A backend's framework -> the extra that installs it.
+_EXTRAS = {"jax": "jax", "jaxlib": "jax", "torch": "torch"}
+
+
+def _import(module):
+    """``importlib.import_module``, saying which extra to install when Keras's backend
+    (``KERAS_BACKEND``) is a framework this environment lacks."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        missing = (getattr(error, "name", None) or "").split(".")[0]
+        if missing not in _EXTRAS:
+            raise
+        extra = _EXTRAS[missing]
+        raise ImportError(
+            f"Expected {missing!r} installed for the Keras backend it serves "
+            f"(KERAS_BACKEND={extra}): pip install 'keras-dance[{extra}]'. "
+            f"Received: {error}") from error
+
+
 def __getattr__(name):
     if name in _NAMES:
         module, attribute = _NAMES[name]
-        value = getattr(importlib.import_module(module), attribute)
+        value = getattr(_import(module), attribute)
         globals()[name] = value
         return value
     if name in _MODULES:
-        return importlib.import_module(f"keras_dance.{name}")
+        return _import(f"keras_dance.{name}")
     raise AttributeError(f"module 'keras_dance' has no attribute {name!r}")
 
 

@@ -10,7 +10,8 @@ one vectorised call.
 Gaussian draws are bit-identical on every backend too: Box–Muller's logarithm and cosine
 are not the backends' own (TensorFlow's Eigen kernels and XLA's differ in the last bit
 for a quarter of the draws) but written here from integer range reduction, IEEE
-operations that are correctly rounded everywhere (+, −, ×, ÷, √) and short polynomials,
+operations that are correctly rounded everywhere (+, −, ×, ÷, and √ through the seam:
+PyTorch's own float32 root is not) and short polynomials,
 with every product that feeds a sum passed through ``_unfused`` so that XLA cannot fuse
 the pair into one FMA (it does on CPUs with FMA; TensorFlow's graph kernels and PyTorch's
 eager ones never do): the same rounding, step by step, on every backend.
@@ -147,5 +148,5 @@ def normal(shape, seed, streams):
     u1 = _top23(_bits(shape, seed, streams, 0x165667B1))
     u2 = _top23(_bits(shape, seed, streams, 0x61C88647))
     log_u1 = _log_odd(u1 + u1 + 1)
-    values = ops.sqrt(-2.0 * log_u1) * _cos_turns(u2)
+    values = backend.sqrt(-2.0 * log_u1) * _cos_turns(u2)
     return _rows(values, shape)

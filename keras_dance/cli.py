@@ -53,7 +53,7 @@ flags.DEFINE_enum("aggregation", "range", ["range", "patch_range", "mean"],
 flags.DEFINE_bool("overwrite", False, "export: replace an existing SavedModel directory.")
 flags.DEFINE_integer("limit", 64, "evaluate: use at most this many examples.")
 flags.DEFINE_bool("verbose", False, "Keep TensorFlow's start-up and INFO log lines.")
-flags.DEFINE_enum("backend", None, ["tensorflow", "jax"], "Keras backend of this run (default: "
+flags.DEFINE_enum("backend", None, ["tensorflow", "jax", "torch"], "Keras backend of this run (default: "
                   "KERAS_BACKEND or Keras's config); the command restarts on it when Keras has "
                   "already loaded another. Dataset workers start on it too.")
 flags.DEFINE_string("vocabulary", None, "Token models: a file of one token per line (id = "
@@ -481,7 +481,7 @@ def _restart_on_backend(argv):
     """Restarts this command with ``KERAS_BACKEND`` set when ``--backend`` names another
     backend than the loaded one (an unknown name is left to absl's flag check)."""
     chosen = _chosen_backend(argv)
-    if chosen not in ("tensorflow", "jax"):
+    if chosen not in ("tensorflow", "jax", "torch"):
         return
     import keras
 

@@ -207,7 +207,7 @@ class ModelView:
         want = keras.tree.flatten(self.logits(keras.ops.convert_to_tensor(ids)))
         got = keras.tree.flatten(self._forward(embedded))
         for a, b in zip(want, got):
-            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            a, b = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (a, b))
             if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(a).max())):
                 raise ValueError(
                     "Expected the model's output to depend on the token ids only through "

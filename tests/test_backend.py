@@ -16,11 +16,76 @@ def test_the_active_module_implements_the_whole_interface():
     assert all(f"``{name}(" in documented for name in backend.INTERFACE)
 
 
+@pytest.mark.parametrize("framework", ["jax", "torch"])
+def test_every_backend_module_implements_the_whole_interface(framework):
+    pytest.importorskip(framework)
+    import importlib
+
+    module = importlib.import_module(backend.MODULES[framework])
+    assert not [name for name in backend.INTERFACE if not callable(getattr(module, name, None))]
+
+
+def test_the_torch_seam_equals_tensorflows_piece_by_piece():
+    """The PyTorch module's pieces on PyTorch tensors, in this (TensorFlow) process, against
+    the TensorFlow module: gradients where unconnected, late cotangents, gathers, the hash,
+    the root, resizing and Guided Backprop's gradient (the maps are compared end to end in
+    test_backends.py)."""
+    torch = pytest.importorskip("torch")
+    import importlib
+
+    seam = importlib.import_module(backend.MODULES["torch"])
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    # A gradient inside a gradient (an attack through a map) is differentiable ...
+    outer = seam.gradient(lambda v: seam.gradient(lambda w: torch.sum(w ** 3, 1), v)[:, 0], x)
+    np.testing.assert_allclose(outer.detach(), [[6.0, 0.0], [18.0, 0.0]])
+    # ... and inside a compiled function (no_grad) the seam keeps no graph.
+    compiled = seam.compile(lambda v: seam.gradient(lambda w: torch.sum(w ** 3, 1), v))
+    assert not compiled(x).requires_grad
+    with torch.no_grad():  # as inside the library's compiled functions
+        np.testing.assert_array_equal(seam.gradient(lambda v: v[:, 0] ** 2, x), [[2.0, 0.0], [6.0, 0.0]])
+        np.testing.assert_array_equal(seam.gradient(lambda v: torch.zeros(2), x), np.zeros((2, 2)))
+        value, pullback = seam.vjp(lambda v: v * v, x)
+        np.testing.assert_allclose(pullback(torch.sign(value - 5.0)), [[-2, -4], [6, 8]])
+        assert seam.is_connected(lambda v: v * 2.0, x)
+        assert not seam.is_connected(lambda v: torch.ones(2), x)
+        assert not seam.is_connected(lambda v: v.long() * 2, x)  # through integers: no path
+        assert seam.is_connected(lambda pair: pair[1] * 2.0, [x, x])
+        values = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+        np.testing.assert_array_equal(seam.gather_nd(torch.tensor(values), [[1, 2, 3], [0, 0, 1]]),
+                                      [23, 1])
+        written = seam.scatter_nd_update(torch.tensor(values), torch.tensor([[1, 2, 3]]),
+                                         torch.tensor([-1]))
+        want = values.copy()
+        want[1, 2, 3] = -1
+        np.testing.assert_array_equal(written, want)
+        for axis in (1, 2):
+            indices = np.array([[2, 0], [1, 1]])
+            np.testing.assert_array_equal(
+                seam.batched_take(torch.tensor(values), torch.tensor(indices), axis),
+                backend.batched_take(tf.constant(values), tf.constant(indices), axis))
+        bits = np.random.default_rng(0).integers(0, 2**32, 100_000, dtype=np.uint64)
+        np.testing.assert_array_equal(seam.hash32(torch.tensor(bits.astype(np.int64))).numpy(),
+                                      backend.hash32(tf.constant(bits.astype(np.uint32))).numpy())
+        roots = np.random.default_rng(1).uniform(0, 40, 100_000).astype(np.float32)
+        exact = np.sqrt(roots.astype(np.float64)).astype(np.float32)  # correctly rounded
+        np.testing.assert_array_equal(seam.sqrt(torch.tensor(roots)).numpy(), exact)
+        np.testing.assert_array_equal(backend.sqrt(tf.constant(roots)).numpy(), exact)
+        image = np.random.default_rng(2).normal(size=(2, 3, 4)).astype(np.float32)
+        np.testing.assert_allclose(seam.resize_aligned(torch.tensor(image), (7, 9)),
+                                   backend.resize_aligned(tf.constant(image), (7, 9)), atol=1e-6)
+        signs = torch.tensor([1.0, -1.0, 2.0])
+        grad = seam.gradient(lambda v: seam.positive_gradient(v) * signs, torch.tensor([1.0, -2.0, 3.0]))
+        np.testing.assert_array_equal(grad, [1.0, 0.0, 2.0])
+        out, = seam.map_chunks(lambda rows: (rows * 2.0,), [torch.arange(10.0)], 3, [((), "float32")])
+        np.testing.assert_array_equal(out, np.arange(10) * 2.0)
+        assert seam.fori_loop(4, lambda i, acc: acc * 10 + i + 1, 0) == 1234
+
+
 def test_an_unsupported_backend_is_named(monkeypatch):
     import keras
 
-    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
-    with pytest.raises(RuntimeError, match="Received: backend='torch'"):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "openvino")
+    with pytest.raises(RuntimeError, match="Received: backend='openvino'"):
         backend.module()
 
 

@@ -1,6 +1,6 @@
 """SCAAT: the training step, budgets, β = 0, and the sparsity claim on a toy problem.
 
-Backend-neutral: test_jax.py runs this file under KERAS_BACKEND=jax as well."""
+Backend-neutral: test_backends.py runs this file under KERAS_BACKEND=jax and torch as well."""
 
 import keras
 import numpy as np
@@ -44,19 +44,24 @@ def _count_traces(trainer):
 @pytest.mark.slow
 def test_train_step_traces_once_under_fit_with_validation_and_callbacks(tmp_path):
     x, y = toy_data(256)
+
+    def fit(model, log, epochs):
+        return model.fit(x, y, batch_size=32, epochs=epochs, validation_data=(x[:64], y[:64]),
+                         callbacks=[keras.callbacks.CSVLogger(str(tmp_path / log))], verbose=0)
+
     plain = compile_(toy_model())
     plain_traces = _count_traces(plain)
-    plain.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    fit(plain, "plain.csv", 3)
     model = toy_model()
     trainer = compile_(kd.training.SCAAT(model, epsilon=0.1))
     traces = _count_traces(trainer)
-    history = trainer.fit(x, y, batch_size=32, epochs=3, validation_data=(x[:64], y[:64]),
-                          callbacks=[keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))],
-                          verbose=0)
-    # Keras traces a train step the same number of times for a plain model (its first
-    # call builds the step's function); nothing is traced again in later epochs or fits.
+    history = fit(trainer, "log.csv", 3)
+    # Keras traces a train step the same number of times for a plain model under the same
+    # fit (a compiling backend: once, when the step's function is built; PyTorch, eager:
+    # once per batch); nothing more is traced in later epochs or fits.
     assert len(traces) == len(plain_traces)
-    trainer.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    fit(plain, "plain.csv", 2)
+    trainer.fit(x, y, batch_size=32, epochs=2, validation_data=(x[:64], y[:64]), verbose=0)
     assert len(traces) == len(plain_traces)
     assert {"loss", "accuracy", "kl", "val_loss", "val_accuracy"} <= set(history.history)
     assert (tmp_path / "log.csv").read_text().count("\n") == 4

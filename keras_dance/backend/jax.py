@@ -103,6 +103,10 @@ def resize_aligned(values, size):
     return out
 
 
+def sqrt(values):
+    return jnp.sqrt(values)
+
+
 def hash32(h):
     h = jnp.asarray(h, jnp.uint32)
     h = h ^ (h >> jnp.uint32(16))

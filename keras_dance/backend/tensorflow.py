@@ -96,6 +96,10 @@ def resize_aligned(values, size):
     return out
 
 
+def sqrt(values):
+    return tf.sqrt(values)
+
+
 def hash32(h):
     h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(16, tf.uint32)))
     h = h * tf.constant(0x85EBCA6B, tf.uint32)

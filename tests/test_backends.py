@@ -1,8 +1,9 @@
-"""keras-dance on KERAS_BACKEND=jax: every method and DANCE, equal to TensorFlow.
+"""keras-dance on KERAS_BACKEND=jax and KERAS_BACKEND=torch: every method and DANCE,
+equal to TensorFlow.
 
-The backend is fixed when Keras is imported, so the JAX side runs in its own process, with
-TensorFlow made unimportable there (as on a machine with JAX alone); this process computes
-the same maps on TensorFlow from the same ``.keras`` file.
+The backend is fixed when Keras is imported, so the JAX and PyTorch sides run in their own
+processes, with TensorFlow made unimportable there (as on a machine with JAX or PyTorch
+alone); this process computes the same maps on TensorFlow from the same ``.keras`` file.
 """
 
 import json
@@ -16,17 +17,48 @@ import pytest
 
 import keras_dance as kd
 
-pytest.importorskip("jax")  # make test installs the [jax] extra
+#: The backends beside TensorFlow (make test installs the [jax] and [torch] extras).
+OTHERS = ("jax", "torch")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=OTHERS)
+def other(request):
+    """Each backend beside TensorFlow, in turn."""
+    pytest.importorskip(request.param)
+    return request.param
+
+
+def _installed(backends):
+    return [b for b in backends if b == "tensorflow" or _importable(b)]
+
+
+def _importable(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def _env(backend):
-    """A subprocess on ``backend``; XLA:CPU on one thread, as the suite's other worker
-    already has the second core (two thread pools over two cores cost both sides time)."""
+    """A subprocess on ``backend``, on one thread (XLA:CPU's or PyTorch's), as the
+    suite's other worker already has the second core (two thread pools over two cores
+    cost both sides time)."""
     env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
     if backend == "jax":
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
                             " intra_op_parallelism_threads=1").strip()
+    if backend == "torch":
+        env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+def _run(backend, script, *args, timeout=600):
+    """``script`` in a fresh process on ``backend``; its stdout (it must succeed)."""
+    result = subprocess.run([sys.executable, "-c", script, *map(str, args)],
+                            capture_output=True, text=True, timeout=timeout,
+                            env=_env(backend), cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 SCRIPT = r"""
 import json, sys
@@ -58,16 +90,12 @@ print(keras.config.backend(), "tensorflow" in sys.modules and sys.modules["tenso
 """
 
 
-def _on_jax(tmp_path, methods, dance=None, count=4, evidence=False):
-    out = tmp_path / "jax_maps.npz"
+def _on(backend, tmp_path, methods, dance=None, count=4, evidence=False):
+    out = tmp_path / f"{backend}_maps.npz"
     settings = {"methods": methods, "dance": dance, "count": count, "out": str(out),
                 "evidence": evidence}
-    env = _env("jax")
-    result = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(settings)],
-                            capture_output=True, text=True, timeout=600, env=env,
-                            cwd=Path(__file__).resolve().parent.parent)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split()[-2:] == ["jax", "False"]
+    stdout = _run(backend, SCRIPT, json.dumps(settings))
+    assert stdout.split()[-2:] == [backend, "False"]  # no TensorFlow in that process
     return np.load(out)
 
 
@@ -100,12 +128,12 @@ def _methods(names):
             for name in names}
 
 
-def test_jax_smoke_gradient_and_gradcam_equal_tensorflow(tmp_path):
+def test_smoke_gradient_and_gradcam_equal_tensorflow(tmp_path, other):
     methods = _methods(["gradient", "gradcam"])
-    jax_maps, tf_maps = _on_jax(tmp_path, methods, count=2), _on_tensorflow(methods, count=2)
+    maps, tf_maps = _on(other, tmp_path, methods, count=2), _on_tensorflow(methods, count=2)
     for name in methods:
         scale = np.abs(tf_maps[name]).max()
-        np.testing.assert_allclose(jax_maps[name], tf_maps[name], atol=1e-4 * scale, rtol=0)
+        np.testing.assert_allclose(maps[name], tf_maps[name], atol=1e-4 * scale, rtol=0)
 
 
 #: Deterministic methods and the seeded ones, whose random draws (uniform masks and
@@ -117,26 +145,26 @@ EXACT = ["gradient", "gradient_x_input", "integrated_gradients", "cgi", "gradcam
 
 
 @pytest.mark.slow
-def test_every_method_and_dance_on_jax_equal_tensorflow(tmp_path):
+def test_every_method_and_dance_equal_tensorflow(tmp_path, other):
     assert set(EXACT) == set(kd.methods.METHOD_NAMES)
     methods = _methods(EXACT)
     dance = {"layer": "conv2", "patch": 8, "steps": 10}
-    jax_maps = _on_jax(tmp_path, methods, dance, evidence=True)
+    maps = _on(other, tmp_path, methods, dance, evidence=True)
     tf_maps = _on_tensorflow(methods, dance, evidence=True)
     for name in EXACT + ["dance", "text"]:
         scale = np.abs(tf_maps[name]).max()
-        np.testing.assert_allclose(jax_maps[name], tf_maps[name], atol=1e-4 * scale, rtol=0,
+        np.testing.assert_allclose(maps[name], tf_maps[name], atol=1e-4 * scale, rtol=0,
                                    err_msg=name)
     # The random streams: the very same bits (Gaussian ones included).
-    np.testing.assert_array_equal(jax_maps["normal"], tf_maps["normal"])
-    np.testing.assert_array_equal(jax_maps["uniform"], tf_maps["uniform"])
+    np.testing.assert_array_equal(maps["normal"], tf_maps["normal"])
+    np.testing.assert_array_equal(maps["uniform"], tf_maps["uniform"])
     # The decoys: the same problems solved the same way, within float32 rounding.
-    np.testing.assert_array_equal(jax_maps["found"], tf_maps["found"])
-    np.testing.assert_allclose(jax_maps["decoys"], tf_maps["decoys"], atol=1e-5)
-    np.testing.assert_allclose(jax_maps["dance_feasible"], tf_maps["dance_feasible"])
+    np.testing.assert_array_equal(maps["found"], tf_maps["found"])
+    np.testing.assert_allclose(maps["decoys"], tf_maps["decoys"], atol=1e-5)
+    np.testing.assert_allclose(maps["dance_feasible"], tf_maps["dance_feasible"])
     # The evidence: deletion AUC and fidelity of the same maps on the same model.
-    np.testing.assert_allclose(jax_maps["deletion"], tf_maps["deletion"], atol=1e-5)
-    np.testing.assert_allclose(jax_maps["fidelity"], tf_maps["fidelity"], atol=1e-4)
+    np.testing.assert_allclose(maps["deletion"], tf_maps["deletion"], atol=1e-5)
+    np.testing.assert_allclose(maps["fidelity"], tf_maps["fidelity"], atol=1e-4)
 
 
 FOLLOW = r"""
@@ -163,12 +191,8 @@ print("followed")
 """
 
 
-def test_a_jax_explainer_follows_a_model_that_keeps_training():
-    env = _env("jax")
-    result = subprocess.run([sys.executable, "-c", FOLLOW], capture_output=True, text=True,
-                            timeout=600, env=env, cwd=Path(__file__).resolve().parent.parent)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split()[-1] == "followed"
+def test_an_explainer_follows_a_model_that_keeps_training(other):
+    assert _run(other, FOLLOW).split()[-1] == "followed"
 
 
 REFUSALS = r"""
@@ -191,12 +215,8 @@ print("\n".join(messages))
 """
 
 
-def test_refusals_on_jax_are_ours_and_nothing_returns_silent_zeros():
-    env = _env("jax")
-    result = subprocess.run([sys.executable, "-c", REFUSALS], capture_output=True, text=True,
-                            timeout=600, env=env, cwd=Path(__file__).resolve().parent.parent)
-    assert result.returncode == 0, result.stderr[-3000:]
-    cut, shape, value_range = result.stdout.strip().splitlines()[-3:]
+def test_refusals_are_ours_and_nothing_returns_silent_zeros(other):
+    cut, shape, value_range = _run(other, REFUSALS).strip().splitlines()[-3:]
     # JAX returns zero gradients where TensorFlow returns None: refused all the same.
     assert cut.startswith("Expected a model whose outputs can be differentiated")
     assert shape.startswith("Expected `x` of rank 4")
@@ -220,60 +240,56 @@ print("quick start ok")
 """
 
 
-def test_the_readme_quick_start_the_property_and_scaat_tests_run_on_jax():
-    root = Path(__file__).resolve().parent.parent
-    env = _env("jax")
-    result = subprocess.run([sys.executable, "-c", QUICK_START], capture_output=True,
-                            text=True, timeout=600, env=env, cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "quick start ok" in result.stdout
-    # The fuzz-style property tests and SCAAT's training tests, unchanged, under JAX.
+def test_the_readme_quick_start_the_property_and_scaat_tests_run(other):
+    assert "quick start ok" in _run(other, QUICK_START)
+    # The fuzz-style property tests and SCAAT's training tests, unchanged, on the backend.
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              "tests/test_properties.py", "tests/test_scaat.py"],
-                            capture_output=True, text=True, timeout=600, env=env, cwd=root)
+                            capture_output=True, text=True, timeout=600, env=_env(other),
+                            cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
 
 
 @pytest.mark.heavy
 @pytest.mark.xdist_group("engines")  # the worker of test_engines.py: one Ray at a time
-def test_the_cli_the_local_engine_and_ray_on_jax_give_tensorflows_maps(tmp_path):
-    root = Path(__file__).resolve().parent.parent
-    images = sorted(str(p) for p in (root / "examples" / "data").glob("digit_*.png"))
-    model = str(root / "saved_models" / "digits_cnn.keras")
+def test_the_cli_the_local_engine_and_ray_give_tensorflows_maps(tmp_path):
+    images = sorted(str(p) for p in (ROOT / "examples" / "data").glob("digit_*.png"))
+    model = str(ROOT / "saved_models" / "digits_cnn.keras")
+
+    def cli(command, backend):
+        result = subprocess.run([sys.executable, "-m", "keras_dance.cli", *command],
+                                capture_output=True, text=True, timeout=600,
+                                env=_env(backend), cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+
     maps = {}
-    for backend in ("tensorflow", "jax"):
-        env = _env(backend)
+    for backend in _installed(("tensorflow",) + OTHERS):
         out = tmp_path / backend
-        # On JAX, explain is asked for with --backend=jax from a TensorFlow environment
-        # (the command restarts itself on JAX); explain-dataset through KERAS_BACKEND.
-        flag = ["--backend=jax"] if backend == "jax" else []
-        for command, command_env in (
-                (["explain", model, *images, "--method=integrated_gradients",
-                  f"--out={out / 'explain'}", *flag], _env("tensorflow")),
-                (["explain-dataset", model, *images, f"--out={out / 'dataset'}",
-                  "--engine=local", "--method=gradcam"], env)):
-            result = subprocess.run([sys.executable, "-m", "keras_dance.cli", *command],
-                                    capture_output=True, text=True, timeout=600,
-                                    env=command_env, cwd=root)
-            assert result.returncode == 0, result.stderr[-3000:]
-        maps[backend] = (np.load(out / "explain" / "maps.npy"),
-                         kd.distributed.read_maps(out / "dataset"))
-    # One Ray run on JAX: its actors start on the job's backend.
-    command = ["explain-dataset", model, *images, f"--out={tmp_path / 'ray'}", "--engine=ray",
-               "--workers=1", "--method=gradcam"]
-    result = subprocess.run([sys.executable, "-m", "keras_dance.cli", *command],
-                            capture_output=True, text=True, timeout=600, env=env, cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    ray_dataset = kd.distributed.read_maps(tmp_path / "ray")
-    (tf_explain, tf_dataset), (jax_explain, jax_dataset) = maps["tensorflow"], maps["jax"]
-    np.testing.assert_allclose(jax_explain, tf_explain, rtol=0,
-                               atol=1e-4 * np.abs(tf_explain).max())
-    assert set(jax_dataset) == set(tf_dataset) == set(ray_dataset) == set(images)
-    for key in images:
-        scale = np.abs(tf_dataset[key]).max()
-        np.testing.assert_allclose(jax_dataset[key], tf_dataset[key], rtol=0, atol=1e-4 * scale)
-        np.testing.assert_allclose(ray_dataset[key], jax_dataset[key], rtol=0, atol=1e-6 * scale)
+        # explain is asked for with --backend=NAME from a TensorFlow environment (the
+        # command restarts itself on that backend); explain-dataset through KERAS_BACKEND,
+        # with the local engine and with one Ray worker (its actors start on the job's
+        # backend).
+        cli(["explain", model, *images, "--method=integrated_gradients",
+             f"--out={out / 'explain'}", f"--backend={backend}"], "tensorflow")
+        for engine in ("local", "ray") if backend != "tensorflow" else ("local",):
+            workers = ["--workers=1"] if engine == "ray" else []
+            cli(["explain-dataset", model, *images, f"--out={out / engine}", f"--engine={engine}",
+                 "--method=gradcam", *workers], backend)
+        maps[backend] = {"explain": np.load(out / "explain" / "maps.npy")}
+        maps[backend].update({engine: kd.distributed.read_maps(out / engine)
+                              for engine in ("local", "ray") if (out / engine).exists()})
+    reference = maps.pop("tensorflow")
+    for backend, runs in maps.items():
+        np.testing.assert_allclose(runs["explain"], reference["explain"], rtol=0,
+                                   atol=1e-4 * np.abs(reference["explain"]).max(), err_msg=backend)
+        assert set(runs["local"]) == set(runs["ray"]) == set(reference["local"]) == set(images)
+        for key in images:
+            scale = np.abs(reference["local"][key]).max()
+            np.testing.assert_allclose(runs["local"][key], reference["local"][key], rtol=0,
+                                       atol=1e-4 * scale, err_msg=backend)
+            np.testing.assert_allclose(runs["ray"][key], runs["local"][key], rtol=0,
+                                       atol=1e-6 * scale, err_msg=backend)
 
 
 CALLBACK = r"""
@@ -296,13 +312,10 @@ print("fitted")
 """
 
 
-def test_the_callback_writes_tensorboard_events_on_jax(tmp_path):
+def test_the_callback_writes_tensorboard_events(tmp_path, other):
     import tensorflow as tf
 
-    env = _env("jax")
-    result = subprocess.run([sys.executable, "-c", CALLBACK, str(tmp_path)],
-                            capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    _run(other, CALLBACK, tmp_path)
     scalars, images = {}, {}
     for path in (tmp_path / "logs").glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
@@ -408,8 +421,7 @@ def test_export_from_jax_round_trips_through_tensorflow_alone(tmp_path):
 
 MODELS = r"""
 import json, sys
-BACKEND_IS_JAX = sys.argv[2] == "jax"
-if BACKEND_IS_JAX:
+if sys.argv[2] != "tensorflow":
     sys.modules["tensorflow"] = None
 import numpy as np, keras, keras_dance as kd
 out = {}
@@ -461,14 +473,16 @@ def test_every_method_on_the_resnet_text_and_tabular_models_equals_tensorflow(tm
     configurations ResNet, the Kim text CNN and the cancer MLP (what a model cannot take
     is refused with the same message), DANCE on the ResNet, and mixed precision."""
     results = {}
-    for backend in ("tensorflow", "jax"):
-        env = _env(backend)
+    for backend in _installed(("tensorflow",) + OTHERS):
         out = tmp_path / f"{backend}.npz"
-        result = subprocess.run([sys.executable, "-c", MODELS, str(out), backend],
-                                capture_output=True, text=True, timeout=900, env=env)
-        assert result.returncode == 0, result.stderr[-3000:]
-        results[backend] = (np.load(out), json.loads(result.stdout.strip().splitlines()[-1]))
-    (tf_maps, tf_errors), (jax_maps, jax_errors) = results["tensorflow"], results["jax"]
+        stdout = _run(backend, MODELS, out, backend, timeout=900)
+        results[backend] = (np.load(out), json.loads(stdout.strip().splitlines()[-1]))
+    tf_maps, tf_errors = results.pop("tensorflow")
+    for backend, (maps, errors) in results.items():
+        _check_models(tf_maps, tf_errors, maps, errors, backend)
+
+
+def _check_models(tf_maps, tf_errors, jax_maps, jax_errors, backend):
     assert jax_errors == tf_errors
     assert set(jax_maps.files) == set(tf_maps.files)
     models = ("configurations_resnet", "text_cnn", "cancer_mlp")
@@ -485,12 +499,12 @@ def test_every_method_on_the_resnet_text_and_tabular_models_equals_tensorflow(tm
             # ReLU network's gradient is discontinuous there: 0.13% of the map moved by
             # up to 4e-4 of its scale. Any path may meet such a point: allowed here.
             moved = np.abs(jax_maps[key] - tf_maps[key]) > 1e-4 * scale
-            assert moved.mean() < 0.005, moved.mean()
+            assert moved.mean() < 0.005, (backend, moved.mean())
             np.testing.assert_allclose(jax_maps[key], tf_maps[key], rtol=0,
-                                       atol=1e-3 * scale, err_msg=key)
+                                       atol=1e-3 * scale, err_msg=f"{backend} {key}")
             continue
         np.testing.assert_allclose(jax_maps[key], tf_maps[key], rtol=0, atol=1e-4 * scale,
-                                   err_msg=key)
+                                   err_msg=f"{backend} {key}")
     # Half precision (measured: correlation with the float32 map 0.9996+ under float16,
     # 0.995+ under bfloat16, on both backends; the two backends' maps correlate 0.9995+).
     def correlation(a, b):
@@ -502,12 +516,12 @@ def test_every_method_on_the_resnet_text_and_tabular_models_equals_tensorflow(tm
             for maps in (tf_maps, jax_maps):
                 assert maps[key].dtype == np.float32 and np.all(np.isfinite(maps[key]))
                 assert correlation(maps[key], maps[f"float32__{name}"]) > floor, key
-            assert correlation(jax_maps[key], tf_maps[key]) > 0.999, key
+            assert correlation(jax_maps[key], tf_maps[key]) > 0.999, (backend, key)
 
 
 BREADTH = r"""
 import json, sys
-if sys.argv[2] == "jax":
+if sys.argv[2] != "tensorflow":
     sys.modules["tensorflow"] = None
 import numpy as np, keras, keras_dance as kd
 digits = kd.datasets.load_digits_model()
@@ -538,25 +552,67 @@ print(keras.config.backend())
 
 
 @pytest.mark.heavy
-def test_score_functions_preprocess_wrappers_dance_variants_sanity_and_attacks_on_jax(tmp_path):
+def test_score_functions_preprocess_wrappers_dance_variants_sanity_and_attacks(tmp_path):
     """What the README shows beyond methods, the same on both backends: score functions,
     preprocess, the Competitive wrapper, DANCE's three aggregations, constant and text
     decoys, the model-randomisation sanity check and an interpretation attack."""
     results = {}
-    for backend in ("tensorflow", "jax"):
-        env = _env(backend)
+    for backend in _installed(("tensorflow",) + OTHERS):
         out = tmp_path / f"{backend}.npz"
-        result = subprocess.run([sys.executable, "-c", BREADTH, str(out), backend],
-                                capture_output=True, text=True, timeout=900, env=env)
-        assert result.returncode == 0, result.stderr[-3000:]
+        _run(backend, BREADTH, out, backend, timeout=900)
         results[backend] = np.load(out)
-    tf_out, jax_out = results["tensorflow"], results["jax"]
+    tf_out = results.pop("tensorflow")
     # The sanity check re-initialises layers with their Keras initialisers, whose seeded
     # draws are each backend's own (Keras's RNGs differ): the same check, other weights.
-    for out in (tf_out, jax_out):
-        assert out["sanity"].shape == (5, 2, 2) and np.all(np.abs(out["sanity"]) <= 1 + 1e-6)
-    for key in sorted(set(tf_out.files) - {"sanity"}):
-        scale = max(np.abs(tf_out[key]).max(), 1e-12)
-        assert np.all(np.isfinite(jax_out[key])), key
-        np.testing.assert_allclose(jax_out[key], tf_out[key], rtol=0, atol=1e-4 * scale,
-                                   err_msg=key)
+    for backend, out in results.items():
+        for sanity in (tf_out["sanity"], out["sanity"]):
+            assert sanity.shape == (5, 2, 2) and np.all(np.abs(sanity) <= 1 + 1e-6)
+        for key in sorted(set(tf_out.files) - {"sanity"}):
+            scale = max(np.abs(tf_out[key]).max(), 1e-12)
+            assert np.all(np.isfinite(out[key])), (backend, key)
+            np.testing.assert_allclose(out[key], tf_out[key], rtol=0, atol=1e-4 * scale,
+                                       err_msg=f"{backend} {key}")
+
+
+TORCH_EXPORT = r"""
+import sys
+from pathlib import Path
+import keras_dance as kd
+out = Path(sys.argv[1]) / "serving"
+try:
+    kd.Explainer(kd.datasets.load_digits_model()).export(out / "1")
+except NotImplementedError as error:
+    print(error)
+print("left behind:", sorted(p.name for p in Path(sys.argv[1]).iterdir()))
+"""
+
+
+def test_export_from_torch_says_to_export_from_tensorflow_or_jax(tmp_path):
+    """Keras's own SavedModel export from PyTorch needs torch_xla: a clear refusal that
+    names the way (the same .keras file on TensorFlow or JAX), and nothing written."""
+    pytest.importorskip("torch")
+    message, left = _run("torch", TORCH_EXPORT, tmp_path).strip().splitlines()[-2:]
+    assert message.startswith("Expected a model on the TensorFlow or JAX backend")
+    assert "--backend=jax" in message and "torch_xla" in message
+    assert left == "left behind: []"
+
+
+MISSING = r"""
+import sys
+sys.modules[sys.argv[1]] = None  # as in an environment without that framework
+import keras_dance as kd
+print(kd.postprocess.__name__)  # import keras_dance itself works
+try:
+    kd.Explainer
+except ImportError as error:
+    print(error)
+"""
+
+
+@pytest.mark.parametrize("framework", OTHERS)
+def test_asking_for_a_backend_whose_framework_is_missing_names_the_extra(framework):
+    stdout = _run(framework, MISSING, framework)
+    name, message = stdout.strip().splitlines()[-2:]
+    assert name == "postprocess"
+    assert message.startswith(f"Expected {framework!r} installed for the Keras backend")
+    assert f"pip install 'keras-dance[{framework}]'" in message
