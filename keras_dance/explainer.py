@@ -385,8 +385,13 @@ class Explainer:
 
         On JAX the functions are converted with ``jax2tf`` (TensorFlow is imported for
         it): the served graph runs them as ``XlaCallModule`` ops, which TensorFlow and
-        TF Serving builds with XLA (the default ones) run.
+        TF Serving builds with XLA (the default ones) run. On PyTorch it raises
+        ``NotImplementedError`` before anything is written: Keras's own SavedModel export
+        from PyTorch needs ``torch_xla``; export the same ``.keras`` file on JAX or
+        TensorFlow (the maps are the same).
         """
+        # A backend that cannot make a SavedModel refuses here, before TensorFlow loads.
+        backend.to_tensorflow(())
         from keras_dance.export import export
 
         return export(self, path, overwrite=overwrite, vocabulary=vocabulary)

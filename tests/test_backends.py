@@ -100,6 +100,17 @@ def _on(backend, tmp_path, methods, dance=None, count=4, evidence=False):
 
 
 def _on_tensorflow(methods, dance=None, count=4, evidence=False):
+    """The same maps on TensorFlow, in this process (computed once per worker)."""
+    key = json.dumps([methods, dance, count, evidence], sort_keys=True)
+    if key not in _TENSORFLOW_MAPS:
+        _TENSORFLOW_MAPS[key] = _compute_on_tensorflow(methods, dance, count, evidence)
+    return _TENSORFLOW_MAPS[key]
+
+
+_TENSORFLOW_MAPS = {}
+
+
+def _compute_on_tensorflow(methods, dance, count, evidence):
     model = kd.datasets.load_digits_model()
     x = kd.datasets.load_digits()[2][:count]
     targets = np.arange(len(x)) % 10
@@ -128,14 +139,6 @@ def _methods(names):
             for name in names}
 
 
-def test_smoke_gradient_and_gradcam_equal_tensorflow(tmp_path, other):
-    methods = _methods(["gradient", "gradcam"])
-    maps, tf_maps = _on(other, tmp_path, methods, count=2), _on_tensorflow(methods, count=2)
-    for name in methods:
-        scale = np.abs(tf_maps[name]).max()
-        np.testing.assert_allclose(maps[name], tf_maps[name], atol=1e-4 * scale, rtol=0)
-
-
 #: Deterministic methods and the seeded ones, whose random draws (uniform masks and
 #: coalitions, Gaussian noise) are the same bits on both backends: maps within 1e-4 of
 #: the map's scale.
@@ -145,6 +148,7 @@ EXACT = ["gradient", "gradient_x_input", "integrated_gradients", "cgi", "gradcam
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("parity")  # both backends on one worker: TensorFlow's maps once
 def test_every_method_and_dance_equal_tensorflow(tmp_path, other):
     assert set(EXACT) == set(kd.methods.METHOD_NAMES)
     methods = _methods(EXACT)
@@ -167,11 +171,45 @@ def test_every_method_and_dance_equal_tensorflow(tmp_path, other):
     np.testing.assert_allclose(maps["fidelity"], tf_maps["fidelity"], atol=1e-4)
 
 
-FOLLOW = r"""
+BASICS = r"""
 import sys
-sys.modules["tensorflow"] = None
+from pathlib import Path
+sys.modules["tensorflow"] = None  # no TensorFlow in this process
 import numpy as np, keras, keras_dance as kd
-x_train, y_train, x_test, _ = kd.datasets.load_digits()
+out = Path(sys.argv[1])
+x_train, y_train, x_test, y_test = kd.datasets.load_digits()
+digits = kd.datasets.load_digits_model()
+
+# The README's quick start, verbatim.
+explainer = kd.Explainer(digits, method="smoothgrad", batch_size=128)
+maps = explainer.explain(x_test[:8])              # (8, 32, 32, 1) float32, raw and signed
+maps = explainer.explain(x_test[:8], targets=3)   # or a (B,) int array, or a score function
+shown = kd.postprocess(maps)                      # (8, 32, 32) in [0, 1] for display
+assert maps.shape == (8, 32, 32, 1) and shown.shape == (8, 32, 32)
+print("quick start ok")
+
+# Two maps to compare with TensorFlow's.
+smoke = {"gradient": kd.Explainer(digits).explain(x_test[:2], [0, 1]),
+         "gradcam": kd.Explainer(digits, method={"name": "gradcam", "config": {"layer": "conv3"}}
+                                 ).explain(x_test[:2], [0, 1])}
+np.savez(out / "smoke.npz", **smoke)
+
+# Refusals: the same messages as on TensorFlow.
+inputs = keras.Input((6,))
+cut = keras.layers.Lambda(lambda t: keras.ops.stop_gradient(t))(inputs)
+model = keras.Model(inputs, keras.layers.Dense(3)(cut))
+makes = [lambda: kd.Explainer(model), lambda: kd.Explainer(digits).explain(np.zeros((2, 5))),
+         lambda: kd.DecoyConfig(layer="conv2", value_range="01")]
+if keras.config.backend() == "torch":  # JAX exports (with TensorFlow: test_export_from_jax_…)
+    makes.append(lambda: kd.Explainer(digits).export(out / "serving" / "1"))
+for make in makes:
+    try:
+        make()
+        print("refused: no error")
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as error:
+        print("refused:", str(error).replace("\n", " "))
+
+# An explainer follows a model that keeps training.
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
                           keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
@@ -188,61 +226,73 @@ for name, e in explainers.items():
     assert not np.allclose(after, before[name]), name  # the weights changed ...
     np.testing.assert_allclose(after, fresh, rtol=1e-5, atol=1e-7, err_msg=name)  # ... and were read
 print("followed")
+
+# The callback during fit, with validation.
+keras.utils.set_random_seed(0)
+model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.MaxPooling2D(4), keras.layers.Flatten(),
+                          keras.layers.Dense(10, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+callback = kd.callbacks.ExplanationCallback(kd.Explainer(model), x_test[:4], y_test[:4],
+                                            log_dir=str(out / "logs"), save_maps=True)
+model.fit(x_train[:128], y_train[:128], epochs=2, batch_size=32, verbose=0, callbacks=[callback],
+          validation_data=(x_test[:32], y_test[:32]))
+model.save(out / "model.keras")
+print("fitted on", keras.config.backend(), "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
 """
 
 
-def test_an_explainer_follows_a_model_that_keeps_training(other):
-    assert _run(other, FOLLOW).split()[-1] == "followed"
+def test_quick_start_maps_refusals_following_training_and_the_callback(tmp_path, other):
+    """One process per backend (TensorFlow unimportable there): the README's quick start;
+    gradient and Grad-CAM maps equal to TensorFlow's; the same refusals (JAX returns zero
+    gradients where TensorFlow returns None: refused all the same; PyTorch cannot export
+    a SavedModel and says where to); an explainer that follows a model still training;
+    and the callback's TensorBoard events, checked here against TensorFlow's
+    recomputation from the saved model."""
+    import tensorflow as tf
 
-
-REFUSALS = r"""
-import sys
-sys.modules["tensorflow"] = None
-import numpy as np, keras, keras_dance as kd
-inputs = keras.Input((6,))
-cut = keras.layers.Lambda(lambda t: keras.ops.stop_gradient(t))(inputs)
-model = keras.Model(inputs, keras.layers.Dense(3)(cut))
-messages = []
-for make in (lambda: kd.Explainer(model),
-             lambda: kd.Explainer(kd.datasets.load_digits_model()).explain(np.zeros((2, 5))),
-             lambda: kd.DecoyConfig(layer="conv2", value_range="01")):
-    try:
-        make()
-        messages.append("no error")
-    except (TypeError, ValueError, RuntimeError) as error:
-        messages.append(str(error))
-print("\n".join(messages))
-"""
-
-
-def test_refusals_are_ours_and_nothing_returns_silent_zeros(other):
-    cut, shape, value_range = _run(other, REFUSALS).strip().splitlines()[-3:]
-    # JAX returns zero gradients where TensorFlow returns None: refused all the same.
+    lines = _run(other, BASICS, tmp_path).strip().splitlines()
+    assert "quick start ok" in lines and "followed" in lines
+    assert lines[-1] == f"fitted on {other} False"
+    methods = _methods(["gradient", "gradcam"])
+    maps, tf_maps = np.load(tmp_path / "smoke.npz"), _on_tensorflow(methods, count=2)
+    for name in methods:
+        scale = np.abs(tf_maps[name]).max()
+        np.testing.assert_allclose(maps[name], tf_maps[name], atol=1e-4 * scale, rtol=0)
+    refusals = [line[len("refused: "):] for line in lines if line.startswith("refused: ")]
+    cut, shape, value_range = refusals[:3]
     assert cut.startswith("Expected a model whose outputs can be differentiated")
     assert shape.startswith("Expected `x` of rank 4")
     assert value_range.startswith("Expected `value_range` to be (lo, hi)")
+    if other == "torch":  # Keras's SavedModel export from PyTorch needs torch_xla
+        (export,) = refusals[3:]
+        assert export.startswith("Expected a model on the TensorFlow or JAX backend")
+        assert "--backend=jax" in export and not (tmp_path / "serving").exists()
+    # The callback's events: both epochs' images and scalars; the last epoch's maps and
+    # deletion AUC equal TensorFlow's recomputation from the saved model.
+    scalars, images = {}, {}
+    for path in (tmp_path / "logs").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tensor = tf.make_ndarray(value.tensor)
+                if value.metadata.plugin_data.plugin_name == "images":
+                    images.setdefault(value.tag, []).append(len(tensor) - 2)
+                else:
+                    scalars.setdefault(value.tag, []).append((event.step, float(tensor)))
+    assert images == {"explanations/input": [4, 4], "explanations/overlay": [4, 4]}
+    assert [step for step, _ in scalars["explanations/sparseness"]] == [0, 1]
+    model = kd.datasets.load_digits_model(tmp_path / "model.keras")
+    saved = np.load(tmp_path / "logs" / "maps_0001.npz")
+    maps = kd.Explainer(model).explain(saved["inputs"], saved["targets"])
+    np.testing.assert_allclose(saved["maps"], maps, rtol=0, atol=1e-4 * np.abs(maps).max())
+    auc = kd.metrics.deletion(model, saved["inputs"], saved["maps"], saved["targets"], steps=16)
+    assert scalars["explanations/deletion_auc"][1][1] == pytest.approx(auc.mean(), abs=1e-5)
 
 
-QUICK_START = r"""
-import sys
-sys.modules["tensorflow"] = None
-import keras_dance as kd
-
-model = kd.datasets.load_digits_model()          # any built keras.Model
-x_train, y_train, x_test, y_test = kd.datasets.load_digits()
-
-explainer = kd.Explainer(model, method="smoothgrad", batch_size=128)
-maps = explainer.explain(x_test[:8])              # (8, 32, 32, 1) float32, raw and signed
-maps = explainer.explain(x_test[:8], targets=3)   # or a (B,) int array, or a score function
-shown = kd.postprocess(maps)                      # (8, 32, 32) in [0, 1] for display
-assert maps.shape == (8, 32, 32, 1) and shown.shape == (8, 32, 32)
-print("quick start ok")
-"""
-
-
-def test_the_readme_quick_start_the_property_and_scaat_tests_run(other):
-    assert "quick start ok" in _run(other, QUICK_START)
-    # The fuzz-style property tests and SCAAT's training tests, unchanged, on the backend.
+@pytest.mark.slow
+def test_the_property_and_scaat_tests_run_unchanged(other):
+    """The fuzz-style property tests and SCAAT's training tests, as they are, on the
+    backend."""
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              "tests/test_properties.py", "tests/test_scaat.py"],
                             capture_output=True, text=True, timeout=600, env=_env(other),
@@ -290,50 +340,6 @@ def test_the_cli_the_local_engine_and_ray_give_tensorflows_maps(tmp_path):
                                        atol=1e-4 * scale, err_msg=backend)
             np.testing.assert_allclose(runs["ray"][key], runs["local"][key], rtol=0,
                                        atol=1e-6 * scale, err_msg=backend)
-
-
-CALLBACK = r"""
-import sys
-sys.modules["tensorflow"] = None
-import numpy as np, keras, keras_dance as kd
-out = sys.argv[1]
-x_train, y_train, x_test, y_test = kd.datasets.load_digits()
-keras.utils.set_random_seed(0)
-model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-                          keras.layers.MaxPooling2D(4), keras.layers.Flatten(),
-                          keras.layers.Dense(10, activation="softmax")])
-model.compile("adam", "sparse_categorical_crossentropy")
-callback = kd.callbacks.ExplanationCallback(kd.Explainer(model), x_test[:4], y_test[:4],
-                                            log_dir=out + "/logs", save_maps=True)
-model.fit(x_train[:128], y_train[:128], epochs=2, batch_size=32, verbose=0, callbacks=[callback],
-          validation_data=(x_test[:32], y_test[:32]))
-model.save(out + "/model.keras")
-print("fitted")
-"""
-
-
-def test_the_callback_writes_tensorboard_events(tmp_path, other):
-    import tensorflow as tf
-
-    _run(other, CALLBACK, tmp_path)
-    scalars, images = {}, {}
-    for path in (tmp_path / "logs").glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                tensor = tf.make_ndarray(value.tensor)
-                if value.metadata.plugin_data.plugin_name == "images":
-                    images.setdefault(value.tag, []).append(len(tensor) - 2)
-                else:
-                    scalars.setdefault(value.tag, []).append((event.step, float(tensor)))
-    assert images == {"explanations/input": [4, 4], "explanations/overlay": [4, 4]}
-    assert [step for step, _ in scalars["explanations/sparseness"]] == [0, 1]
-    # The last epoch's maps and deletion AUC, recomputed on TensorFlow from the saved model.
-    model = kd.datasets.load_digits_model(tmp_path / "model.keras")
-    saved = np.load(tmp_path / "logs" / "maps_0001.npz")
-    maps = kd.Explainer(model).explain(saved["inputs"], saved["targets"])
-    np.testing.assert_allclose(saved["maps"], maps, rtol=0, atol=1e-4 * np.abs(maps).max())
-    auc = kd.metrics.deletion(model, saved["inputs"], saved["maps"], saved["targets"], steps=16)
-    assert scalars["explanations/deletion_auc"][1][1] == pytest.approx(auc.mean(), abs=1e-5)
 
 
 @pytest.mark.heavy
@@ -572,29 +578,6 @@ def test_score_functions_preprocess_wrappers_dance_variants_sanity_and_attacks(t
             assert np.all(np.isfinite(out[key])), (backend, key)
             np.testing.assert_allclose(out[key], tf_out[key], rtol=0, atol=1e-4 * scale,
                                        err_msg=f"{backend} {key}")
-
-
-TORCH_EXPORT = r"""
-import sys
-from pathlib import Path
-import keras_dance as kd
-out = Path(sys.argv[1]) / "serving"
-try:
-    kd.Explainer(kd.datasets.load_digits_model()).export(out / "1")
-except NotImplementedError as error:
-    print(error)
-print("left behind:", sorted(p.name for p in Path(sys.argv[1]).iterdir()))
-"""
-
-
-def test_export_from_torch_says_to_export_from_tensorflow_or_jax(tmp_path):
-    """Keras's own SavedModel export from PyTorch needs torch_xla: a clear refusal that
-    names the way (the same .keras file on TensorFlow or JAX), and nothing written."""
-    pytest.importorskip("torch")
-    message, left = _run("torch", TORCH_EXPORT, tmp_path).strip().splitlines()[-2:]
-    assert message.startswith("Expected a model on the TensorFlow or JAX backend")
-    assert "--backend=jax" in message and "torch_xla" in message
-    assert left == "left behind: []"
 
 
 MISSING = r"""
