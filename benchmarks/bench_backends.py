@@ -1,11 +1,18 @@
-"""Every method and DANCE on TensorFlow and on JAX, and ours on JAX against bare JAX.
+"""Every method and DANCE on TensorFlow, JAX and PyTorch; ours against bare JAX and bare
+PyTorch; and Captum on the same model.
 
 One run, one machine: each backend runs in its own process (the Keras backend is fixed at
 import). Per backend: time per input of every registered method (defaults) on the shipped
-digits CNN, and DANCE (digits, layer conv2; the configurations ResNet, block1_out). On
-JAX, ours against a bare ``jax.jit`` function doing the same arithmetic: the gradient
-family as ``jax.vmap(jax.grad(...))`` over ``stateless_call``, SmoothGrad and Integrated
-Gradients as the same loops over samples and steps.
+digits CNN, and DANCE (digits, layer conv2; the configurations ResNet, block1_out).
+
+- JAX: ours against a bare ``jax.jit`` function doing the same arithmetic: the gradient
+  family as ``jax.vmap(jax.grad(...))`` over ``stateless_call``, SmoothGrad and Integrated
+  Gradients as the same loops over samples and steps.
+- PyTorch: ours against bare ``torch.autograd.grad`` of the target logits over the Keras
+  model (a ``torch.nn.Module``), the same loops; and Captum (``pip install captum``) where
+  it takes the model: ``Saliency``, ``IntegratedGradients`` (Riemann trapezoid, 50 steps),
+  ``NoiseTunnel(Saliency)`` (SmoothGrad, 50 samples) and ``LayerGradCam``, each timed and
+  compared with our map.
 
 Run: .venv/bin/python benchmarks/bench_backends.py [--batch 32] [--repeats 5]
 """
@@ -53,6 +60,9 @@ def worker(batch, repeats):
 
     if keras.config.backend() == "jax":
         result["bare"] = bare_jax(model, x, targets, repeats)
+    if keras.config.backend() == "torch":
+        result["bare"] = bare_torch(model, x, targets, repeats)
+        result["captum"] = captum(model, x, targets, repeats)
     print(json.dumps(result))
 
 
@@ -105,6 +115,117 @@ def bare_jax(model, x, targets, repeats):
     return bare
 
 
+def bare_torch(model, x, targets, repeats):
+    """The same arithmetic as ours on PyTorch, written directly: ``torch.autograd.grad`` of
+    the target logits (the softmax layer's linear copy, as the explainer differentiates)
+    over the batch; SmoothGrad and IG as loops of one batch pass per sample or step."""
+    import numpy as np
+    import torch
+
+    import keras_dance as kd
+
+    logits = kd.Explainer(model).logits_model
+    xs, ts = torch.as_tensor(x), torch.as_tensor(targets).long()
+    rows = torch.arange(len(x))
+    flat = xs.reshape(len(x), -1)
+    span = ((flat.max(1).values - flat.min(1).values) * 0.15).reshape(-1, 1, 1, 1)
+
+    def grad(inputs):
+        inputs = inputs.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(logits(inputs)[rows, ts].sum(), inputs)
+        return g
+
+    def gradient():
+        return grad(xs)
+
+    def smoothgrad():
+        generator = torch.Generator().manual_seed(0)
+        total = torch.zeros_like(xs)
+        for _ in range(50):
+            total += grad(xs + span * torch.randn(xs.shape, generator=generator))
+        return total / 50
+
+    def integrated():
+        alphas = torch.linspace(0.0, 1.0, 50)
+        weights = torch.full((50,), 1 / 49)
+        weights[[0, 49]] *= 0.5
+        total = torch.zeros_like(xs)
+        for alpha, weight in zip(alphas, weights):
+            total += weight * grad(alpha * xs)
+        return xs * total
+
+    bare = {}
+    for name, fn in (("gradient", gradient), ("smoothgrad", smoothgrad),
+                     ("integrated_gradients", integrated)):
+        bare[name] = median_time(lambda: fn().numpy(), repeats) / len(x)
+    # Does torch.compile pay on this CPU? The same gradient through the compiled model
+    # (the compilation itself, in the warm-up call, is timed apart).
+    compiled = torch.compile(logits)
+    start = time.perf_counter()
+    inputs = xs.detach().requires_grad_(True)
+    torch.autograd.grad(compiled(inputs)[rows, ts].sum(), inputs)
+    bare["compile_seconds"] = time.perf_counter() - start
+
+    def compiled_gradient():
+        inputs = xs.detach().requires_grad_(True)
+        return torch.autograd.grad(compiled(inputs)[rows, ts].sum(), inputs)[0]
+
+    bare["gradient_compiled"] = median_time(lambda: compiled_gradient().numpy(),
+                                            repeats) / len(x)
+    return bare
+
+
+def captum(model, x, targets, repeats):
+    """Captum's attributions of the same Keras model (a ``torch.nn.Module`` on this
+    backend): seconds per input and the largest difference from our map (relative to
+    our map's scale), or why Captum could not take it."""
+    try:
+        from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
+    except ImportError:
+        return {"error": "captum is not installed (pip install captum)"}
+    import numpy as np
+    import torch
+
+    import keras_dance as kd
+
+    logits = kd.Explainer(model).logits_model
+    xs, ts = torch.as_tensor(x), torch.as_tensor(targets).long()
+    flat = x.reshape(len(x), -1)
+    span = float(np.mean((flat.max(1) - flat.min(1)) * 0.15))  # one σ for the batch
+    runs = {
+        "gradient": (lambda: Saliency(logits).attribute(xs, target=ts, abs=False), "gradient"),
+        "integrated_gradients": (lambda: IntegratedGradients(logits).attribute(
+            xs, target=ts, n_steps=50, method="riemann_trapezoid"), "integrated_gradients"),
+        "smoothgrad": (lambda: NoiseTunnel(Saliency(logits)).attribute(
+            xs, nt_type="smoothgrad", nt_samples=50, stdevs=span, target=ts, abs=False),
+            "smoothgrad"),
+        "gradcam": (lambda: LayerGradCam(logits, model.get_layer("conv3")).attribute(
+            xs, target=ts), {"name": "gradcam", "config": {"layer": "conv3"}}),
+    }
+    out = {}
+    for name, (run, method) in runs.items():
+        ours = kd.Explainer(model, method=method).explain(x, targets)
+        try:
+            theirs = run().detach().numpy()
+        except Exception as error:  # report what Captum cannot do, and go on
+            out[name] = {"error": f"{type(error).__name__}: {error}"[:200]}
+            continue
+        seconds = median_time(lambda: run().detach().numpy(), repeats) / len(x)
+        if theirs.shape != ours.shape:
+            out[name] = {"seconds": seconds, "error": (
+                f"map of shape {theirs.shape} for inputs of shape {x.shape}: Captum takes "
+                f"the layer's axis 1 as channels (NCHW); Keras's are last (NHWC)")}
+            continue
+        scale = np.abs(ours).max()
+        out[name] = {"seconds": seconds, "difference": float(np.abs(theirs - ours).max() / scale)}
+        if name == "integrated_gradients":
+            # Captum's trapezoid weights sum to (n − 1)/n (steps of 1/n, both ends halved);
+            # the trapezoid rule's sum to 1 (steps of 1/(n − 1)), as ours do.
+            out[name]["difference_rescaled"] = float(
+                np.abs(theirs * 50 / 49 - ours).max() / scale)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -115,7 +236,11 @@ def main():
         worker(args.batch, args.repeats)
         return
     results = {}
-    for backend in ("tensorflow", "jax"):
+    import importlib.util
+
+    backends = [b for b in ("tensorflow", "jax", "torch")
+                if b == "tensorflow" or importlib.util.find_spec(b) is not None]
+    for backend in backends:
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
                    JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
         output = subprocess.run(
@@ -123,21 +248,56 @@ def main():
              f"--repeats={args.repeats}"], capture_output=True, text=True, env=env,
             check=True).stdout
         results[backend] = json.loads(output.strip().splitlines()[-1])
-    tf_run, jax_run = results["tensorflow"], results["jax"]
+    tf_run = results["tensorflow"]
+    others = [b for b in backends if b != "tensorflow"]
     print(f"digits CNN, batch {args.batch}, median of {args.repeats}; ms per input "
           f"({os.cpu_count()} CPU cores)")
-    print(f"{'method':<22}{'TensorFlow':>11}{'JAX':>9}{'JAX/TF':>8}{'bare JAX':>10}"
-          f"{'ours/bare':>11}")
+    header = f"{'method':<22}{'TensorFlow':>11}"
+    for backend in others:
+        label = LABELS[backend]
+        header += f"{label:>9}{label[:5] + '/TF':>9}{'bare':>8}{'ours/bare':>10}"
+    print(header)
     for name, seconds in tf_run["methods"].items():
-        on_jax = jax_run["methods"][name]
-        bare = jax_run["bare"].get(name)
-        bare_text = f"{bare * 1e3:10.2f}{on_jax / bare:11.2f}" if bare else f"{'-':>10}{'-':>11}"
-        print(f"{name:<22}{seconds * 1e3:11.2f}{on_jax * 1e3:9.2f}{on_jax / seconds:8.2f}"
-              f"{bare_text}")
+        line = f"{name:<22}{seconds * 1e3:11.2f}"
+        for backend in others:
+            run = results[backend]
+            ours = run["methods"][name]
+            bare = run["bare"].get(name)
+            line += f"{ours * 1e3:9.2f}{ours / seconds:9.2f}"
+            line += f"{bare * 1e3:8.2f}{ours / bare:10.2f}" if bare else f"{'-':>8}{'-':>10}"
+        print(line)
     for key, label in (("dance_digits", "DANCE digits conv2 p4"),
                        ("dance_resnet", "DANCE ResNet block1_out")):
-        print(f"{label:<22}{tf_run[key] * 1e3:11.1f}{jax_run[key] * 1e3:9.1f}"
-              f"{jax_run[key] / tf_run[key]:8.2f}")
+        line = f"{label:<22}{tf_run[key] * 1e3:11.1f}"
+        for backend in others:
+            line += f"{results[backend][key] * 1e3:9.1f}{results[backend][key] / tf_run[key]:9.2f}"
+            line += " " * 18
+        print(line)
+    if "torch" in results:
+        bare = results["torch"]["bare"]
+        print(f"\nPyTorch, bare gradient through torch.compile: "
+              f"{bare['gradient_compiled'] * 1e3:.2f} ms per input against "
+              f"{bare['gradient'] * 1e3:.2f} eager ({bare['gradient_compiled'] / bare['gradient']:.2f}×), "
+              f"after {bare['compile_seconds']:.1f} s of compilation")
+        print("\nCaptum on the same Keras model (PyTorch backend): ms per input, ours on "
+              "PyTorch, and the largest difference from our map (of its scale)")
+        for name, row in results["torch"]["captum"].items():
+            if name == "error":
+                print(f"  {row}")
+                break
+            ours = results["torch"]["methods"][name] * 1e3
+            if "seconds" not in row:
+                print(f"{name:<22} Captum failed: {row['error']}")
+                continue
+            text = f"{name:<22}{row['seconds'] * 1e3:9.2f} Captum {ours:9.2f} ours"
+            text += (f"   difference {row['difference']:.1e}" if "difference" in row
+                     else f"   {row['error']}")
+            if "difference_rescaled" in row:
+                text += f" ({row['difference_rescaled']:.1e} with Captum's weights × n/(n − 1))"
+            print(text)
+
+
+LABELS = {"jax": "JAX", "torch": "PyTorch"}
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import argparse
 import time
 
 import keras
-import tensorflow as tf
+from _setup import add_quick_flag, deterministic
 
 import keras_dance as kd
 
@@ -55,11 +55,13 @@ def main():
     parser.add_argument("--train", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--out", default=str(kd.datasets.SAVED_MODELS / "configurations_resnet.keras"))
+    add_quick_flag(parser)
     args = parser.parse_args()
-    tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(0)
+    if args.quick:
+        args.train, args.epochs = 128, 1
+    deterministic(0)
     x, y, _ = kd.datasets.make_configurations(args.train, seed=1)
-    x_test, y_test, _ = kd.datasets.make_configurations(1000, seed=2)
+    x_test, y_test, _ = kd.datasets.make_configurations(200 if args.quick else 1000, seed=2)
     model = configurations_resnet()
     steps = args.epochs * (len(x) // 32 + 1)
     schedule = keras.optimizers.schedules.CosineDecay(3e-3, steps)

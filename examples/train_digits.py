@@ -8,7 +8,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
+from _setup import add_quick_flag, deterministic
 
 import keras_dance as kd
 
@@ -35,11 +35,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--out", default=str(kd.datasets.SAVED_MODELS / kd.datasets.DIGITS_MODEL))
+    parser.add_argument("--data_dir", default=str(Path(__file__).resolve().parent / "data"),
+                        help="where the demo's sample images go")
+    add_quick_flag(parser)
     args = parser.parse_args()
 
-    keras.utils.set_random_seed(0)
-    tf.config.experimental.enable_op_determinism()
+    deterministic(0)
     x_train, y_train, x_test, y_test = kd.datasets.load_digits()
+    if args.quick:
+        x_train, y_train, args.epochs = x_train[:256], y_train[:256], 1
     model = build_model()
     model.compile(optimizer=keras.optimizers.Adam(2e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -50,8 +54,8 @@ def main():
     model.save(args.out)
 
     # A handful of held-out samples for the demo, one per class where possible.
-    data_dir = Path(__file__).resolve().parent / "data"
-    data_dir.mkdir(exist_ok=True)
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
     picks = [int(np.flatnonzero(y_test == c)[0]) for c in range(0, 10, 2)]
     np.save(data_dir / "digits_samples.npy", x_test[picks])
     np.save(data_dir / "digits_labels.npy", y_test[picks])

@@ -1,11 +1,15 @@
 """Trains the small models of the ground-truth tasks, deterministically.
 
-Writes saved_models/shapes_cnn.keras, motifs_cnn.keras and cancer_mlp.keras and prints
-their held-out accuracy. Run: .venv/bin/python examples/train_ground_truth.py
+Writes saved_models/shapes_cnn.keras, motifs_cnn.keras and cancer_mlp.keras (or into
+``--out_dir``) and prints their held-out accuracy.
+Run: .venv/bin/python examples/train_ground_truth.py
 """
 
+import argparse
+from pathlib import Path
+
 import keras
-import tensorflow as tf
+from _setup import add_quick_flag, deterministic
 
 import keras_dance as kd
 
@@ -43,30 +47,36 @@ def cancer_model():
     ], name="cancer_mlp")
 
 
-def train(name, model, x, y, x_test, y_test, epochs, batch_size=32, rate=2e-3):
+def train(name, model, x, y, x_test, y_test, epochs, out_dir, quick, batch_size=32, rate=2e-3):
     keras.utils.set_random_seed(0)
+    if quick:
+        x, y, epochs = x[:200], y[:200], 1
     model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=True)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    path = kd.datasets.SAVED_MODELS / f"{name}.keras"
+    path = Path(out_dir) / f"{name}.keras"
     model.save(path)
     print(f"{name}: held-out accuracy {accuracy:.4f} on {len(y_test)} examples -> {path}")
 
 
 def main():
-    tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out_dir", default=str(kd.datasets.SAVED_MODELS))
+    add_quick_flag(parser)
+    args = parser.parse_args()
+    where = {"out_dir": args.out_dir, "quick": args.quick}
+    deterministic(0)
     x, y, _ = kd.datasets.make_shapes(3000, seed=1)
     x_test, y_test, _ = kd.datasets.make_shapes(500, seed=2)
-    train("shapes_cnn", shapes_model(), x, y, x_test, y_test, epochs=12)
+    train("shapes_cnn", shapes_model(), x, y, x_test, y_test, epochs=12, **where)
     keras.utils.set_random_seed(0)
     x, y, _ = kd.datasets.make_motifs(4000, seed=1)
     x_test, y_test, _ = kd.datasets.make_motifs(600, seed=2)
-    train("motifs_cnn", motifs_model(), x, y, x_test, y_test, epochs=15)
+    train("motifs_cnn", motifs_model(), x, y, x_test, y_test, epochs=15, **where)
     keras.utils.set_random_seed(0)
     x, y, x_test, y_test, _ = kd.datasets.load_cancer()
-    train("cancer_mlp", cancer_model(), x, y, x_test, y_test, epochs=80, batch_size=16)
+    train("cancer_mlp", cancer_model(), x, y, x_test, y_test, epochs=80, batch_size=16, **where)
 
 
 if __name__ == "__main__":

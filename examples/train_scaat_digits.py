@@ -7,7 +7,7 @@ import argparse
 import time
 
 import keras
-import tensorflow as tf
+from _setup import add_quick_flag, deterministic
 from train_digits import build_model
 
 import keras_dance as kd
@@ -15,11 +15,12 @@ import keras_dance as kd
 SCAAT_SETTINGS = dict(epsilon=0.1, gamma=1.0, steps=3, step_size=0.5, beta=1.0)
 
 
-def train(scaat, epochs, seed=0):
-    """Trains one digits CNN (standard or SCAAT); returns (model, seconds per epoch)."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+def train(scaat, epochs, seed=0, count=None):
+    """Trains one digits CNN (standard or SCAAT) on the first ``count`` training images
+    (all when None); returns (model, seconds per epoch)."""
+    deterministic(seed)
     x_train, y_train, _, _ = kd.datasets.load_digits()
+    x_train, y_train = x_train[:count], y_train[:count]
     model = build_model()
     trainer = kd.training.SCAAT(model, **SCAAT_SETTINGS) if scaat else model
     trainer.compile(optimizer=keras.optimizers.Adam(2e-3),
@@ -32,11 +33,14 @@ def train(scaat, epochs, seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--out", default=str(kd.datasets.SAVED_MODELS / "digits_cnn_scaat.keras"))
+    add_quick_flag(parser)
     args = parser.parse_args()
-    model, seconds = train(scaat=True, epochs=args.epochs)
+    model, seconds = train(scaat=True, epochs=1 if args.quick else args.epochs,
+                           count=256 if args.quick else None)
     _, _, x_test, y_test = kd.datasets.load_digits()
     accuracy = (model.predict(x_test, verbose=0).argmax(axis=1) == y_test).mean()
-    path = kd.datasets.SAVED_MODELS / "digits_cnn_scaat.keras"
+    path = args.out
     model.save(path)
     print(f"SCAAT digits CNN: held-out accuracy {accuracy:.4f}, {seconds:.1f} s/epoch -> {path}")
 

@@ -13,7 +13,7 @@ Run: .venv/bin/python examples/train_text.py   (under a minute on 2 cores)
 import argparse
 
 import keras
-import tensorflow as tf
+from _setup import add_quick_flag, deterministic
 
 import keras_dance as kd
 
@@ -33,15 +33,15 @@ def text_cnn(vocabulary_size, length=16, dimensions=32, filters=24):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(kd.datasets.SAVED_MODELS / "text_cnn.keras"))
+    add_quick_flag(parser)
     args = parser.parse_args()
-    tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(0)
-    x, y, _ = kd.datasets.make_sentiment(8000, seed=1)
+    deterministic(0)
+    x, y, _ = kd.datasets.make_sentiment(300 if args.quick else 8000, seed=1)
     x_test, y_test, _ = kd.datasets.make_sentiment(1000, seed=2)
     model = text_cnn(len(kd.datasets.SENTIMENT_VOCABULARY))
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    model.fit(x, y, batch_size=64, epochs=8, verbose=2, shuffle=True)
+    model.fit(x, y, batch_size=64, epochs=1 if args.quick else 8, verbose=2, shuffle=True)
     _, accuracy = model.evaluate(x_test, y_test, verbose=0)
     model.save(args.out)
     vocabulary = args.out.removesuffix(".keras") + ".vocab.txt"

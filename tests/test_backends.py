@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -343,26 +344,21 @@ def test_the_cli_the_local_engine_and_ray_give_tensorflows_maps(tmp_path):
 
 
 @pytest.mark.heavy
-def test_the_gpu_benchmark_runs_on_the_cpu_in_its_quick_form(tmp_path):
-    """benchmarks/gpu/run.py as a JAX-only machine runs it (TensorFlow made unimportable),
-    with tiny inputs: every figure is there and positive."""
-    root = Path(__file__).resolve().parent.parent
+def test_the_gpu_benchmark_runs_on_the_cpu_in_its_quick_form(tmp_path, other):
+    """benchmarks/gpu/run.py as a machine with JAX or PyTorch alone runs it (TensorFlow
+    made unimportable), with tiny inputs: every figure is there and positive."""
     wrapper = ("import runpy, sys; sys.modules['tensorflow'] = None; "
                "sys.argv = ['run.py'] + sys.argv[1:]; "
                "runpy.run_path('benchmarks/gpu/run.py', run_name='__main__')")
-    env = _env("jax")
     out = tmp_path / "gpu.json"
-    result = subprocess.run([sys.executable, "-c", wrapper, "--quick", "--models=mobilenetv2",
-                             f"--out={out}"], capture_output=True, text=True, timeout=900,
-                            env=env, cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
+    stdout = _run(other, wrapper, "--quick", "--models=mobilenetv2", f"--out={out}", timeout=900)
     results = json.loads(out.read_text())
-    assert results["backend"] == "jax" and results["dataset_images_per_s"] > 0
+    assert results["backend"] == other and results["dataset_images_per_s"] > 0
     row = results["models"]["mobilenetv2"]
     for method in ("gradient", "smoothgrad", "integrated_gradients"):
         assert row[method]["ours_images_per_s"] > 0 and row[method]["bare_images_per_s"] > 0
     assert row["dance_float32_s_per_image"] > 0 and row["dance_mixed_bfloat16_s_per_image"] > 0
-    assert "ours/bare" in result.stdout
+    assert "ours/bare" in stdout
 
 
 EXPORT = r"""
@@ -599,3 +595,37 @@ def test_asking_for_a_backend_whose_framework_is_missing_names_the_extra(framewo
     assert name == "postprocess"
     assert message.startswith(f"Expected {framework!r} installed for the Keras backend")
     assert f"pip install 'keras-dance[{framework}]'" in message
+
+
+EXAMPLES = r"""
+import runpy, sys
+sys.modules["tensorflow"] = None
+sys.path.insert(0, "examples")  # the scripts import their shared _setup module
+out = sys.argv[1]
+runs = {"train_digits.py": [f"--out={out}/digits_cnn.keras", f"--data_dir={out}/data"],
+        "train_ground_truth.py": [f"--out_dir={out}"],
+        "train_text.py": [f"--out={out}/text_cnn.keras"],
+        "train_configurations.py": [f"--out={out}/configurations_resnet.keras"],
+        "train_scaat_digits.py": [f"--out={out}/digits_cnn_scaat.keras"]}
+for script, args in runs.items():
+    sys.argv = [script, "--quick", *args]
+    runpy.run_path(f"examples/{script}", run_name="__main__")
+import keras
+print("trained on", keras.config.backend())
+"""
+
+
+@pytest.mark.heavy
+def test_the_shipped_models_training_scripts_run(tmp_path, other):
+    """Every script in examples/ (their --quick smoke runs) on the backend, TensorFlow
+    unimportable: each writes a model TensorFlow loads, with the shipped model's layers."""
+    assert _run(other, EXAMPLES, tmp_path, timeout=900).split()[-1] == other
+    names = ["digits_cnn", "shapes_cnn", "motifs_cnn", "cancer_mlp", "text_cnn",
+             "configurations_resnet", "digits_cnn_scaat"]
+    for name in names:
+        trained = keras.models.load_model(tmp_path / f"{name}.keras")
+        shipped = kd.datasets.load_model(name)
+        assert [layer.name for layer in trained.layers] == [layer.name for layer in shipped.layers]
+        x = np.zeros((2,) + tuple(shipped.inputs[0].shape[1:]), shipped.inputs[0].dtype)
+        assert np.all(np.isfinite(trained.predict(x, verbose=0)))
+    assert len(list((tmp_path / "data").glob("digit_*.png"))) == 5

@@ -200,9 +200,10 @@ def test_bad_explainer_arguments(conv_model):
 
 
 def test_other_backends_are_refused(monkeypatch, conv_model):
-    # JAX is served now (tests/test_jax.py); PyTorch is the backend still refused.
-    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
-    with pytest.raises(RuntimeError, match="Expected the Keras backend 'tensorflow'.*'torch'"):
+    # JAX and PyTorch are served (tests/test_backends.py); Keras's OpenVINO backend is not
+    # (inference only: no gradients).
+    monkeypatch.setattr(keras.backend, "backend", lambda: "openvino")
+    with pytest.raises(RuntimeError, match="Expected the Keras backend 'tensorflow'.*'openvino'"):
         kd.Explainer(conv_model)
 
 

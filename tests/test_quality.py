@@ -11,7 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "<!-- dance_sweep:start -->\nold sweep section\n<!-- dance_sweep:end -->"
 
-pytestmark = pytest.mark.slow  # a whole tier of its own (make test; not make check)
+# The report generators' quick modes (benchmarks/quality.py, dance_sweep.py: scripts that
+# write docs/quality.md, not the library): make test-heavy, with the widest cross-backend
+# runs (about 5 minutes of make test's 20 on 2 cores otherwise).
+pytestmark = pytest.mark.heavy
 
 
 def test_quality_quick_mode_writes_a_report(tmp_path):

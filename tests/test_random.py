@@ -1,5 +1,6 @@
 """The counter-based random streams: accurate, well distributed and the same bits under
-every compiler (TensorFlow's graph kernels and XLA here; JAX in test_jax.py)."""
+every compiler (TensorFlow's graph kernels and XLA here; JAX and PyTorch in
+test_backends.py)."""
 
 import numpy as np
 import scipy.stats

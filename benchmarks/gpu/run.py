@@ -1,19 +1,22 @@
-"""keras-dance on a GPU with JAX: images per second against bare ``jax.jit``, DANCE per
-image, peak device memory and the dataset rate, on ImageNet-sized Keras applications.
+"""keras-dance on a GPU with JAX or PyTorch: images per second against the bare framework,
+DANCE per image, peak device memory and the dataset rate, on ImageNet-sized Keras
+applications.
 
-Made for a machine with JAX (CUDA) and nothing of ours: ``prepare.sh`` builds the wheels
-(keras-dance, Keras and their pure-Python dependencies) to carry there, ``run.sh``
-installs them without dependencies and runs this script. It runs on the CPU too, and
-``--quick`` (tiny inputs and counts) is run by the test suite so that it cannot rot.
+Made for a machine with JAX or PyTorch (CUDA) and nothing of ours: ``prepare.sh`` builds
+the wheels (keras-dance, Keras and their pure-Python dependencies) to carry there,
+``run.sh`` installs them without dependencies and runs this script on the backend
+``KERAS_BACKEND`` names (jax unless set). It runs on the CPU too, and ``--quick`` (tiny
+inputs and counts) is run by the test suite so that it cannot rot.
 
 Per model (``weights=None``: no downloads): gradient, SmoothGrad (N samples) and
-Integrated Gradients (N steps) in images per second, ours and a bare ``jax.jit`` function
-doing the same arithmetic (``jax.vmap(jax.grad(...))`` over ``stateless_call``, the same
-loops); DANCE seconds per image at the model's early block, float32 and mixed bfloat16;
-peak device memory where the device reports it; ``explain_files`` (local engine) images
-per second over ``--dataset`` ``.npy`` files. Prints a table and writes JSON.
+Integrated Gradients (N steps) in images per second, ours and a bare function doing the
+same arithmetic (JAX: ``jax.jit`` of ``jax.vmap(jax.grad(...))`` over ``stateless_call``
+and the same loops; PyTorch: ``torch.autograd.grad`` over the model, the same loops);
+DANCE seconds per image at the model's early block, float32 and mixed bfloat16; peak
+device memory where the device reports it; ``explain_files`` (local engine) images per
+second over ``--dataset`` ``.npy`` files. Prints a table and writes JSON.
 
-Run: KERAS_BACKEND=jax python benchmarks/gpu/run.py [--quick] [--out results.json]
+Run: KERAS_BACKEND=jax|torch python benchmarks/gpu/run.py [--quick] [--out results.json]
 """
 
 import argparse
@@ -42,7 +45,65 @@ def median_time(function, repeats):
 
 
 def bare_functions(logits, samples, steps):
-    """The arithmetic of our gradient, SmoothGrad and IG written directly in JAX."""
+    """The arithmetic of our gradient, SmoothGrad and IG written directly in the backend's
+    framework: ``{name: fn(numpy inputs, numpy targets) -> numpy maps}``."""
+    import keras
+
+    if keras.config.backend() == "torch":
+        return bare_torch(logits, samples, steps)
+    import numpy as np
+
+    def on_host(fn):
+        return lambda x, t: np.asarray(fn(x, t))
+
+    return {name: on_host(fn) for name, fn in bare_jax(logits, samples, steps).items()}
+
+
+def bare_torch(logits, samples, steps):
+    """Our arithmetic in PyTorch: ``torch.autograd.grad`` of the target logits over the
+    batch, one batch pass per SmoothGrad sample or IG step."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def grad(inputs, ts):
+        inputs = inputs.detach().requires_grad_(True)
+        out = logits(inputs)
+        total = out[torch.arange(len(ts), device=device), ts].float().sum()
+        return torch.autograd.grad(total, inputs)[0]
+
+    def tensors(x, t):
+        return (torch.as_tensor(x, device=device),
+                torch.as_tensor(t, device=device).long())
+
+    def gradient(x, t):
+        return grad(*tensors(x, t)).cpu().numpy()
+
+    def smoothgrad(x, t):
+        xs, ts = tensors(x, t)
+        flat = xs.reshape(len(xs), -1)
+        span = ((flat.max(1).values - flat.min(1).values) * 0.15).reshape(-1, 1, 1, 1)
+        generator = torch.Generator(device=device).manual_seed(0)
+        total = torch.zeros_like(xs)
+        for _ in range(samples):
+            noise = torch.randn(xs.shape, generator=generator, device=device)
+            total += grad(xs + span * noise, ts)
+        return (total / samples).cpu().numpy()
+
+    def integrated(x, t):
+        xs, ts = tensors(x, t)
+        weights = [1 / (steps - 1)] * steps
+        weights[0] = weights[-1] = 0.5 / (steps - 1)
+        total = torch.zeros_like(xs)
+        for j, weight in enumerate(weights):
+            total += weight * grad(xs * (j / (steps - 1)), ts)
+        return (xs * total).cpu().numpy()
+
+    return {"gradient": gradient, "smoothgrad": smoothgrad, "integrated_gradients": integrated}
+
+
+def bare_jax(logits, samples, steps):
+    """Our arithmetic in JAX: ``jax.jit`` of ``jax.vmap(jax.grad(...))``, ``lax.scan`` loops."""
     import jax
     import jax.numpy as jnp
 
@@ -82,14 +143,35 @@ def bare_functions(logits, samples, steps):
 
 
 def peak_memory():
+    import keras
+
+    if keras.config.backend() == "torch":
+        import torch
+
+        return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
     import jax
 
     stats = jax.devices()[0].memory_stats() or {}
     return stats.get("peak_bytes_in_use")
 
 
-def run_model(name, size, batch, samples, steps, dance_images, repeats):
+def describe_device():
+    """(the device in words, the framework's name and version)."""
+    import keras
+
+    if keras.config.backend() == "torch":
+        import torch
+
+        name = (f"cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
+                else "cpu")
+        return name, f"PyTorch {torch.__version__}"
     import jax
+
+    device = jax.devices()[0]
+    return f"{device.platform}: {getattr(device, 'device_kind', '')}", f"JAX {jax.__version__}"
+
+
+def run_model(name, size, batch, samples, steps, dance_images, repeats):
     import keras
     import numpy as np
 
@@ -115,9 +197,7 @@ def run_model(name, size, batch, samples, steps, dance_images, repeats):
             for method_name, method in methods.items():
                 explainer = kd.Explainer(model, method=method, batch_size=batch * samples)
                 ours = median_time(lambda: explainer.explain(x, targets), repeats)
-                xs, ts = jax.numpy.asarray(x), jax.numpy.asarray(targets)
-                theirs = median_time(
-                    lambda: np.asarray(bare[method_name](xs, ts)), repeats)
+                theirs = median_time(lambda: bare[method_name](x, targets), repeats)
                 row[method_name] = {"ours_images_per_s": batch / ours,
                                     "bare_images_per_s": batch / theirs,
                                     "ours_over_bare_time": ours / theirs}
@@ -170,12 +250,10 @@ def main():
     if args.quick:
         args.size, args.batch, args.samples, args.dance_images = 32, 2, 3, 1
         args.dataset, args.repeats = 4, 1
-    import jax
     import keras
 
-    device = jax.devices()[0]
-    results = {"backend": keras.config.backend(), "device": f"{device.platform}: "
-               f"{getattr(device, 'device_kind', '')}", "jax": jax.__version__,
+    device, framework = describe_device()
+    results = {"backend": keras.config.backend(), "device": device, "framework": framework,
                "size": args.size, "batch": args.batch, "samples": args.samples, "models": {}}
     names = [n for n in args.models.split(",") if n]
     for name in names:
@@ -187,7 +265,7 @@ def main():
         results["dataset_images_per_s"] = None  # carried separately: see prepare.sh
     else:
         results["dataset_images_per_s"] = dataset_rate(names[0], args.size, args.dataset)
-    print(f"{results['device']}, JAX {results['jax']}, {args.size}x{args.size}, "
+    print(f"{results['device']}, {results['framework']}, {args.size}x{args.size}, "
           f"batch {args.batch}, N={args.samples}")
     print(f"{'model':<13}{'method':<22}{'ours img/s':>11}{'bare img/s':>11}{'ours/bare':>10}")
     for name, row in results["models"].items():
