@@ -505,6 +505,15 @@ def _check_models(tf_maps, tf_errors, jax_maps, jax_errors, backend):
             np.testing.assert_allclose(jax_maps[key], tf_maps[key], rtol=0,
                                        atol=1e-3 * scale, err_msg=f"{backend} {key}")
             continue
+        if key == "configurations_resnet__kernel_shap":
+            # KernelSHAP's φ is a least-squares fit to the model's outputs on 300
+            # coalitions (LIGHT): it passes the outputs' own backend differences on,
+            # amplified. Measured: the ResNet's logits (scale 10.4) differ by 7.6e-6 between
+            # PyTorch and TensorFlow (4.8e-6 for JAX), and φ then by 2.3e-4 of its scale
+            # on PyTorch. Allowed here: 5e-4 (every other map: 1e-4).
+            np.testing.assert_allclose(jax_maps[key], tf_maps[key], rtol=0,
+                                       atol=5e-4 * scale, err_msg=f"{backend} {key}")
+            continue
         np.testing.assert_allclose(jax_maps[key], tf_maps[key], rtol=0, atol=1e-4 * scale,
                                    err_msg=f"{backend} {key}")
     # Half precision (measured: correlation with the float32 map 0.9996+ under float16,

@@ -93,13 +93,17 @@ def optimise(problem, config, bounds, patch_features, initial_offset, fuse=True)
     base, index, start, sign, epsilon, reference, footprint, features = problem
     lo, hi = bounds
     step_size = config.learning_rate * (hi - lo)  # per channel for embedding boxes
+    min_gain = 0.01 * float(np.mean(step_size)) * patch_features
+    # Per-channel arrays as tensors: an array on the left of a backend tensor is NumPy's
+    # operation, which PyTorch's tensors do not take.
+    lo, hi, step_size = (v if np.ndim(v) == 0 else ops.convert_to_tensor(v, "float32")
+                         for v in (lo, hi, step_size))
     growth = config.multiplier_growth
     per_row = (-1,) + (1,) * (len(start.shape) - 1)
     sign = ops.reshape(sign, per_row)
     axes = tuple(range(1, len(start.shape)))
     # A problem has stalled when its best feasible objective has not grown by 1% of one
     # full Adam step over the patch since the last time it did.
-    min_gain = 0.01 * float(np.mean(step_size)) * patch_features
     surrogate_grad = -sign / float(patch_features)
     tau = config.tau
     rows = ops.shape(base)[0]
