@@ -290,7 +290,7 @@ def test_quick_start_maps_refusals_following_training_and_the_callback(tmp_path,
     assert scalars["explanations/deletion_auc"][1][1] == pytest.approx(auc.mean(), abs=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_property_and_scaat_tests_run_unchanged(other):
     """The fuzz-style property tests and SCAAT's training tests, as they are, on the
     backend."""
@@ -557,6 +557,23 @@ out["sanity"] = np.array([[step[key] for key in ("spearman_abs", "ssim")] for st
 result = kd.attacks.attack(kd.Explainer(digits), x[:2], iterations=4, check_every=2)
 out["attack_x"] = result.x_adv
 out["attack_topk"] = result.topk_intersection
+# Outputs with positions (a segmentation head): the class logit averaged, or over a region.
+# The model is built once, on TensorFlow (the first to run), and loaded by the others.
+import os
+path = os.path.join(os.path.dirname(sys.argv[1]), "segmentation.keras")
+if not os.path.exists(path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 2))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="c")(inputs)
+    keras.Model(inputs, keras.layers.Conv2D(3, 1, activation="softmax", name="seg")(h)).save(path)
+segmentation = keras.models.load_model(path)
+pixels = np.random.default_rng(0).uniform(size=(2, 8, 8, 2)).astype("float32")
+mask = np.zeros((2, 8, 8), bool)
+mask[0, 1:3, 2:5] = mask[1, 6:, :] = True
+out["positions_class"] = kd.Explainer(segmentation).explain(pixels, targets=2)
+out["positions_region"] = kd.Explainer(segmentation).explain(pixels, targets=(1, mask))
+out["positions_dance"] = kd.Explainer(segmentation, decoys=kd.DecoyConfig(
+    layer="c", patch=4, steps=3)).explain(pixels, targets=(0, mask[0]))
 np.savez(sys.argv[1], **out)
 print(keras.config.backend())
 """
@@ -564,9 +581,10 @@ print(keras.config.backend())
 
 @pytest.mark.heavy
 def test_score_functions_preprocess_wrappers_dance_variants_sanity_and_attacks(tmp_path):
-    """What the README shows beyond methods, the same on both backends: score functions,
+    """What the README shows beyond methods, the same on every backend: score functions,
     preprocess, the Competitive wrapper, DANCE's three aggregations, constant and text
-    decoys, the model-randomisation sanity check and an interpretation attack."""
+    decoys, the model-randomisation sanity check, an interpretation attack and outputs
+    with positions (whole-class and region targets, DANCE on them)."""
     results = {}
     for backend in _installed(("tensorflow",) + OTHERS):
         out = tmp_path / f"{backend}.npz"
