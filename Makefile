@@ -9,17 +9,15 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3.11 or python3 on PATH; set PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-compile --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # PyTorch's CPU build (192 MB; PyPI's default Linux wheel pulls gigabytes of CUDA), put
 # in before the [torch] extra, which then accepts it: set TORCH= to skip, or name another.
 TORCH ?= torch==2.13.0
-# --no-compile: Python compiles only what is imported, when first imported (a fresh
-# install measured 182 s with byte-compilation of every package, 111 s without).
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(if $(TORCH),$(BIN)/python -m pip install --quiet --no-compile "$(TORCH)")
-	$(BIN)/python -m pip install --quiet --no-compile -e ".[test]"
+	$(if $(TORCH),$(BIN)/python -m pip install --quiet "$(TORCH)")
+	$(BIN)/python -m pip install --quiet -e ".[test]"
 	@touch $(STAMP)
 
 install: $(STAMP)
