@@ -23,9 +23,10 @@ OTHERS = ("jax", "torch")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(params=OTHERS)
+@pytest.fixture(params=[pytest.param("jax", marks=pytest.mark.slow), "torch"])
 def other(request):
-    """Each backend beside TensorFlow, in turn."""
+    """Each backend beside TensorFlow, in turn (make check, the fast tier, keeps PyTorch's
+    quick runs: JAX compiles every function first, about a minute each)."""
     pytest.importorskip(request.param)
     return request.param
 

@@ -42,7 +42,7 @@ def digits():
     return model, np.load(ROOT / "examples" / "data" / "digits_samples.npy")
 
 
-@pytest.mark.parametrize("kind", ["plain", "dance"])
+@pytest.mark.parametrize("kind", ["plain", pytest.param("dance", marks=pytest.mark.slow)])
 def test_export_round_trip_without_keras_dance(tmp_path, digits, kind):
     model, x = digits
     if kind == "plain":
