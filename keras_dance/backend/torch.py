@@ -130,24 +130,19 @@ def batched_take(values, indices, axis):
 
 
 def is_connected(fn, x):
-    leaves, tree = _flatten(x)
-    leaves = [torch.as_tensor(leaf) for leaf in leaves]
+    leaves = [torch.as_tensor(leaf) for leaf in keras.tree.flatten(x)]
     watched = [leaf.detach().requires_grad_(True) if leaf.is_floating_point() else leaf
                for leaf in leaves]
     inputs = [leaf for leaf in watched if leaf.requires_grad]
     if not inputs:  # integer inputs: no gradient reaches them
         return False
     with torch.enable_grad():
-        outputs = keras.tree.flatten(fn(keras.tree.pack_sequence_as(tree, watched)))
+        outputs = keras.tree.flatten(fn(keras.tree.pack_sequence_as(x, watched)))
         total = sum(torch.sum(torch.as_tensor(o).float()) for o in outputs)
         if not torch.is_tensor(total) or not total.requires_grad:
             return False
         grads = torch.autograd.grad(total, inputs, allow_unused=True)
     return any(g is not None for g in grads)
-
-
-def _flatten(x):
-    return keras.tree.flatten(x), x
 
 
 def fori_loop(count, body, init):
