@@ -485,15 +485,15 @@ def test_every_method_on_the_resnet_text_and_tabular_models_equals_tensorflow(tm
         _check_models(tf_maps, tf_errors, maps, errors, backend)
 
 
-def _check_models(tf_maps, tf_errors, jax_maps, jax_errors, backend):
-    assert jax_errors == tf_errors
-    assert set(jax_maps.files) == set(tf_maps.files)
+def _check_models(tf_maps, tf_errors, maps, errors, backend):
+    assert errors == tf_errors
+    assert set(maps.files) == set(tf_maps.files)
     models = ("configurations_resnet", "text_cnn", "cancer_mlp")
     explained = [key for key in tf_maps.files if key.split("__")[0] in models]
     assert len(explained) + len(tf_errors) == 3 * len(kd.methods.METHOD_NAMES) + 1
     for key in explained:
         scale = np.abs(tf_maps[key]).max()
-        assert np.all(np.isfinite(jax_maps[key])) and scale > 0, key
+        assert np.all(np.isfinite(maps[key])) and scale > 0, key
         if key == "configurations_resnet__integrated_gradients":
             # With the default 50 steps, one of IG's 100 path points (image 1, alpha =
             # 15/49) has a ReLU whose input is within float32 rounding of 0: XLA's and
@@ -501,9 +501,9 @@ def _check_models(tf_maps, tf_errors, jax_maps, jax_errors, backend):
             # differs by 0.85% of the scale (measured; the other 99 agree within 1e-6). A
             # ReLU network's gradient is discontinuous there: 0.13% of the map moved by
             # up to 4e-4 of its scale. Any path may meet such a point: allowed here.
-            moved = np.abs(jax_maps[key] - tf_maps[key]) > 1e-4 * scale
+            moved = np.abs(maps[key] - tf_maps[key]) > 1e-4 * scale
             assert moved.mean() < 0.005, (backend, moved.mean())
-            np.testing.assert_allclose(jax_maps[key], tf_maps[key], rtol=0,
+            np.testing.assert_allclose(maps[key], tf_maps[key], rtol=0,
                                        atol=1e-3 * scale, err_msg=f"{backend} {key}")
             continue
         if key == "configurations_resnet__kernel_shap":
@@ -512,10 +512,10 @@ def _check_models(tf_maps, tf_errors, jax_maps, jax_errors, backend):
             # amplified. Measured: the ResNet's logits (scale 10.4) differ by 7.6e-6 between
             # PyTorch and TensorFlow (4.8e-6 for JAX), and φ then by 2.3e-4 of its scale
             # on PyTorch. Allowed here: 5e-4 (every other map: 1e-4).
-            np.testing.assert_allclose(jax_maps[key], tf_maps[key], rtol=0,
+            np.testing.assert_allclose(maps[key], tf_maps[key], rtol=0,
                                        atol=5e-4 * scale, err_msg=f"{backend} {key}")
             continue
-        np.testing.assert_allclose(jax_maps[key], tf_maps[key], rtol=0, atol=1e-4 * scale,
+        np.testing.assert_allclose(maps[key], tf_maps[key], rtol=0, atol=1e-4 * scale,
                                    err_msg=f"{backend} {key}")
     # Half precision (measured: correlation with the float32 map 0.9996+ under float16,
     # 0.995+ under bfloat16, on both backends; the two backends' maps correlate 0.9995+).
@@ -525,10 +525,10 @@ def _check_models(tf_maps, tf_errors, jax_maps, jax_errors, backend):
     for policy, floor in (("mixed_float16", 0.999), ("mixed_bfloat16", 0.99)):
         for name in ("gradient", "integrated_gradients", "gradcam"):
             key = f"{policy}__{name}"
-            for maps in (tf_maps, jax_maps):
-                assert maps[key].dtype == np.float32 and np.all(np.isfinite(maps[key]))
-                assert correlation(maps[key], maps[f"float32__{name}"]) > floor, key
-            assert correlation(jax_maps[key], tf_maps[key]) > 0.999, (backend, key)
+            for each in (tf_maps, maps):
+                assert each[key].dtype == np.float32 and np.all(np.isfinite(each[key]))
+                assert correlation(each[key], each[f"float32__{name}"]) > floor, key
+            assert correlation(maps[key], tf_maps[key]) > 0.999, (backend, key)
 
 
 BREADTH = r"""
