@@ -67,17 +67,14 @@ class CompiledFunctions:
         explainer = self.explainer
         jit_compile = explainer.jit_compile if jit_compile is None else jit_compile
         variables = explainer.model_view.variables
-        chunk = backend.compile(self.chunk(fuse), jit_compile=jit_compile, variables=variables)
         outputs = [(explainer.map_shape, "float32"), ((), "int32"), ((), "float32"),
                    ((), "float32")]
-
-        def explain(x, targets):
-            """Maps, resolved targets and decoy statistics, in chunks of the memory knob."""
-            return backend.map_chunks(chunk, [x, targets], explainer.inputs_per_pass, outputs)
-
         dtype = "int32" if explainer.tokens else "float32"
-        return backend.compile(explain, input_specs=[((None,) + explainer.input_shape, dtype),
-                                                     ((None,), "int32")], variables=variables)
+        # Maps, resolved targets and decoy statistics, in chunks of the memory knob.
+        return backend.compile_chunks(
+            self.chunk(fuse), explainer.inputs_per_pass,
+            [((None,) + explainer.input_shape, dtype), ((None,), "int32")], outputs,
+            jit_compile=jit_compile, variables=variables)
 
     def for_score_function(self, score_fn):
         """The compiled ``inputs -> maps`` for a score function, built once per function."""

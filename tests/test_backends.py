@@ -657,3 +657,53 @@ def test_the_shipped_models_training_scripts_run(tmp_path, other):
         x = np.zeros((2,) + tuple(shipped.inputs[0].shape[1:]), shipped.inputs[0].dtype)
         assert np.all(np.isfinite(trained.predict(x, verbose=0)))
     assert len(list((tmp_path / "data").glob("digit_*.png"))) == 5
+
+
+BUCKETS = r"""
+import sys
+if sys.argv[1] != "tensorflow":
+    sys.modules["tensorflow"] = None
+import numpy as np, keras, keras_dance as kd
+
+class Counting(kd.methods.IntegratedGradients):
+    # Called while the backend traces the chunk (once per compilation on JAX and
+    # TensorFlow; per call on eager PyTorch).
+    traces = 0
+
+    def __call__(self, *args, **kwargs):
+        Counting.traces += 1
+        return super().__call__(*args, **kwargs)
+
+digits = kd.datasets.load_digits_model()
+x = kd.datasets.load_digits()[2][:48]
+targets = np.arange(len(x)) % 10
+explainer = kd.Explainer(digits, method=Counting(steps=4), batch_size=64)  # 16 per pass
+assert explainer.inputs_per_pass == 16, explainer.inputs_per_pass
+sizes = [8, 5, 1, 3, 16, 17, 40, 2, 7, 9, 11, 33, 6, 4, 13]
+start, maps = 0, []
+for size in sizes:
+    rows = np.arange(start, start + size) % len(x)
+    maps.append(explainer.explain(x[rows], targets[rows]))
+    start += size
+whole = kd.Explainer(digits, method=kd.methods.IntegratedGradients(steps=4),
+                     batch_size=64).explain(x, targets)
+rows = np.arange(sum(sizes)) % len(x)
+got = np.concatenate(maps)
+scale = np.abs(whole).max()
+np.testing.assert_allclose(got, whole[rows], rtol=0, atol=1e-5 * scale)
+predicted = explainer.explain(x[:3], return_details=True)[1]["targets"]  # -1 rows padded too
+np.testing.assert_array_equal(predicted, np.argmax(digits.predict(x[:3], verbose=0), 1))
+print("traces", Counting.traces)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_a_sequence_of_batch_sizes_compiles_a_bounded_number_of_times(backend):
+    """15 batches of 14 different sizes (1 to 40, 16 inputs per pass): JAX compiles the
+    chunk for at most ⌈log₂ 16⌉ + 1 = 5 shapes (the last chunk padded to a power of two;
+    padding rows never reach the maps), TensorFlow traces once; the maps equal one call
+    on the whole set."""
+    pytest.importorskip(backend)
+    traces = int(_run(backend, BUCKETS, backend).split()[-1])
+    assert 1 <= traces <= (5 if backend == "jax" else 1), traces

@@ -81,6 +81,13 @@ The interface (every backend module defines each name):
 ``configure_devices(threads=None)``
     per-process set-up of a dataset worker: accelerator memory on demand, one accelerator
     per process when several are visible and the engine chose none, ``threads`` threads.
+``compile_chunks(fn, per_pass, input_specs, output_specs, jit_compile=False, variables=())``
+    ``fn`` (one chunk of at most ``per_pass`` rows) compiled as a function of whole
+    batches of any size (``input_specs`` with a ``None`` batch axis), run chunk by chunk
+    under the memory knob. TensorFlow: one batch-polymorphic graph with the loop inside
+    (``map_chunks``), traced once; PyTorch: eager; JAX: the chunk compiled alone, the
+    last chunk padded to a power of two, so that any sequence of batch sizes compiles at
+    most ⌈log₂ per_pass⌉ + 1 times (padding rows never reach the result).
 ``map_chunks(fn, inputs, per_pass, output_specs)``
     ``fn`` on consecutive slices of ``per_pass`` rows of ``inputs`` (a list of tensors with
     a common first axis of any length), one slice after another inside the compiled
@@ -102,7 +109,7 @@ MODULES = {"tensorflow": "keras_dance.backend.tensorflow", "jax": "keras_dance.b
 INTERFACE = ("to_tensor", "to_numpy", "gradient", "layer_gradient", "vjp", "gather_nd",
              "scatter_nd_update",
              "batched_take", "is_connected", "fori_loop", "while_loop", "positive_gradient",
-             "resize_aligned", "sqrt", "hash32", "compile", "map_chunks", "minimise", "train_step",
+             "resize_aligned", "sqrt", "hash32", "compile", "compile_chunks", "map_chunks", "minimise", "train_step",
              "to_tensorflow",
              "configure_devices")
 

@@ -148,6 +148,44 @@ def map_chunks(fn, inputs, per_pass, output_specs):
     return tuple(o.reshape((chunks * per_pass,) + o.shape[2:])[:count] for o in outputs)
 
 
+
+def bucket(count, per_pass):
+    """The rows a chunk of ``count`` inputs is padded to: the next power of two, at most
+    ``per_pass`` (so at most ⌈log₂ per_pass⌉ + 1 shapes, hence compilations, ever)."""
+    return min(per_pass, 1 << max(count - 1, 0).bit_length())
+
+
+def compile_chunks(fn, per_pass, input_specs, output_specs, jit_compile=False, variables=()):
+    # jax.jit compiles once per input shape: a batch of a new size would compile the whole
+    # explanation again (seconds to minutes). Here the chunk is compiled alone, and the
+    # batch runs as full chunks of per_pass rows plus one last chunk padded (with copies
+    # of its last row, whose results are dropped) to a power of two: every batch size
+    # reuses at most ⌈log₂ per_pass⌉ + 1 compilations. The chunks are dispatched one after
+    # another (asynchronously); XLA:CPU runs a chunk outside a loop faster than inside
+    # lax.map (benchmarks/bench_backends.py's notes).
+    del input_specs, jit_compile
+    chunk = compile(fn, variables=variables)
+
+    def run(*inputs):
+        inputs = [jnp.asarray(t) for t in inputs]
+        count = inputs[0].shape[0]
+        if count == 0:
+            return tuple(jnp.zeros((0,) + tuple(shape), dtype) for shape, dtype in output_specs)
+        pieces = []
+        for start in range(0, count, per_pass):
+            rows = [t[start:start + per_pass] for t in inputs]
+            size, padded = rows[0].shape[0], bucket(rows[0].shape[0], per_pass)
+            if padded > size:
+                rows = [jnp.concatenate([r, jnp.repeat(r[-1:], padded - size, axis=0)])
+                        for r in rows]
+            outputs = chunk(*rows)
+            pieces.append([o[:size] if padded > size else o for o in outputs])
+        if len(pieces) == 1:
+            return tuple(pieces[0])
+        return tuple(jnp.concatenate(parts) for parts in zip(*pieces))
+
+    return run
+
 def _current(variables):
     """The variables' values as the active stateless scope sees them."""
     return [variable.value for variable in variables]

@@ -235,6 +235,15 @@ def map_chunks(fn, inputs, per_pass, output_specs):
                  for k in range(len(output_specs)))
 
 
+def compile_chunks(fn, per_pass, input_specs, output_specs, jit_compile=False, variables=()):
+    chunk = compile(fn, jit_compile=jit_compile, variables=variables)
+
+    def run(*inputs):
+        return map_chunks(chunk, list(inputs), per_pass, output_specs)
+
+    return compile(run, input_specs=input_specs, variables=variables)
+
+
 def minimise(model, objective):
     trainable = list(model.trainable_variables)
     with torch.enable_grad():
