@@ -44,15 +44,21 @@ def _bits(shape, seed, streams, salt):
 
 def _static(shape):
     """``shape`` as a tuple of ints when every axis is known (always on JAX), else None."""
-    try:
+    # isinstance, not int(): AutoGraph turns int(tensor) into a cast inside tf.function,
+    # and a variable-length axis is a scalar tensor there (never on JAX or PyTorch).
+    if all(isinstance(n, (int, np.integer)) for n in shape):
         return tuple(int(n) for n in shape)
-    except TypeError:
-        return None
+    return None
 
 
 def _size(shape):
     static = _static(shape)
-    return int(np.prod(static)) if static is not None else ops.prod(shape)
+    if static is not None:
+        return int(np.prod(static))
+    size = 1  # a variable-length axis: a scalar tensor among the ints (TensorFlow)
+    for n in shape:
+        size = size * n
+    return size
 
 
 def _u32(value):
@@ -68,8 +74,8 @@ def _rows(values, shape):
     static = _static(shape)
     if static is not None:
         return ops.reshape(values, (-1,) + static)
-    return ops.reshape(values, ops.concatenate([ops.convert_to_tensor([-1], "int32"),
-                                                ops.cast(shape, "int32")], 0))
+    return ops.reshape(values, ops.stack([ops.convert_to_tensor(-1, "int32")]
+                                         + [ops.cast(n, "int32") for n in shape]))
 
 
 def uniform(shape, seed, streams):

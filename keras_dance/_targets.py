@@ -153,6 +153,23 @@ def region_score(targets, batch, output_shapes, num_classes):
     return RegionScore(classes, mask)
 
 
+def _check_indexing(score_fn, outputs):
+    """JAX clamps an out-of-range index (``logits[:, 7]`` on a 3-class model reads class
+    2) where TensorFlow and PyTorch raise: the score function is also called on a NumPy
+    copy of the outputs, which raises IndexError as the other backends do. Anything else
+    it raises on NumPy is left to the tensor call (a score function may need tensors)."""
+    copy = keras.tree.map_structure(keras.ops.convert_to_numpy, outputs)
+    try:
+        score_fn(copy)
+    except IndexError as error:
+        raise ValueError(
+            f"Expected `targets` to be a score function on the model's (logit) "
+            f"outputs. Received: calling it raised {type(error).__name__}: {error}"
+        ) from error
+    except Exception:  # noqa: BLE001 - only indexing is checked here
+        pass
+
+
 def check_score_function(score_fn, outputs, count):
     """Calls a user score function on the model's (logit) ``outputs`` for ``count``
     inputs, eagerly, and checks what it returns: one float per input, computed from the
@@ -185,6 +202,8 @@ def check_score_function(score_fn, outputs, count):
                 f"it returned {type(scores).__name__}"
             ) from error
 
+    if backend.name() == "jax":
+        _check_indexing(score_fn, outputs)
     scores = scores_of(outputs)
     dtype = keras.backend.standardize_dtype(scores.dtype)
     if not keras.backend.is_float_dtype(dtype):

@@ -185,6 +185,22 @@ def check_finite_number(value, name, minimum=None, exclusive=True):
     return float(value)
 
 
+def is_choice(value, choices):
+    """Whether ``value`` is one of ``choices`` (strings, None, bools), compared without
+    asking arrays or other objects for a truth value (``np.array(["range", "mean"]) in
+    choices`` raises NumPy's "truth value … is ambiguous")."""
+    if value is not None and not isinstance(value, (str, bool, int)):
+        return False
+    return any(type(value) is type(choice) and value == choice for choice in choices)
+
+
+def check_non_empty(array, name):
+    """``array`` when it holds at least one row; else a ValueError naming ``name``."""
+    if array.shape[0] == 0:
+        raise ValueError(f"Expected non-empty `{name}`. Received: {name}.shape={array.shape}")
+    return array
+
+
 def as_maps(maps, name="maps"):
     """Validated maps: numeric, rank >= 2 (a batch axis), finite; float32."""
     array = as_numeric_array(maps, name).astype(np.float32)

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_dance import backend
+from keras_dance import _validation, backend
 from keras_dance._similarity import spearman
 from keras_dance._targets import IndexTargets
 from keras_dance.metrics.sensitivity import sensitivity
@@ -117,7 +117,7 @@ def attack(explainer, x, kind="topk", epsilon=8 / 255, step_size=1 / 255, iterat
     if not isinstance(explainer, Explainer):
         raise TypeError(f"Expected `explainer` to be a kd.Explainer. Received: explainer of "
                         f"type {type(explainer).__name__}")
-    if kind not in KINDS:
+    if not _validation.is_choice(kind, KINDS):
         raise ValueError(f"Expected `kind` to be one of {list(KINDS)}. Received: kind={kind!r}")
     for name, value in (("epsilon", epsilon), ("step_size", step_size), ("beta", beta)):
         if (isinstance(value, bool) or not isinstance(value, (int, float, np.number))

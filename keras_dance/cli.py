@@ -275,7 +275,7 @@ def export(argv):
         path = Path(FLAGS.out)
         vocabulary = None if FLAGS.vocabulary is None else _vocabulary()
         explainer.export(path, overwrite=FLAGS.overwrite, vocabulary=vocabulary)
-    except ValueError as error:
+    except (ValueError, NotImplementedError) as error:  # PyTorch: no SavedModel export
         raise UsageError(str(error)) from error
     except FileExistsError as error:
         raise UsageError(f"{error}; pass --overwrite to replace it") from error

@@ -85,7 +85,7 @@ class Explainer:
         self.model_view = view = ModelView(model, input_shape=input_shape,
                                            preprocess=preprocess,
                                            embedding_layer=embedding_layer, pad_id=pad_id)
-        if token_reduction not in TOKEN_REDUCTIONS:
+        if not _validation.is_choice(token_reduction, TOKEN_REDUCTIONS):
             raise ValueError(
                 f"Expected `token_reduction` to be one of {list(TOKEN_REDUCTIONS)}. "
                 f"Received: token_reduction={token_reduction!r}")

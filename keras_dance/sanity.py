@@ -78,7 +78,7 @@ def model_randomisation(explainer, x, targets=None, mode="cascading", seed=0):
     from keras_dance import _validation
 
     _validation.check_positive_int(seed, "seed", minimum=0)
-    if mode not in ("cascading", "independent", "full"):
+    if not _validation.is_choice(mode, ("cascading", "independent", "full")):
         raise ValueError(
             f"Expected `mode` 'cascading', 'independent' or 'full'. Received: mode={mode!r}"
         )

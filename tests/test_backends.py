@@ -291,6 +291,32 @@ def test_quick_start_maps_refusals_following_training_and_the_callback(tmp_path,
     assert scalars["explanations/deletion_auc"][1][1] == pytest.approx(auc.mean(), abs=1e-5)
 
 
+def test_the_bad_input_suite_runs_unchanged(other):
+    """tests/test_bad_input.py, as it is, on the backend: the same bad inputs get the same
+    clear errors, and nothing silent (JAX clamped an out-of-range score index; PyTorch
+    refused reversed NumPy views)."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "tests/test_bad_input.py"],
+                            capture_output=True, text=True, timeout=600, env=_env(other),
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_the_cli_refuses_a_pytorch_export_in_one_line(tmp_path):
+    """No traceback: keras-dance's own error line, exit status 1, nothing written."""
+    pytest.importorskip("torch")
+    out = tmp_path / "serving" / "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_dance.cli", "export",
+         str(ROOT / "saved_models" / "digits_cnn.keras"), f"--out={out}", "--backend=torch"],
+        capture_output=True, text=True, timeout=600, env=_env("tensorflow"), cwd=ROOT)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "keras-dance: error: Expected a model on the TensorFlow or JAX backend" in result.stderr
+    assert not (tmp_path / "serving").exists()
+
+
 @pytest.mark.heavy
 def test_the_property_and_scaat_tests_run_unchanged(other):
     """The fuzz-style property tests and SCAAT's training tests, as they are, on the

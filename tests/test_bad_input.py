@@ -139,6 +139,80 @@ def test_method_dicts_are_named(model, method, error, message):
 
 
 def test_export_path_with_a_nul_byte_is_named(model, tmp_path):
-    with pytest.raises(ValueError, match="without NUL bytes"):
+    if keras.config.backend() == "torch":  # no SavedModel export from PyTorch at all
+        error, message = NotImplementedError, "Expected a model on the TensorFlow or JAX"
+    else:
+        error, message = ValueError, "without NUL bytes"
+    with pytest.raises(error, match=message):
         kd.Explainer(model).export(str(tmp_path / "a\0b"))
     assert list(tmp_path.iterdir()) == []
+
+
+# What a fuzz of malformed calls found on one backend or another (issue 26).
+
+def test_choices_given_as_arrays_are_named_not_numpys_truth_value_error(model, x):
+    pair = np.array(["range", "mean"])
+    with pytest.raises(ValueError, match="Expected `aggregation` to be one of"):
+        kd.Explainer(model, aggregation=pair)
+    with pytest.raises(ValueError, match="Expected `token_reduction` to be one of"):
+        kd.Explainer(model, token_reduction=np.array(["mean", "sum"]))
+    with pytest.raises(ValueError, match="Expected `mode`"):
+        kd.sanity.model_randomisation(kd.Explainer(model), x, mode=np.array(["full", "x"]))
+    with pytest.raises(ValueError, match="kind"):
+        kd.DecoyConfig(layer="conv2", kind=np.array(["optimized"]))
+
+
+def test_a_patch_given_as_a_numpy_scalar_is_that_int():
+    assert kd.DecoyConfig("conv2", patch=np.array(8)).patch == 8
+    assert kd.DecoyConfig("conv2", patch=np.int64(4), stride=np.array(2)).stride == 2
+    for patch in (object(), np.array([[2, 2]]), np.array(0.5)):
+        with pytest.raises(ValueError, match="Expected `patch` to be a positive int"):
+            kd.DecoyConfig("conv2", patch=patch)
+
+
+@pytest.mark.parametrize("metric", ["sparseness", "relevance_mass", "pointing_game"])
+def test_map_metrics_name_an_empty_batch(metric):
+    maps = np.ones((0, 8, 8, 1), np.float32)
+    args = (maps,) if metric == "sparseness" else (maps, np.zeros((0, 8, 8), bool))
+    with pytest.raises(ValueError, match="Expected non-empty `maps`. Received: maps.shape="):
+        getattr(kd.metrics, metric)(*args)
+
+
+def test_a_score_function_indexing_a_missing_class_is_refused(x):
+    # JAX clamps out-of-range indices (class 2 would be explained): refused on every backend.
+    model = small_conv_model(shape=(8, 8, 1), classes=3)
+    with pytest.raises(ValueError, match="Expected `targets` to be a score function"):
+        kd.Explainer(model).explain(x, lambda logits: logits[:, 7])
+    # In range it works.
+    assert kd.Explainer(model).explain(x, lambda logits: logits[:, 2]).shape == x.shape
+
+
+def test_a_reversed_numpy_view_is_explained_like_its_copy(model, x):
+    view = x[::-1]  # negative strides (PyTorch refused them)
+    np.testing.assert_array_equal(kd.Explainer(model).explain(view, 1),
+                                  kd.Explainer(model).explain(view.copy(), 1))
+    reversed_ids = np.arange(12, dtype="int32").reshape(2, 6)[:, ::-1] % 10
+    ids = keras.Input((6,), dtype="int32")
+    h = keras.layers.Embedding(10, 4)(ids)
+    text = keras.Model(ids, keras.layers.Dense(2)(keras.layers.Flatten()(h)))
+    np.testing.assert_array_equal(kd.Explainer(text).explain(reversed_ids, 0),
+                                  kd.Explainer(text).explain(reversed_ids.copy(), 0))
+
+
+@pytest.mark.parametrize("method", ["gradient", "smoothgrad", "squaregrad", "vargrad",
+                                    "integrated_gradients", "gradient_x_input"])
+def test_a_variable_length_input_is_explained_like_a_fixed_one(method):
+    # A Conv1D over any number of steps: the noise of SmoothGrad and its kin is drawn for
+    # the batch's own length (TensorFlow failed with "Cannot convert a symbolic tf.Tensor").
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, 3))
+    h = keras.layers.Conv1D(4, 3, padding="same", activation="tanh")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling1D()(h)))
+    sequence = np.random.default_rng(0).uniform(size=(2, 5, 3)).astype(np.float32)
+    config = {} if method in ("gradient", "gradient_x_input") else (
+        {"steps": 4} if method == "integrated_gradients" else {"num_samples": 3})
+    chosen = {"name": method, "config": config}
+    maps = kd.Explainer(model, method=chosen).explain(sequence, 1)
+    fixed = kd.Explainer(model, method=chosen, input_shape=(5, 3)).explain(sequence, 1)
+    assert maps.shape == sequence.shape and np.abs(maps).max() > 0
+    np.testing.assert_allclose(maps, fixed, rtol=1e-5, atol=1e-6)

@@ -32,6 +32,8 @@ def _device():
 
 
 def to_tensor(value, dtype=None):
+    if isinstance(value, np.ndarray) and any(step < 0 for step in value.strides):
+        value = value.copy()  # a reversed view (x[::-1]): PyTorch takes no negative strides
     if dtype is None and isinstance(value, np.ndarray):
         return torch.as_tensor(value, device=_device())
     return keras.ops.convert_to_tensor(value, dtype)

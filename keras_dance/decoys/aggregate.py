@@ -4,6 +4,7 @@ import numpy as np
 from keras import ops
 
 from keras_dance._tensor import take
+from keras_dance._validation import is_choice
 
 AGGREGATIONS = ("range", "patch_range", "mean")
 
@@ -59,7 +60,7 @@ class Reducer:
     """
 
     def __init__(self, aggregation):
-        if aggregation not in AGGREGATIONS:
+        if not is_choice(aggregation, AGGREGATIONS):
             raise ValueError(
                 f"Expected `aggregation` to be one of {list(AGGREGATIONS)}. "
                 f"Received: aggregation={aggregation!r}"

@@ -15,7 +15,12 @@ IntOrTuple = Union[int, Tuple[int, ...]]
 def _positive_ints(value, name, allow_none=False):
     if value is None and allow_none:
         return None
-    values = (value,) if np.isscalar(value) else tuple(value)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()  # np.array(8): the int it holds
+    try:
+        values = (value,) if np.isscalar(value) else tuple(value)
+    except TypeError:  # neither a number nor a sequence
+        values = ()
     if not values or any(
         isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values
     ):
@@ -125,12 +130,12 @@ class DecoyConfig:
         set_("steps", _validation.check_positive_int(self.steps, "steps"))
         set_("patience", _validation.check_positive_int(self.patience, "patience", minimum=0))
         set_("seed", _validation.check_seed(self.seed))
-        if self.kind not in ("optimized", "constant"):
+        if not _validation.is_choice(self.kind, ("optimized", "constant")):
             raise ValueError(
                 "Expected `kind` to be 'optimized' or 'constant'. "
                 f"Received: kind={self.kind!r}"
             )
-        if self.crop not in ("auto", False):
+        if not _validation.is_choice(self.crop, ("auto", False)):
             raise ValueError(f"Expected `crop` to be 'auto' or False. Received: crop={self.crop!r}")
         if not isinstance(self.relative_epsilon, bool):
             raise TypeError(

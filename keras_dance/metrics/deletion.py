@@ -9,7 +9,7 @@ from keras_dance.metrics._common import ClassProbability, as_classifier, check_t
 
 def _order(maps, spatial_ndim, rank):
     """Positions sorted by saliency, most salient first: ``(B, positions)``."""
-    if rank not in ("absolute", "signed"):
+    if not _validation.is_choice(rank, ("absolute", "signed")):
         raise ValueError(f"Expected `rank` 'absolute' or 'signed'. Received: rank={rank!r}")
     scores = np.asarray(maps, np.float32)
     if rank == "absolute":

@@ -54,7 +54,7 @@ def fidelity(model, x, maps, targets=None, normalise="postprocess", batch_size=2
     Returns:
         ``(B,)`` float32.
     """
-    if reference not in REFERENCES:
+    if not _validation.is_choice(reference, REFERENCES):
         raise ValueError(
             f"Expected `reference` to be one of {list(REFERENCES)}. Received: "
             f"reference={reference!r}"

@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from keras_dance._validation import as_maps, as_masks
+from keras_dance._validation import as_maps, as_masks, check_non_empty
 
 
 def _relevance(maps, masks):
-    maps = as_maps(maps)
+    maps = check_non_empty(as_maps(maps), "maps")
     masks = as_masks(masks)
     if maps.shape == masks.shape:
         return np.abs(maps), masks

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_dance._validation import as_maps
+from keras_dance._validation import as_maps, check_non_empty
 
 
 def sparseness(maps):
@@ -18,7 +18,8 @@ def sparseness(maps):
     Returns:
         ``(B,)`` float32.
     """
-    values = np.sort(np.abs(as_maps(maps)).reshape(len(maps), -1).astype(np.float64), axis=1)
+    maps = check_non_empty(as_maps(maps), "maps")
+    values = np.sort(np.abs(maps).reshape(len(maps), -1).astype(np.float64), axis=1)
     n = values.shape[1]
     total = values.sum(axis=1, keepdims=True)
     safe = np.where(total > 0, total, 1.0)
