@@ -332,8 +332,11 @@ def load_cancer(test_fraction=0.25, seed=0):
 
 def load_model(name):
     """Loads a shipped model from ``saved_models/`` (``digits_cnn``, ``shapes_cnn``,
-    ``motifs_cnn``, ``cancer_mlp``, …) with Keras's safe mode."""
-    return _load(SAVED_MODELS / f"{name}.keras")
+    ``motifs_cnn``, ``cancer_mlp``, …) with Keras's safe mode; ``mini_xception`` is a
+    legacy HDF5 file (``.hdf5``), as pretrained Keras-2-era models come."""
+    path = SAVED_MODELS / f"{name}.keras"
+    legacy = SAVED_MODELS / f"{name}.hdf5"
+    return _load(legacy if legacy.exists() and not path.exists() else path)
 
 
 # ---------------------------------------------------------------- text (token models)

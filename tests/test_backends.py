@@ -543,8 +543,15 @@ def _check_models(tf_maps, tf_errors, maps, errors, backend):
             continue
         np.testing.assert_allclose(maps[key], tf_maps[key], rtol=0, atol=1e-4 * scale,
                                    err_msg=f"{backend} {key}")
-    # Half precision (measured: correlation with the float32 map 0.9996+ under float16,
-    # 0.995+ under bfloat16, on both backends; the two backends' maps correlate 0.9995+).
+    # Half precision. A half-precision map differs from the float32 map by rounding
+    # (bfloat16 keeps 8 significant bits, float16 11) amplified through the model's depth
+    # and by ReLU gates that rounding flips; the kernels, and so the rounding, differ from
+    # CPU to CPU (AVX512_BF16 or not) and backend to backend. What holds on any CPU: each
+    # backend's map correlates with the float32 map above a floor (measured here: 0.9996+
+    # under float16, 0.995+ under bfloat16), i.e. lies within the angle arccos(floor) of it
+    # (correlation is the cosine between centred maps); two such maps then lie within
+    # twice that angle of each other, whatever each CPU's half-precision kernels do. A
+    # fixed 0.999 between backends held on one CPU and failed on another (0.9979).
     def correlation(a, b):
         return np.corrcoef(a.ravel(), b.ravel())[0, 1]
 
@@ -554,7 +561,9 @@ def _check_models(tf_maps, tf_errors, maps, errors, backend):
             for each in (tf_maps, maps):
                 assert each[key].dtype == np.float32 and np.all(np.isfinite(each[key]))
                 assert correlation(each[key], each[f"float32__{name}"]) > floor, key
-            assert correlation(maps[key], tf_maps[key]) > 0.999, (backend, key)
+            # The float32 maps themselves agree within 1e-4 of the scale (checked above).
+            np.testing.assert_allclose(maps[f"float32__{name}"], tf_maps[f"float32__{name}"],
+                                       rtol=0, atol=1e-4 * np.abs(tf_maps[f"float32__{name}"]).max())
 
 
 BREADTH = r"""
@@ -733,3 +742,70 @@ def test_a_sequence_of_batch_sizes_compiles_a_bounded_number_of_times(backend):
     pytest.importorskip(backend)
     traces = int(_run(backend, BUCKETS, backend).split()[-1])
     assert 1 <= traces <= (5 if backend == "jax" else 1), traces
+
+
+XCEPTION = r"""
+import sys
+if sys.argv[2] != "tensorflow":
+    sys.modules["tensorflow"] = None
+import numpy as np, keras, keras_dance as kd
+model = kd.datasets.load_model("mini_xception")  # legacy HDF5, as a pretrained model comes
+x = kd.datasets.load_digits(size=64)[2][:8]
+targets = np.arange(8) % 10
+out = {"logits": keras.ops.convert_to_numpy(kd.Explainer(model).logits_model(x))}
+methods = {"gradient": "gradient",
+           "integrated_gradients": {"name": "integrated_gradients", "config": {"steps": 16}},
+           "smoothgrad": {"name": "smoothgrad", "config": {"num_samples": 8}},
+           "gradcam": {"name": "gradcam", "config": {"layer": "add_3"}},
+           "occlusion": {"name": "occlusion", "config": {"patch": 8}}}
+for name, method in methods.items():
+    out[name] = kd.Explainer(model, method=method).explain(x, targets)
+dance = kd.Explainer(model, decoys=kd.DecoyConfig(layer="conv2d", patch=16, steps=20),
+                     batch_size=256)
+out["dance"], details = dance.explain(x[:2], targets[:2], return_details=True)
+out["feasible"] = details["feasible_fraction"]
+np.savez(sys.argv[1], **out)
+print(keras.config.backend())
+"""
+
+
+@pytest.mark.heavy
+def test_a_legacy_hdf5_mini_xception_gives_tensorflows_maps(tmp_path):
+    """A real architecture from a legacy .hdf5 file (BatchNorm, SeparableConv2D, 1×1
+    stride-2 shortcuts, max-pooling, a softmax head): what holds between backends, and
+    why the gradient family holds less tightly (benchmarks/parity_layers.py, docs/parity.md).
+    """
+    results = {}
+    for backend in _installed(("tensorflow",) + OTHERS):
+        out = tmp_path / f"{backend}.npz"
+        assert _run(backend, XCEPTION, out, backend, timeout=900).split()[-1] == backend
+        results[backend] = np.load(out)
+    tf_out = results.pop("tensorflow")
+    assert np.all(tf_out["feasible"] > 0.5)  # DANCE's decoys exist: its map is not empty
+    for backend, out in results.items():
+        def relative(key):
+            return np.abs(out[key] - tf_out[key]).max() / np.abs(tf_out[key]).max()
+
+        # The forward pass: every layer agrees within float32 rounding (measured: logits
+        # 7.2e-7 JAX, 9.5e-7 PyTorch), so do the predictions, and so do the maps made of
+        # forward passes and of gradients taken after the last max-pool (measured:
+        # occlusion 3.7e-7 / 5.1e-7, Grad-CAM 7.6e-7 / 1.6e-6).
+        assert relative("logits") < 1e-5, (backend, relative("logits"))
+        np.testing.assert_array_equal(out["logits"].argmax(1), tf_out["logits"].argmax(1))
+        for key in ("occlusion", "gradcam"):
+            assert relative(key) < 1e-5, (backend, key, relative(key))
+        # Gradients through the max-pools: a max-pool sends its gradient to the argmax of
+        # each 3x3 window, and on the digits' constant background 12% of the first pool's
+        # windows hold near-ties (top two within 1e-6 of the scale). Float32 rounding,
+        # which differs between backends by ~1e-7, breaks a few of them the other way (2
+        # of 115,200 windows on PyTorch for the plain gradient), moving that window's
+        # gradient to its neighbour. Measured largest differences (of the map's scale):
+        # gradient 3.0e-7 JAX / 1.0e-3 PyTorch, IG 2.0e-3 / 3.1e-3, SmoothGrad 3.6e-3 /
+        # 6.5e-3, DANCE 6.0e-4 / 2.3e-3 (IG, SmoothGrad and DANCE evaluate many more
+        # points, so more windows flip). Allowed: 2e-2 of the scale, on a small part of
+        # the map: the rest agrees within 1e-4.
+        for key in ("gradient", "integrated_gradients", "smoothgrad", "dance"):
+            scale = np.abs(tf_out[key]).max()
+            moved = np.abs(out[key] - tf_out[key]) > 1e-4 * scale
+            assert relative(key) < 2e-2, (backend, key, relative(key))
+            assert moved.mean() < 0.02, (backend, key, moved.mean())
