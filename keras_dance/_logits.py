@@ -7,6 +7,9 @@ and copy the output layers' weights over before each use. The user's model is ne
 modified.
 """
 
+import contextlib
+import sys
+
 import keras
 
 from keras_dance import _validation
@@ -52,6 +55,35 @@ def needs_linear_copy(model):
     return any(_nonlinear(layer) for layer in output_layers(model))
 
 
+@contextlib.contextmanager
+def _no_tensorflow_import():
+    """On JAX and PyTorch, keeps Keras's serialisation from importing TensorFlow.
+
+    ``Layer.get_config`` (reached by ``clone_model``) serialises the dtype policy through
+    ``serialize_keras_object``, which asks its lazy ``tensorflow`` module whether
+    TensorFlow is available (``isinstance(obj, tf.TensorShape)``), importing it wherever
+    it is installed: about 0.5 GB of memory and seconds of a JAX or PyTorch process
+    (measured in the README). While TensorFlow is not imported no object can be a
+    ``tf.TensorShape``, so the answer "unavailable" is exact for the duration; it is
+    reset afterwards. Keras's private module is only read if it is there.
+    """
+    try:
+        from keras.src.utils import module_utils
+        lazy = module_utils.tensorflow
+    except (ImportError, AttributeError):
+        lazy = None
+    if (lazy is None or keras.config.backend() == "tensorflow" or "tensorflow" in sys.modules
+            or getattr(lazy, "_available", True) is not None):
+        yield
+        return
+    lazy._available = False
+    try:
+        yield
+    finally:
+        if "tensorflow" not in sys.modules:
+            lazy._available = None
+
+
 def _linear_copy(model, prefix=""):
     """A copy of ``model`` whose output activations are linear, at any nesting depth.
 
@@ -77,7 +109,8 @@ def _linear_copy(model, prefix=""):
         replaced.append(prefix + layer.name)
         return clone
 
-    copy = keras.models.clone_model(model, clone_function=clone_function)
+    with _no_tensorflow_import():
+        copy = keras.models.clone_model(model, clone_function=clone_function)
     # tf-keras-vis's ReplaceToLinear on the copy: each output layer's activation becomes
     # linear (written out: that package imports TensorFlow, which other backends lack).
     # Output layers that are models were copied the same way by the recursion above.

@@ -19,6 +19,7 @@ eager ones never do): the same rounding, step by step, on every backend.
 
 import math
 
+import keras
 import numpy as np
 
 from keras import ops
@@ -43,18 +44,29 @@ def _bits(shape, seed, streams, salt):
 
 
 def _static(shape):
-    """``shape`` as a tuple of ints when every axis is known (always on JAX), else None."""
+    """``shape`` as a tuple of ints when every axis is known (always on JAX), else None.
+
+    ``shape``: a tuple of axis sizes (ints, or scalar tensors for variable-length axes on
+    TensorFlow) or a 1-D tensor of them.
+    """
     # isinstance, not int(): AutoGraph turns int(tensor) into a cast inside tf.function,
     # and a variable-length axis is a scalar tensor there (never on JAX or PyTorch).
-    if all(isinstance(n, (int, np.integer)) for n in shape):
-        return tuple(int(n) for n in shape)
-    return None
+    if isinstance(shape, (tuple, list)):
+        if all(isinstance(n, (int, np.integer)) for n in shape):
+            return tuple(int(n) for n in shape)
+        return None
+    try:  # a tensor of sizes: static when its value is known (eagerly)
+        return tuple(int(n) for n in np.asarray(keras.ops.convert_to_numpy(shape)))
+    except Exception:  # noqa: BLE001 - a symbolic tensor inside a graph
+        return None
 
 
 def _size(shape):
     static = _static(shape)
     if static is not None:
         return int(np.prod(static))
+    if not isinstance(shape, (tuple, list)):
+        return ops.prod(shape)
     size = 1  # a variable-length axis: a scalar tensor among the ints (TensorFlow)
     for n in shape:
         size = size * n
@@ -74,6 +86,9 @@ def _rows(values, shape):
     static = _static(shape)
     if static is not None:
         return ops.reshape(values, (-1,) + static)
+    if not isinstance(shape, (tuple, list)):
+        return ops.reshape(values, ops.concatenate([ops.convert_to_tensor([-1], "int32"),
+                                                    ops.cast(shape, "int32")], 0))
     return ops.reshape(values, ops.stack([ops.convert_to_tensor(-1, "int32")]
                                          + [ops.cast(n, "int32") for n in shape]))
 

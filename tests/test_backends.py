@@ -809,3 +809,22 @@ def test_a_legacy_hdf5_mini_xception_gives_tensorflows_maps(tmp_path):
             moved = np.abs(out[key] - tf_out[key]) > 1e-4 * scale
             assert relative(key) < 2e-2, (backend, key, relative(key))
             assert moved.mean() < 0.02, (backend, key, moved.mean())
+
+
+NO_TENSORFLOW = r"""
+import sys
+import numpy as np, keras, keras_dance as kd
+model = kd.datasets.load_digits_model()
+x = kd.datasets.load_digits()[2][:2]
+kd.Explainer(model, method="smoothgrad").explain(x)
+kd.Explainer(model, decoys=kd.DecoyConfig(layer="conv2", patch=8, steps=2)).explain(x)
+kd.metrics.deletion(model, x, np.ones_like(x), steps=4)
+print(keras.config.backend(), "tensorflow" in sys.modules)
+"""
+
+
+def test_explaining_on_another_backend_does_not_import_tensorflow(other):
+    """TensorFlow installed and importable, but never imported: Keras's serialisation
+    (reached when the explainer copies the output layer) would import it to ask whether
+    an object is a tf.TensorShape, about 0.5 GB of a JAX or PyTorch process."""
+    assert _run(other, NO_TENSORFLOW).split()[-2:] == [other, "False"]
