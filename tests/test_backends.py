@@ -291,6 +291,7 @@ def test_quick_start_maps_refusals_following_training_and_the_callback(tmp_path,
     assert scalars["explanations/deletion_auc"][1][1] == pytest.approx(auc.mean(), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_the_bad_input_suite_runs_unchanged(other):
     """tests/test_bad_input.py, as it is, on the backend: the same bad inputs get the same
     clear errors, and nothing silent (JAX clamped an out-of-range score index; PyTorch
@@ -303,6 +304,7 @@ def test_the_bad_input_suite_runs_unchanged(other):
     assert " passed" in result.stdout and "failed" not in result.stdout
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_pytorch_export_in_one_line(tmp_path):
     """No traceback: keras-dance's own error line, exit status 1, nothing written."""
     pytest.importorskip("torch")
@@ -823,8 +825,43 @@ print(keras.config.backend(), "tensorflow" in sys.modules)
 """
 
 
+@pytest.mark.slow
 def test_explaining_on_another_backend_does_not_import_tensorflow(other):
     """TensorFlow installed and importable, but never imported: Keras's serialisation
     (reached when the explainer copies the output layer) would import it to ask whether
     an object is a tf.TensorShape, about 0.5 GB of a JAX or PyTorch process."""
     assert _run(other, NO_TENSORFLOW).split()[-2:] == [other, "False"]
+
+
+CACHED_WORKER = r"""
+import sys, time
+sys.modules["tensorflow"] = None
+import numpy as np, keras_dance as kd
+spec = kd.distributed.ExplainerSpec("saved_models/digits_cnn.keras", method="gradient",
+                                    compilation_cache=sys.argv[1])
+x = kd.datasets.load_digits()[2][:3]
+records, errors = spec.load().explain(["a", "b", "c"], list(x))
+assert not errors
+np.save(sys.argv[2], records["map"])
+import jax
+print(jax.config.jax_compilation_cache_dir)
+"""
+
+
+@pytest.mark.slow
+def test_jax_workers_share_a_persistent_compilation_cache(tmp_path):
+    """ExplainerSpec(compilation_cache=DIR): the first JAX worker fills the directory, a
+    second one (a fresh process) loads from it, and the maps are the same."""
+    pytest.importorskip("jax")
+    cache = tmp_path / "cache"
+    first = _run("jax", CACHED_WORKER, cache, tmp_path / "first.npy")
+    assert first.split()[-1] == str(cache)
+    entries = sorted(p.name for p in cache.iterdir())
+    assert entries  # compiled functions written
+    _run("jax", CACHED_WORKER, cache, tmp_path / "second.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "first.npy"), np.load(tmp_path / "second.npy"))
+    # The second worker compiled nothing new that the first had compiled.
+    assert set(entries) <= {p.name for p in cache.iterdir()}
+    with pytest.raises(TypeError, match="Expected `compilation_cache` to be None or a directory"):
+        kd.distributed.ExplainerSpec(str(ROOT / "saved_models" / "digits_cnn.keras"),
+                                     compilation_cache=3)

@@ -35,6 +35,7 @@ def test_explain_writes_maps_and_overlays(tmp_path, digits_model):
     np.testing.assert_allclose(maps, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_explain_with_decoys(tmp_path, digits_model):
     out = tmp_path / "dance"
     result = cli("explain", MODEL, IMAGES[0], "--decoy_layer=conv2", "--patch=8",

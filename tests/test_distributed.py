@@ -271,6 +271,7 @@ def _run_in_process(argv, capsys):
     return run(argv, capsys)
 
 
+@pytest.mark.slow
 def test_cli_job_killed_then_resumed(tmp_path, inputs, capsys):
     directory, values = inputs
     out = tmp_path / "out"

@@ -93,6 +93,7 @@ print(json.dumps({k: [v.dtype.name, v.shape.as_list()]
 """
 
 
+@pytest.mark.slow
 def test_text_export_takes_ids_and_raw_strings_without_keras_dance(tmp_path):
     model, vocabulary = kd.datasets.load_text_model()
     explainer = kd.Explainer(model, decoys=kd.DecoyConfig(layer="conv3", patch=1, steps=6),

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 EAGER_TAPES = r"""
@@ -76,6 +78,7 @@ for stack in eager[:3]:
 """
 
 
+@pytest.mark.slow  # make test runs it (30 s: a fresh TensorFlow process tracing 15 methods)
 def test_no_eager_gradient_tape_touches_a_model_on_tensorflow():
     """Every registered method, DANCE, a score function, two metrics, the sanity check, an
     attack and a SCAAT step on a model with the aborting layer, in a subprocess: it must

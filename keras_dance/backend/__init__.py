@@ -78,9 +78,11 @@ The interface (every backend module defines each name):
     calls ``train_step(state, data)`` and wants ``(logs, state)`` back, so the step runs
     inside a ``keras.StatelessScope`` over the model's, optimiser's and metrics'
     variables and the new state is read back from the scope.
-``configure_devices(threads=None)``
+``configure_devices(threads=None, compilation_cache=None)``
     per-process set-up of a dataset worker: accelerator memory on demand, one accelerator
-    per process when several are visible and the engine chose none, ``threads`` threads.
+    per process when several are visible and the engine chose none, ``threads`` threads;
+    ``compilation_cache``: a directory for JAX's persistent compilation cache (workers
+    load what another compiled; TensorFlow and PyTorch ignore it).
 ``compile_chunks(fn, per_pass, input_specs, output_specs, jit_compile=False, variables=())``
     ``fn`` (one chunk of at most ``per_pass`` rows) compiled as a function of whole
     batches of any size (``input_specs`` with a ``None`` batch axis), run chunk by chunk

@@ -171,7 +171,8 @@ def train_step(model, args, step):
     return step(data)
 
 
-def configure_devices(threads=None):
+def configure_devices(threads=None, compilation_cache=None):
+    del compilation_cache  # tf.function traces per process; no persistent cache to share
     gpus = tf.config.list_physical_devices("GPU")
     try:
         for gpu in gpus:

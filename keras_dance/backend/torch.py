@@ -263,7 +263,8 @@ def train_step(model, args, step):
     return step(data)
 
 
-def configure_devices(threads=None):
+def configure_devices(threads=None, compilation_cache=None):
+    del compilation_cache  # eager: nothing is compiled
     if threads:
         torch.set_num_threads(threads)
 
