@@ -141,8 +141,9 @@ class Explainer:
 
         ``inputs``: float32 ``(None, *input_shape)`` (int32 ids for token models);
         ``targets``: int32 ``(None,)`` where -1 means the predicted class. Returns
-        ``(maps, targets, feasible_fraction, mean_perturbation)``. Traced once; use it
-        inside your own graphs.
+        ``(maps, targets, feasible_fraction, mean_perturbation)``. Traced once on
+        TensorFlow (use it inside your own graphs); on JAX its chunk is compiled for at
+        most ⌈log₂ inputs_per_pass⌉ + 1 shapes, whatever batch sizes it is given.
         """
         return self._functions.indexed
 
