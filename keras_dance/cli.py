@@ -67,6 +67,9 @@ flags.DEFINE_integer("workers", None, "explain-dataset: worker processes (defaul
 flags.DEFINE_integer("inputs_per_shard", 64, "explain-dataset: inputs per batch and per "
                      "output Parquet shard.")
 flags.DEFINE_float("gpus_per_worker", 0, "explain-dataset, ray: GPUs per actor.")
+flags.DEFINE_string("compilation_cache", None, "explain-dataset on JAX: a directory for "
+                    "JAX's persistent compilation cache, shared by the workers (later "
+                    "workers and jobs load what was compiled; ignored on other backends).")
 flags.DEFINE_integer("pad_id", None, "Token models: the padding id, scored 0 (default: 0 "
                      "with --vocabulary or mask_zero).")
 
@@ -363,6 +366,7 @@ def explain_dataset(argv):
             if Path(model).suffix == ".keras" and not zipfile.is_zipfile(model):
                 raise UsageError(f"cannot load model {model}: not a valid .keras file")
             spec = kd.distributed.ExplainerSpec(model, safe_mode=not FLAGS.unsafe,
+                                                compilation_cache=FLAGS.compilation_cache,
                                                 **_explainer_kwargs())
         # Beam's and Ray's worker processes write their start-up lines straight to the
         # terminal; failures still reach us as exceptions.

@@ -871,6 +871,19 @@ def test_jax_workers_share_a_persistent_compilation_cache(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "first.npy"), np.load(tmp_path / "second.npy"))
     # The second worker compiled nothing new that the first had compiled.
     assert set(entries) <= {p.name for p in cache.iterdir()}
+    # The command line's flag, on JAX: a job's worker fills a fresh cache directory.
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for i, image in enumerate(kd.datasets.load_digits()[2][:3]):
+        np.save(inputs / f"{i}.npy", image)
+    flagged = tmp_path / "flagged"
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_dance.cli", "explain-dataset",
+         str(ROOT / "saved_models" / "digits_cnn.keras"), f"{inputs}/*.npy",
+         f"--out={tmp_path / 'job'}", f"--compilation_cache={flagged}", "--backend=jax"],
+        capture_output=True, text=True, timeout=600, env=_env("tensorflow"), cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert any(flagged.iterdir())
     with pytest.raises(TypeError, match="Expected `compilation_cache` to be None or a directory"):
         kd.distributed.ExplainerSpec(str(ROOT / "saved_models" / "digits_cnn.keras"),
                                      compilation_cache=3)
