@@ -6,7 +6,7 @@ import os
 
 import tensorflow as tf
 
-from keras_dance.backend._common import interpolation
+from keras_dance.backend._common import chunk_loop, interpolation
 
 def to_tensor(value, dtype=None):
     return tf.constant(value, dtype=dtype)
@@ -150,12 +150,8 @@ def map_chunks(fn, inputs, per_pass, output_specs):
 
 
 def compile_chunks(fn, per_pass, input_specs, output_specs, jit_compile=False, variables=()):
-    chunk = compile(fn, jit_compile=jit_compile, variables=variables)
-
-    def run(*inputs):
-        return map_chunks(chunk, list(inputs), per_pass, output_specs)
-
-    return compile(run, input_specs=input_specs, variables=variables)
+    return chunk_loop(compile, map_chunks, fn, per_pass, input_specs, output_specs,
+                      jit_compile, variables)
 
 
 def minimise(model, objective):

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import torch
 
-from keras_dance.backend._common import interpolation
+from keras_dance.backend._common import chunk_loop, interpolation
 
 _MASK = 0xFFFFFFFF
 
@@ -238,12 +238,8 @@ def map_chunks(fn, inputs, per_pass, output_specs):
 
 
 def compile_chunks(fn, per_pass, input_specs, output_specs, jit_compile=False, variables=()):
-    chunk = compile(fn, jit_compile=jit_compile, variables=variables)
-
-    def run(*inputs):
-        return map_chunks(chunk, list(inputs), per_pass, output_specs)
-
-    return compile(run, input_specs=input_specs, variables=variables)
+    return chunk_loop(compile, map_chunks, fn, per_pass, input_specs, output_specs,
+                      jit_compile, variables)
 
 
 def minimise(model, objective):
