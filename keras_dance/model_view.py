@@ -71,6 +71,7 @@ class ModelView:
         io = graph_io(model)
         self.has_graph = io is not None
         self.tokens = False
+        self._start = None  # token models: the embedding, where the layer hooks start
         if self.has_graph:
             inputs = io[0]
             if len(inputs) != 1:
@@ -153,7 +154,10 @@ class ModelView:
             self._forward(embedded))]
         single = len(self.output_shapes) == 1 and len(self.output_shapes[0]) >= 2
         self.num_classes = int(self.output_shapes[0][-1]) if single else None
-        self.forward = ModelFunction(self._forward, self.num_classes,  # no CAM layer path
+        # The layer hooks (CAMs, Guided Backprop) run the copy from the embedded sequence.
+        self._start = copy_path
+        self._layer_functions = {}
+        self.forward = ModelFunction(self._forward, self.num_classes, self,
                                      input_shape=self.input_shape)
 
     def embed(self, ids):
@@ -224,9 +228,16 @@ class ModelView:
     def _forward(self, x):
         return as_float32(self._tail(x)) if self.tokens else self.logits.forward(x)
 
+    def _graph_input(self, x):
+        """What the layer hooks' graphs take: the raw input prepared, or (token models)
+        the embedded sequence itself."""
+        return x if self.tokens else self.prepare(x)
+
     def _capture(self, layer):
         """``x -> (activations of layer, logits)`` on raw inputs, in one pass of the
-        differentiated (logits) model; ``layer`` as ``DecoyConfig.layer`` takes it."""
+        differentiated (logits) model; ``layer`` as ``DecoyConfig.layer`` takes it. For
+        token models ``x`` is the embedded sequence and the layer must come after the
+        embedding."""
         key = ("capture", layer if isinstance(layer, (str, int)) else id(layer))
         function = self._layer_functions.get(key)
         if function is None:
@@ -234,11 +245,18 @@ class ModelView:
             # Resolved in the user's model (a layer object is theirs), then found by its
             # path in the logits copy, which shares every layer's name.
             names = "/".join(item.name for item in _graph.resolve(self.model, layer))
+            if self.tokens and names not in [p for p, _ in self._layer_outputs()]:
+                raise ValueError(
+                    "Expected a layer after the embedding "
+                    f"{self.embedding_path!r} (token models are explained from the "
+                    "embedded sequence). Received: layer "
+                    f"{names!r}; layers after it: "
+                    + ", ".join(p for p, _ in self._layer_outputs()))
             path = _graph.resolve(model, names)
-            graph = _graph.GraphFunction(model, None, capture=path)
+            graph = _graph.GraphFunction(model, None, start=self._start, capture=path)
 
             def function(x, at_layer=None):
-                activations, outputs = graph(self.prepare(x), at_capture=at_layer)
+                activations, outputs = graph(self._graph_input(x), at_capture=at_layer)
                 return as_float32(activations), as_float32(outputs)
 
             function.layer_name = names
@@ -251,16 +269,22 @@ class ModelView:
         operation's outputs of the logits model (built once per ``key``)."""
         function = self._layer_functions.get(("hook", key))
         if function is None:
-            graph = _graph.GraphFunction(self.logits.model, None, output_hook=output_hook)
+            graph = _graph.GraphFunction(self.logits.model, None, start=self._start,
+                                         output_hook=output_hook)
 
             def function(x):
-                return as_float32(graph(self.prepare(x)))
+                return as_float32(graph(self._graph_input(x)))
 
             self._layer_functions[("hook", key)] = function
         return function
 
     def _layer_outputs(self):
-        return _graph.layer_outputs(self.logits.model)
+        found = _graph.layer_outputs(self.logits.model)
+        if not self.tokens:
+            return found
+        names = [path for path, _ in found]  # token models: the layers after the embedding
+        return found[names.index(self.embedding_path) + 1:] if self.embedding_path in names \
+            else found
 
     def model_outputs(self, x):
         """The user's model on raw inputs (serving predictions): ``model(preprocess(x))``."""

@@ -210,8 +210,20 @@ def test_cam_errors_are_raised_when_the_explainer_is_built():
         kd.Explainer(model, method=kd.methods.GradCAM(layer="nope"))
     with pytest.raises(ValueError, match="position axes"):
         kd.Explainer(model, method=kd.methods.LayerCAM(layer="fc"))
+    # A model without a layer graph (subclassed) cannot name a layer; token models can
+    # (tests/test_text.py: CAMs after the embedding).
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.dense(keras.ops.reshape(x, (keras.ops.shape(x)[0], -1)))
+
+    subclassed = Subclassed()
+    subclassed(np.zeros((1, 4, 4, 1), "float32"))
     with pytest.raises(ValueError, match="readable layer graph"):
-        kd.Explainer(kd.datasets.load_text_model()[0], method="gradcam")
+        kd.Explainer(subclassed, method="gradcam", input_shape=(4, 4, 1))
     with pytest.raises(TypeError, match="layer"):
         kd.methods.GradCAM(layer=3.5)
     with pytest.raises(ValueError, match="max_channels"):

@@ -274,3 +274,36 @@ def test_a_padding_mask_consumed_downstream_is_refused_not_dropped():
     model = keras.Model(ids, keras.layers.Dense(2)(keras.layers.LSTM(4)(embedded)))
     with pytest.raises(ValueError, match="only through the layer 'words'.*mask_zero"):
         kd.Explainer(model)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "layercam", "scorecam",
+                                    "guided_backprop"])
+def test_layer_methods_on_token_models_equal_them_on_the_embedded_sequence(method):
+    """The CAM family and Guided Backprop read layers after the embedding: on a token
+    model they equal the same method on a float model that takes the embedded sequence
+    (the same layers), reduced per token the same way; padding scores 0. They refused
+    token models before ("a model without a readable layer graph")."""
+    keras.utils.set_random_seed(0)
+    embedding = keras.layers.Embedding(20, 5, name="embedding")
+    conv = keras.layers.Conv1D(6, 3, padding="same", activation="relu", name="conv")
+    pool = keras.layers.GlobalAveragePooling1D(name="pool")
+    dense = keras.layers.Dense(3, name="out")
+    ids_in = keras.Input((9,), dtype="int32")
+    token_model = keras.Model(ids_in, dense(pool(conv(embedding(ids_in)))))
+    embedded_in = keras.Input((9, 5))
+    float_model = keras.Model(embedded_in, dense(pool(conv(embedded_in))))
+    ids = np.random.default_rng(0).integers(1, 20, size=(3, 9)).astype("int32")
+    ids[1, 6:] = 0
+    chosen = {"name": method, "config": {} if method == "guided_backprop" else {"layer": "conv"}}
+    explainer = kd.Explainer(token_model, method=chosen, pad_id=0)
+    maps = explainer.explain(ids, [0, 1, 2])
+    reference = kd.Explainer(float_model, method=chosen).explain(explainer.embed(ids),
+                                                                  [0, 1, 2]).mean(-1)
+    reference[ids == 0] = 0
+    assert maps.shape == (3, 9) and np.abs(maps).max() > 0
+    np.testing.assert_allclose(maps, reference, rtol=1e-5, atol=1e-6 * np.abs(reference).max())
+    if method != "guided_backprop":  # the default layer is found after the embedding
+        default = kd.Explainer(token_model, method=method, pad_id=0).explain(ids, [0, 1, 2])
+        np.testing.assert_allclose(default, maps, rtol=1e-5, atol=1e-7)
+        with pytest.raises(ValueError, match="Expected a layer after the embedding"):
+            kd.Explainer(token_model, method={"name": method, "config": {"layer": "embedding"}})
