@@ -195,8 +195,9 @@ def is_choice(value, choices):
 
 
 def check_non_empty(array, name):
-    """``array`` when it holds at least one row; else a ValueError naming ``name``."""
-    if array.shape[0] == 0:
+    """``array`` when it holds at least one value (no zero-length axis, the batch axis
+    included); else a ValueError naming ``name``."""
+    if array.size == 0:
         raise ValueError(f"Expected non-empty `{name}`. Received: {name}.shape={array.shape}")
     return array
 

@@ -27,11 +27,10 @@ def postprocess(maps, percentile=95.0, channel_axis=-1, reduce_channels=None):
         >>> shown.shape, float(shown.max())
         ((2, 8, 8), 1.0)
     """
-    from keras_dance._validation import as_maps
+    from keras_dance._validation import as_maps, check_non_empty
 
-    array = as_maps(maps)  # numeric, a batch axis, finite: NaN maps are refused
-    if array.size == 0:
-        raise ValueError(f"Expected non-empty `maps`. Received: maps.shape={array.shape}")
+    # numeric, a batch axis, finite (NaN maps are refused), at least one value
+    array = check_non_empty(as_maps(maps), "maps")
     if (isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number))
             or not 0 < percentile <= 100):
         raise ValueError(
