@@ -69,11 +69,11 @@ class CompiledFunctions:
         variables = explainer.model_view.variables
         outputs = [(explainer.map_shape, "float32"), ((), "int32"), ((), "float32"),
                    ((), "float32")]
-        dtype = "int32" if explainer.tokens else "float32"
+        view = explainer.model_view
         # Maps, resolved targets and decoy statistics, in chunks of the memory knob.
         return backend.compile_chunks(
             self.chunk(fuse), explainer.inputs_per_pass,
-            [((None,) + explainer.input_shape, dtype), ((None,), "int32")], outputs,
+            [((None,) + view.call_shape, view.call_dtype), ((None,), "int32")], outputs,
             jit_compile=jit_compile, variables=variables)
 
     def for_score_function(self, score_fn):

@@ -42,6 +42,61 @@ def layer_paths(model, prefix=()):
     return found
 
 
+def sublayer_paths(model, prefix=()):
+    """``layer_paths`` plus the sublayers custom layers call (keras_hub's
+    ``TokenAndPositionEmbedding`` holds ``token_embedding``; a ``TransformerEncoder`` its
+    attention), as ``(path, layer)``. Sublayers are not graph nodes: they are reached by
+    intercepting their calls (``kd._inputs``), not by ``GraphFunction``."""
+    found = []
+    for path, layer in layer_paths(model, prefix):
+        found.append((path, layer))
+        if graph_io(layer) is not None:
+            continue
+        found.extend(_inner(layer, path))
+    return found
+
+
+def _inner(layer, path):
+    found = []
+    for inner in layer._flatten_layers(include_self=False, recursive=False):
+        inner_path = path + (inner.name,)
+        found.append((inner_path, inner))
+        found.extend(_inner(inner, inner_path))
+    return found
+
+
+def find_layer(model, layer, paths=None):
+    """``(path, layer)`` for a name, "a/b" path or layer object among ``paths``
+    (default: ``sublayer_paths(model)``): what the intercepting code paths accept.
+
+    Raises:
+        ValueError: unknown (listing every path) or ambiguous (listing the matches).
+    """
+    paths = sublayer_paths(model) if paths is None else paths
+    if isinstance(layer, keras.layers.Layer):
+        matches = [(p, item) for p, item in paths if item is layer]
+        what = f"the layer object {layer.name!r}"
+    elif isinstance(layer, str):
+        key = tuple(layer.split("/"))
+        matches = [(p, item) for p, item in paths
+                   if p == key or ("/" not in layer and p[-1] == layer)]
+        what = f"layer={layer!r}"
+    else:
+        return "/".join(item.name for item in resolve(model, layer)), resolve(model, layer)[-1]
+    unique = {id(item): (p, item) for p, item in matches}
+    if len(unique) == 1:
+        path, item = next(iter(unique.values()))
+        return "/".join(path), item
+    if not matches:
+        raise ValueError(
+            "Expected `layer` to name a layer of the model (a name, or a path "
+            f"'outer/inner'); its layers are: {_format([p for p, _ in paths])}. "
+            f"Received: {what}")
+    raise ValueError(
+        f"Expected `layer` to designate one layer, but {len(matches)} match: "
+        f"{_format([p for p, _ in matches])}. Pass the full path instead. Received: {what}")
+
+
 def _format(paths):
     return ", ".join("/".join(p) for p in paths)
 

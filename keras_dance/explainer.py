@@ -5,6 +5,7 @@ compiled functions in ``_compiled``; targets and score functions in ``_targets``
 orchestration (decoys → base maps → aggregation) in ``decoys.dance``.
 """
 
+import dataclasses
 import warnings
 
 import keras
@@ -67,7 +68,21 @@ class Explainer:
             score: "mean" (the DANCE paper), "sum" (keeps IG's completeness), "l2", or
             None for ``(B, L, E)`` maps. Token models only. Defaults to "mean".
         pad_id: the padding token id, whose positions score 0; None: 0 when the
-            embedding has ``mask_zero``, else none. Defaults to None.
+            embedding has ``mask_zero``, else none (a model that takes a
+            ``padding_mask`` input, as keras_hub's do, pads where it is 0). Defaults to
+            None.
+        explain_input: for a model with several inputs (a dict or a list: keras_hub
+            Tasks and Backbones, an image and its metadata), the key or index of the
+            floating-point input whose maps are wanted; for token models the input that
+            holds the ids (default ``"token_ids"``), explained at the token embedding's
+            output (found by itself: keras_hub's ``token_embedding``, also inside
+            ``TokenAndPositionEmbedding``, or the one ``Embedding``; or
+            ``embedding_layer=``). ``explain`` then takes the model's own structure, and
+            every other input — and whatever the model computes from the ids outside
+            the embedding (padding mask, segment and position ids) — is held at the
+            explained input's own values for every row a method makes (every
+            integration point, noise sample, perturbation and decoy): Captum's layer
+            attribution with ``additional_forward_args``. Defaults to None.
 
     Example:
         >>> import keras_dance as kd
@@ -80,11 +95,13 @@ class Explainer:
 
     def __init__(self, model, method="gradient", decoys=None, aggregation="range",
                  batch_size=128, jit_compile=False, preprocess=None, input_shape=None,
-                 embedding_layer=None, token_reduction="mean", pad_id=None):
+                 embedding_layer=None, token_reduction="mean", pad_id=None,
+                 explain_input=None):
         backend.module()  # a backend the seam does not implement yet fails here
         self.model_view = view = ModelView(model, input_shape=input_shape,
                                            preprocess=preprocess,
-                                           embedding_layer=embedding_layer, pad_id=pad_id)
+                                           embedding_layer=embedding_layer, pad_id=pad_id,
+                                           explain_input=explain_input)
         if not _validation.is_choice(token_reduction, TOKEN_REDUCTIONS):
             raise ValueError(
                 f"Expected `token_reduction` to be one of {list(TOKEN_REDUCTIONS)}. "
@@ -97,8 +114,10 @@ class Explainer:
         self.method = get_method(method)
         self.batch_size = _validation.check_positive_int(
             batch_size, "batch_size", maximum=_validation.MAX_BATCH_SIZE)
-        # What explain() takes, and the maps it returns (token models: per token).
+        # What explain() takes, and the maps it returns (token models: per token); a
+        # model with several inputs takes its own structure (view.structure).
         self.input_shape = view.token_shape if self.tokens else view.input_shape
+        self.structure = view.structure
         self.map_shape = (view.input_shape[:1] if self.tokens and token_reduction
                           else view.input_shape)
         self.num_classes = view.num_classes
@@ -126,11 +145,20 @@ class Explainer:
 
     def _engine(self, model, config):
         view = self.model_view
-        if not self.tokens:
+        if not self.tokens and view.structure is None:
             return DecoyEngine(model, config, view.input_shape, prepare=view.prepare)
-        bounds = view.bounds
+        bounds = view.bounds if self.tokens else None
         if config.value_range != (0.0, 1.0) or bounds is None:
             bounds = None  # the user's box (or no embedding matrix to read one from)
+        if view.structure is not None:
+            # F_l from the explained tensor, the other inputs held (no cropping).
+            engine_config = dataclasses.replace(config, layer=view.layer_function(
+                config.layer))
+            engine = DecoyEngine(model, engine_config, view.input_shape,
+                                 prepare=None if self.tokens else view.prepare,
+                                 bounds=bounds)
+            engine.config = config
+            return engine
         return DecoyEngine(model, config, view.input_shape,
                            start=resolve(model, view.embedding_path), bounds=bounds)
 
@@ -166,6 +194,8 @@ class Explainer:
         Raises:
             TypeError / ValueError: naming ``name``.
         """
+        if self.structure is not None:
+            return self._validate_structured(x, name, in_range)
         if self.tokens:
             return _validation.as_token_batch(x, self.input_shape,
                                               self.model_view.vocabulary_size, name)
@@ -177,6 +207,23 @@ class Explainer:
                     f"Expected `{name}` inside the decoys' value_range ({lo}, {hi}). "
                     f"Received: {name} with values in [{batch.min()}, {batch.max()}]")
         return batch
+
+    def _validate_structured(self, x, name, in_range):
+        view = self.model_view
+        packed = self.structure.pack(x, name)
+        if self.tokens:
+            _validation.as_token_batch(keras.ops.convert_to_numpy(view.ids(packed)),
+                                       self.input_shape,
+                                       view.vocabulary_size, f"{name}[{view.token_key!r}]")
+        elif self.decoys is not None and in_range:
+            part = keras.ops.convert_to_numpy(view.structure.part(packed, view.explained_key))
+            lo, hi = self.decoys.config.value_range
+            if part.min() < lo or part.max() > hi:
+                raise ValueError(
+                    f"Expected `{name}[{view.explained_key!r}]` inside the decoys' "
+                    f"value_range ({lo}, {hi}). Received: values in "
+                    f"[{part.min()}, {part.max()}]")
+        return packed
 
     def sync(self):
         """Copies the model's current output-layer weights into the explainer's logits

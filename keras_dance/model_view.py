@@ -15,7 +15,7 @@ work on it, and ``forward(z)`` runs the rest of the model from there (``kd._grap
 import keras
 import numpy as np
 
-from keras_dance import _graph, _validation, backend
+from keras_dance import _graph, _inputs, _validation, backend
 from keras_dance._graph import graph_io
 from keras_dance._logits import LogitsModel, as_float32
 
@@ -53,7 +53,7 @@ class ModelView:
     """
 
     def __init__(self, model, input_shape=None, preprocess=None, embedding_layer=None,
-                 pad_id=None):
+                 pad_id=None, explain_input=None):
         if not isinstance(model, keras.Model):
             raise TypeError(
                 f"Expected `model` to be a keras.Model. Received: model of type "
@@ -72,13 +72,18 @@ class ModelView:
         self.has_graph = io is not None
         self.tokens = False
         self._start = None  # token models: the embedding, where the layer hooks start
+        self.structure = None  # models with several inputs: their packing (kd._inputs)
+        if explain_input is not None and not self.has_graph:
+            raise ValueError(
+                "Expected `explain_input` only for a functional model with several inputs. "
+                f"Received: explain_input={explain_input!r} for a model of type "
+                f"{type(model).__name__}")
         if self.has_graph:
             inputs = io[0]
-            if len(inputs) != 1:
-                raise ValueError(
-                    "Expected a model with exactly one input. Received: model with "
-                    f"{len(inputs)} inputs"
-                )
+            if len(inputs) != 1 or explain_input is not None:
+                self._init_structured(model, input_shape, embedding_layer, pad_id,
+                                      explain_input)
+                return
             declared = tuple(inputs[0].shape[1:])
             self.input_shape = _merge_shapes(declared, input_shape)
             path = _embedding_path(model, inputs[0].dtype, embedding_layer)
@@ -130,14 +135,7 @@ class ModelView:
             np.max(keras.ops.convert_to_numpy(matrix), axis=0))
         if pad_id is None and getattr(layer, "mask_zero", False):
             pad_id = 0
-        if pad_id is not None:
-            if (isinstance(pad_id, bool) or not isinstance(pad_id, (int, np.integer)) or pad_id < 0
-                    or (self.vocabulary_size is not None and pad_id >= self.vocabulary_size)):
-                raise ValueError(
-                    f"Expected `pad_id` to be a token id in [0, {self.vocabulary_size}). "
-                    f"Received: pad_id={pad_id!r}")
-            pad_id = int(pad_id)
-        self.pad_id = pad_id
+        self.pad_id = _check_pad_id(pad_id, self.vocabulary_size)
         self.logits = LogitsModel(model)
         copy_path = _graph.resolve(self.logits.model, self.embedding_path)
         self._tail = _graph.GraphFunction(self.logits.model, None, start=copy_path)
@@ -160,13 +158,187 @@ class ModelView:
         self.forward = ModelFunction(self._forward, self.num_classes, self,
                                      input_shape=self.input_shape)
 
+    # ------------------------------------------------------------------ several inputs
+    def _init_structured(self, model, input_shape, embedding_layer, pad_id, explain_input):
+        """A model with several inputs (a dict or a list): one of them, or the token
+        embedding's output, is explained; the others are held at each input's values."""
+        keys, tensors, kind = _inputs.input_structure(model)
+        specs = {k: t for k, t in zip(keys, tensors)}
+        dtypes = {k: keras.backend.standardize_dtype(t.dtype) for k, t in specs.items()}
+        if explain_input is not None and explain_input not in keys:
+            raise ValueError(
+                f"Expected `explain_input` to be one of the model's inputs {keys}. "
+                f"Received: explain_input={explain_input!r}")
+        floating = explain_input is not None and keras.backend.is_float_dtype(
+            dtypes[explain_input])
+        self._context = None
+        if floating:
+            if embedding_layer is not None or pad_id is not None:
+                raise ValueError(
+                    "Expected no `embedding_layer` or `pad_id` when `explain_input` names a "
+                    f"floating-point input. Received: explain_input={explain_input!r}, "
+                    f"embedding_layer={embedding_layer!r}, pad_id={pad_id!r}")
+            self.explained_key = explain_input
+            shapes = {k: _known_shape(specs[k], k, None) for k in keys}
+            self.structure = _inputs.InputStructure(keys, [shapes[k] for k in keys],
+                                                    [dtypes[k] for k in keys], kind)
+            self.input_shape = shapes[explain_input]
+            if input_shape is not None and _shape(input_shape) != self.input_shape:
+                raise ValueError(
+                    f"Expected `input_shape` to match the explained input's shape "
+                    f"{self.input_shape}. Received: input_shape={input_shape!r}")
+            self.logits = LogitsModel(model, self.preprocess)
+            self._finish_structured()
+            return
+        if self.preprocess is not None:
+            raise ValueError(
+                "Expected no `preprocess` for a token model (the ids are embedded by the "
+                f"model). Received: preprocess={self.preprocess!r}")
+        path, layer = _find_embedding(model, embedding_layer, dtypes)
+        key = explain_input
+        if key is None:
+            integer = [k for k in keys if not keras.backend.is_float_dtype(dtypes[k])]
+            key = "token_ids" if "token_ids" in keys else (
+                integer[0] if len(integer) == 1 else None)
+        if key is None:
+            raise ValueError(
+                "Expected `explain_input` naming the input that holds the token ids (the "
+                f"model's inputs are {keys}, none of them 'token_ids'). Received: "
+                "explain_input=None")
+        if keras.backend.is_float_dtype(dtypes[key]):
+            raise ValueError(
+                f"Expected the token ids input {key!r} to be integer. Received: dtype "
+                f"{dtypes[key]}")
+        length = _sequence_length(model, specs[key], input_shape)
+        shapes = {k: _known_shape(specs[k], k, length) for k in keys}
+        self.structure = _inputs.InputStructure(keys, [shapes[k] for k in keys],
+                                                [dtypes[k] for k in keys], kind)
+        self.tokens = True
+        self.token_key, self.token_shape = key, shapes[key]
+        self.embedding_path, self._embedding = path, layer
+        self.vocabulary_size = getattr(layer, "input_dim", None)
+        matrix = getattr(layer, "embeddings", None)
+        self.bounds = None if matrix is None else (
+            np.min(keras.ops.convert_to_numpy(matrix), axis=0),
+            np.max(keras.ops.convert_to_numpy(matrix), axis=0))
+        # Padding: the model's own padding mask (keras_hub's `padding_mask`), else pad_id.
+        self.pad_key = "padding_mask" if shapes.get("padding_mask") == self.token_shape \
+            else None
+        if pad_id is None and self.pad_key is None and getattr(layer, "mask_zero", False):
+            pad_id = 0
+        self.pad_id = _check_pad_id(pad_id, self.vocabulary_size)
+        self.logits = LogitsModel(model)
+        self._finish_structured()
+
+    def _finish_structured(self):
+        packed = self._probe_batch()
+        z = self.space(keras.ops.convert_to_tensor(packed))
+        if self.tokens:
+            if len(z.shape) != 3:
+                raise ValueError(
+                    f"Expected the embedding layer {self.embedding_path!r} to return "
+                    f"(B, L, E). Received: output of shape {tuple(z.shape)}")
+            self.input_shape = tuple(int(n) for n in z.shape[1:])
+        # By construction run from the explained tensor the model is the model; checked
+        # once, as the intercepted call could be bypassed by an unusual layer.
+        want = keras.tree.flatten(self.logits(self.structure.structure(self._context)))
+        outputs = keras.tree.flatten(self._forward(z))
+        for a, b in zip(want, outputs):
+            a, b = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (a, b))
+            if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(a).max())):
+                raise ValueError(
+                    "Expected the model's output to be computed from the explained tensor "
+                    f"{self.explained_name!r}; replacing it changed nothing consistent. "
+                    f"Received: model {self.model.name!r}")
+        if not backend.is_connected(self._forward, z):
+            raise ValueError(
+                "Expected a model whose outputs can be differentiated with respect to "
+                f"{self.explained_name!r}; the gradient is None. Received: model "
+                f"{self.model.name!r}")
+        self.output_shapes = [tuple(o.shape) for o in outputs]
+        single = len(self.output_shapes) == 1 and len(self.output_shapes[0]) >= 2
+        self.num_classes = int(self.output_shapes[0][-1]) if single else None
+        self._context = None
+        self._layer_functions = {}
+        self.forward = ModelFunction(self._forward, self.num_classes, self,
+                                     input_shape=self.input_shape)
+
+    @property
+    def explained_name(self):
+        """What is differentiated, in words (an input's key or the embedding's path)."""
+        if self.structure is None:
+            return self.embedding_path if self.tokens else "the input"
+        return self.embedding_path if self.tokens else f"input {self.explained_key!r}"
+
+    @property
+    def call_shape(self):
+        """The shape of one row of what the compiled functions take (the packed inputs
+        of a model with several inputs, the ids of a token model, else the input)."""
+        if self.structure is not None:
+            return (self.structure.size,)
+        return self.token_shape if self.tokens else self.input_shape
+
+    @property
+    def call_dtype(self):
+        if self.structure is not None:
+            return self.structure.packed_dtype
+        return "int32" if self.tokens else "float32"
+
+    def _probe_batch(self):
+        """Two packed rows of plausible inputs (ids in the vocabulary, half padded)."""
+        rng = np.random.default_rng(0)
+        values = {}
+        for key in self.structure.keys:
+            shape, dtype = (2,) + self.structure.shapes[key], self.structure.dtypes[key]
+            if keras.backend.is_float_dtype(dtype):
+                values[key] = rng.uniform(size=shape).astype(np.float32)
+            elif dtype == "bool" or key == getattr(self, "pad_key", None):
+                values[key] = np.ones(shape, dtype)
+            elif self.tokens and key == self.token_key:
+                values[key] = (np.arange(np.prod(shape)).reshape(shape)
+                               % max(1, self.vocabulary_size or 1)).astype(dtype)
+            else:
+                values[key] = np.zeros(shape, dtype)
+        if self.tokens:
+            half = self.token_shape[0] // 2
+            if self.pad_key is not None:
+                values[self.pad_key][1, half:] = 0
+                values[self.token_key][1, half:] = 0
+            elif self.pad_id is not None:
+                values[self.token_key][1, half:] = self.pad_id
+        ordered = (values if self.structure.kind == "dict"
+                   else [values[k] for k in self.structure.keys])
+        return self.structure.pack(ordered, "probe")
+
+    def _call_structured(self, z, change=None):
+        """The logits model on every row of ``z`` (the explained tensor), the other inputs
+        taken from the context ``space`` set, row ``r`` from input ``r % B``."""
+        if self._context is None:
+            raise RuntimeError("kd internal: the model's other inputs are unknown here "
+                               "(call `space` on the packed inputs first)")
+        values = _inputs.rows_of(self._context, keras.ops.shape(z)[0])
+        if self.tokens:
+            with _inputs.replaced(self._embedding, z, integer_inputs=True):
+                return self.logits(self.structure.structure(values))
+        values[self.explained_key] = keras.ops.cast(
+            self.logits.prepare(z), self.structure.dtypes[self.explained_key])
+        return self.logits(self.structure.structure(values))
+
+    def ids(self, x):
+        """Token models: the ids of a batch of explainer inputs (packed or not)."""
+        return self.structure.part(x, self.token_key) if self.structure is not None else x
+
     def embed(self, ids):
         """Token ids ``(B, L)`` → the embedded sequence ``(B, L, E)``, float32."""
         ops = keras.ops
         return ops.cast(self.embed_graph(ops.cast(ids, "int32")), "float32")
 
-    def pad_mask(self, ids):
-        """``(B, L)`` float: 0 at padding positions, 1 elsewhere."""
+    def pad_mask(self, x):
+        """``(B, L)`` float: 0 at padding positions, 1 elsewhere (``x``: explainer inputs;
+        the model's own padding mask when it takes one)."""
+        if self.structure is not None and self.pad_key is not None:
+            return keras.ops.cast(self.structure.part(x, self.pad_key), "float32")
+        ids = self.ids(x)
         if self.pad_id is None:
             return keras.ops.ones(keras.ops.shape(ids), "float32")
         return keras.ops.cast(keras.ops.not_equal(keras.ops.cast(ids, "int32"), self.pad_id),
@@ -182,8 +354,25 @@ class ModelView:
         return list(found.values())
 
     def space(self, x):
-        """Explainer inputs → the tensor the methods differentiate (token ids embedded)."""
-        return self.embed(x) if self.tokens else x
+        """Explainer inputs → the tensor the methods differentiate (token ids embedded).
+
+        For a model with several inputs ``x`` is packed (``kd._inputs``): the other inputs
+        become the context every forward pass of this trace reads, until the next call.
+        """
+        if self.structure is None:
+            return self.embed(x) if self.tokens else x
+        self._context = self.structure.unpack(x)
+        if not self.tokens:
+            return keras.ops.cast(self._context[self.explained_key], "float32")
+        box = []
+        with _inputs.recorded(self._embedding, box, integer_inputs=True):
+            self.logits(self.structure.structure(self._context))
+        if not box:
+            raise ValueError(
+                f"Expected the embedding layer {self.embedding_path!r} to be called on the "
+                f"token ids. Received: model {self.model.name!r}, where it is not called on "
+                "integer inputs")
+        return keras.ops.cast(box[0], "float32")
 
     def reduce_tokens(self, maps, ids, reduction):
         """Token models: ``(b, L, E)`` maps reduced per token (``reduction`` "mean",
@@ -198,7 +387,7 @@ class ModelView:
             maps = ops.sum(maps, axis=-1)
         elif reduction == "l2":
             maps = ops.sqrt(ops.sum(ops.square(maps), axis=-1))
-        mask = self.pad_mask(ids)
+        mask = self.pad_mask(ids)  # the explainer inputs (packed or ids)
         return maps * (mask if reduction else mask[..., None])
 
     def _check_tail(self, ids, embedded):
@@ -226,6 +415,8 @@ class ModelView:
         return self.logits.prepare(x)
 
     def _forward(self, x):
+        if self.structure is not None:
+            return as_float32(self._call_structured(x))
         return as_float32(self._tail(x)) if self.tokens else self.logits.forward(x)
 
     def _graph_input(self, x):
@@ -240,6 +431,9 @@ class ModelView:
         embedding."""
         key = ("capture", layer if isinstance(layer, (str, int)) else id(layer))
         function = self._layer_functions.get(key)
+        if function is None and self.structure is not None:
+            function = self._capture_structured(layer)
+            self._layer_functions[key] = function
         if function is None:
             model = self.logits.model
             # Resolved in the user's model (a layer object is theirs), then found by its
@@ -267,6 +461,11 @@ class ModelView:
     def _hooked(self, key, output_hook):
         """``x -> logits`` with ``output_hook(operation, outputs)`` applied to every
         operation's outputs of the logits model (built once per ``key``)."""
+        if self.structure is not None:
+            raise ValueError(
+                "Expected a model with one input for a method that changes how gradients "
+                "flow back through every layer (Guided Backprop). Received: model "
+                f"{self.model.name!r} with inputs {self.structure.keys}")
         function = self._layer_functions.get(("hook", key))
         if function is None:
             graph = _graph.GraphFunction(self.logits.model, None, start=self._start,
@@ -278,8 +477,46 @@ class ModelView:
             self._layer_functions[("hook", key)] = function
         return function
 
+    def _capture_structured(self, layer):
+        """``_capture`` for a model with several inputs: the layer (a graph node or a
+        sublayer a custom layer calls) is read by intercepting its call."""
+        path, target = _graph.find_layer(self.model, layer)
+
+        def function(z, at_layer=None):
+            box = []
+            with _inputs.recorded(target, box, change=at_layer):
+                outputs = self._call_structured(z)
+            if not box:
+                raise ValueError(f"Expected the layer {path!r} to be called by the model. "
+                                 "Received: a layer the computation does not pass")
+            return as_float32(box[0]), as_float32(outputs)
+
+        function.layer_name = path
+        saved = self._context  # this may run while a compiled function is traced
+        try:
+            probe = keras.ops.convert_to_tensor(self._probe_batch()[:1])
+            activations, _ = function(self.space(probe))
+        finally:
+            self._context = saved
+        function.layer_shape = tuple(int(n) for n in activations.shape[1:])
+        return function
+
+    def layer_function(self, layer):
+        """``z -> F_l(z)``: the layer's output from the explained tensor (models with
+        several inputs; the decoys' constraint), with ``__name__`` the layer's path."""
+        capture = self._capture(layer)
+
+        def function(z):
+            return capture(z)[0]
+
+        function.__name__ = capture.layer_name
+        return function
+
     def _layer_outputs(self):
         found = _graph.layer_outputs(self.logits.model)
+        if self.structure is not None and self.tokens:  # sequences of any length: L
+            length = self.token_shape[0]
+            found = [(p, (length,) + s[1:] if s and s[0] is None else s) for p, s in found]
         if not self.tokens:
             return found
         names = [path for path, _ in found]  # token models: the layers after the embedding
@@ -288,6 +525,13 @@ class ModelView:
 
     def model_outputs(self, x):
         """The user's model on raw inputs (serving predictions): ``model(preprocess(x))``."""
+        if self.structure is not None:
+            values = self.structure.unpack(x)
+            if not self.tokens:
+                values[self.explained_key] = keras.ops.cast(
+                    self.prepare(values[self.explained_key]),
+                    self.structure.dtypes[self.explained_key])
+            return self.model(self.structure.structure(values), training=False)
         return self.model(self.prepare(x), training=False)
 
     def _probe(self):
@@ -343,6 +587,78 @@ def _embedding_path(model, dtype, embedding_layer):
             f"embeds the ids. Received: {len(found)} Embedding layers: "
             + ", ".join("/".join(path) for path in found))
     return _graph.resolve(model, "/".join(found[0]))
+
+
+def _find_embedding(model, embedding_layer, dtypes):
+    """``(path, layer)`` of the token embedding of a model with several inputs: the named
+    one, else keras_hub's ``token_embedding`` (a graph node, or inside
+    ``TokenAndPositionEmbedding``), else the one ``keras.layers.Embedding`` (keras_hub's
+    ``ReversibleEmbedding`` is one)."""
+    if embedding_layer is not None:
+        return _graph.find_layer(model, embedding_layer)
+    found = [(p, layer) for p, layer in _graph.sublayer_paths(model)
+             if isinstance(layer, keras.layers.Embedding)]
+    named = [(p, layer) for p, layer in found if p[-1] == "token_embedding"]
+    candidates = {id(layer): ("/".join(p), layer) for p, layer in (named or found)}
+    if len(candidates) == 1:
+        return next(iter(candidates.values()))
+    if not candidates:
+        raise ValueError(
+            "Expected `explain_input` naming the floating-point input to explain, or a token "
+            "model whose ids go through an Embedding (its output is explained). Received: "
+            f"a model with inputs {dtypes} and no Embedding layer (pass `embedding_layer=` "
+            "naming the layer that embeds the ids)")
+    raise ValueError(
+        "Expected one token Embedding layer, or `embedding_layer=` naming the one that "
+        f"embeds the ids. Received: {len(candidates)} Embedding layers: "
+        + ", ".join(p for p, _ in candidates.values()))
+
+
+def _sequence_length(model, spec, input_shape):
+    """The token sequence length: the input's, ``input_shape=(L,)``, or the keras_hub
+    preprocessor's ``sequence_length``."""
+    declared = spec.shape[1] if len(spec.shape) == 2 else None
+    if input_shape is not None:
+        given = _shape(input_shape)
+        if len(given) != 1 or (declared is not None and declared != given[0]):
+            raise ValueError(
+                f"Expected `input_shape=(L,)`, the token sequence length"
+                f"{'' if declared is None else f' {declared}'}. Received: "
+                f"input_shape={input_shape!r}")
+        return given[0]
+    if declared is not None:
+        return int(declared)
+    length = getattr(getattr(model, "preprocessor", None), "sequence_length", None)
+    if isinstance(length, (int, np.integer)) and length > 0:
+        return int(length)
+    raise ValueError(
+        "Expected a known token sequence length: pass `input_shape=(L,)` (the model takes "
+        "sequences of any length and has no preprocessor with a `sequence_length`). "
+        "Received: input_shape=None")
+
+
+def _known_shape(spec, key, length):
+    """An input's shape without the batch axis, ``None`` axes of a per-token input
+    ``(B, L)`` filled with ``length``; other unknown axes refused."""
+    shape = tuple(spec.shape[1:])
+    if length is not None and len(shape) == 1 and shape[0] is None:
+        shape = (length,)
+    if any(n is None for n in shape):
+        raise ValueError(
+            f"Expected the model's input {key!r} to have a known shape (every axis but the "
+            f"batch). Received: shape {(None,) + shape}")
+    return tuple(int(n) for n in shape)
+
+
+def _check_pad_id(pad_id, vocabulary_size):
+    if pad_id is None:
+        return None
+    if (isinstance(pad_id, bool) or not isinstance(pad_id, (int, np.integer)) or pad_id < 0
+            or (vocabulary_size is not None and pad_id >= vocabulary_size)):
+        raise ValueError(
+            f"Expected `pad_id` to be a token id in [0, {vocabulary_size}). "
+            f"Received: pad_id={pad_id!r}")
+    return int(pad_id)
 
 
 def _check_dtype(dtype):
