@@ -16,12 +16,14 @@ __version__ = "0.1.0"
 _NAMES = {
     "DecoyConfig": ("keras_dance.decoys", "DecoyConfig"),
     "Explainer": ("keras_dance.explainer", "Explainer"),
+    "TextExplanation": ("keras_dance.text", "TextExplanation"),
 }
 _MODULES = ("attacks", "callbacks", "datasets", "methods", "metrics", "sanity", "training",
-            "decoys", "viz", "distributed", "ray", "beam")
+            "decoys", "viz", "distributed", "ray", "beam", "text")
 
-__all__ = ["DecoyConfig", "Explainer", "attacks", "beam", "callbacks", "datasets",
-           "distributed", "methods", "metrics", "postprocess", "ray", "sanity", "training",
+__all__ = ["DecoyConfig", "Explainer", "TextExplanation", "attacks", "beam", "callbacks", "datasets",
+           "distributed", "methods", "metrics", "postprocess", "ray", "sanity", "text",
+           "training",
            "__version__"]
 
 

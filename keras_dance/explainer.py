@@ -359,6 +359,35 @@ class Explainer:
                 )
         return (maps, details) if return_details else maps
 
+    def explain_text(self, texts, targets=None, vocabulary=None, **kwargs):
+        """Per-token scores for raw strings, tokenized by the model's own tokenizer.
+
+        A keras_hub Task with a ``preprocessor`` (``BertTextClassifier``, …) is fed its
+        preprocessor's output (token ids, padding mask, segment ids) and every position
+        is named with its tokenizer's token string; a model of our own vocabulary
+        convention takes ``vocabulary`` (as ``export``) and is tokenized as the exported
+        ``explain_text`` signature does.
+
+        Args:
+            texts: a string or a list of strings.
+            targets: as ``explain`` (None: each text's predicted class).
+            vocabulary: for models without a keras_hub preprocessor: a list of tokens or
+                a file of one per line (id 0 padding, id 1 out-of-vocabulary). Defaults
+                to None.
+            **kwargs: passed to ``explain`` (``verbose``).
+
+        Returns:
+            a ``kd.TextExplanation`` (``tokens``, ``ids``, ``scores``, ``mask``,
+            ``special``, ``targets``; ``visualize(i)`` for the HTML word map).
+
+        Raises:
+            TypeError / ValueError: texts that are not strings, a model that is not a
+                token model, no tokenizer and no vocabulary.
+        """
+        from keras_dance.text import explain_text
+
+        return explain_text(self, texts, targets, vocabulary, **kwargs)
+
     def generate_decoys(self, x):
         """Every decoy of every input, for inspection.
 

@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from keras_dance import backend
 from keras_dance._files import replace_directory, staging_directory
+# In process, text is tokenized in Python the way the exported graph does it (kd.text).
+from keras_dance.text import read_vocabulary, tokenize  # noqa: F401
 
 # Keras TextVectorization's default standardisation: lower case, punctuation removed.
 _PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
@@ -16,46 +18,6 @@ _PUNCTUATION = r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']'
 
 class _ServingModule(tf.Module):
     """Holds the models (so their variables are saved) and the signature functions."""
-
-
-def read_vocabulary(vocabulary):
-    """A token list from a list/tuple or a file (one token per line); id = position.
-
-    Keras's convention (``TextVectorization.get_vocabulary()``): id 0 is padding, id 1 the
-    out-of-vocabulary token; words follow.
-    """
-    if isinstance(vocabulary, (str, os.PathLike)):
-        try:
-            vocabulary = Path(vocabulary).read_text().splitlines()
-        except OSError as error:
-            raise ValueError(
-                f"Expected `vocabulary` to be a readable file of one token per line. "
-                f"Received: vocabulary={str(vocabulary)!r} ({error.strerror})") from error
-    if not isinstance(vocabulary, (list, tuple)) or len(vocabulary) < 3 or not all(
-            isinstance(t, str) for t in vocabulary):
-        raise ValueError(
-            "Expected `vocabulary` to be a list of at least 3 strings (id 0 padding, id 1 "
-            f"out-of-vocabulary, then words) or a file of them. Received: {vocabulary!r:.80}")
-    words = list(vocabulary[2:])
-    if len(set(words)) != len(words) or "" in words:
-        raise ValueError("Expected unique, non-empty words in `vocabulary` after ids 0 and 1. "
-                         "Received: duplicates or an empty line")
-    return list(vocabulary)
-
-
-def tokenize(texts, vocabulary, length):
-    """Sentences → ``(words (N, length) str, ids (N, length) int32)``, as ``explain_text``
-    does in the graph: lower case, punctuation removed, split on whitespace, truncated or
-    padded ("" → id 0); unknown words → id 1."""
-    import numpy as np
-
-    clean = tf.strings.regex_replace(tf.strings.lower(tf.constant(list(texts))), _PUNCTUATION, "")
-    words = tf.strings.split(clean).to_tensor(default_value="", shape=[None, length])
-    words = words.numpy().astype(str)
-    index = {word: i for i, word in enumerate(vocabulary) if i >= 2}
-    ids = np.array([[0 if w == "" else index.get(w, 1) for w in row] for row in words],
-                   np.int32).reshape(len(words), length)
-    return words, ids
 
 
 def export(explainer, path, overwrite=False, vocabulary=None):

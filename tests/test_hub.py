@@ -1,0 +1,265 @@
+"""keras_hub text transformers and other models with several inputs (issue 27).
+
+Tiny keras_hub models are built offline (``tests/hub_models.py``). The checks are
+independent of how the explainer reaches the embedding: a gradient map is compared with
+a finite difference taken by editing the embedding matrix's row of one token (which
+moves only that token's embedded vector), and Integrated Gradients' completeness with
+the model whose token embedding matrix is zeroed.
+"""
+
+import json
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import hub_models as H
+import keras_dance as kd
+from helpers import assert_unchanged, snapshot
+from test_backends import _run
+
+
+def _logits(model, x):
+    return np.asarray(keras.ops.convert_to_numpy(model(x)), np.float64)
+
+
+def _token_matrix(model):
+    explainer_path = kd.Explainer(model).model_view.embedding_path
+    _, layer = kd._graph.find_layer(model, explainer_path)
+    return layer.embeddings
+
+
+@pytest.mark.parametrize("name", sorted(H.BUILDERS))
+def test_a_keras_hub_classifier_is_explained_at_its_token_embedding(name):
+    model = H.BUILDERS[name]()
+    x = H.inputs(model)
+    before = snapshot(model)
+    explainer = kd.Explainer(model, method="gradient", token_reduction=None)
+    assert explainer.model_view.embedding_path.endswith("token_embedding")
+    if name == "distil_bert":  # a sublayer of TokenAndPositionEmbedding, not a graph node
+        assert "token_and_position_embedding/token_embedding" in \
+            explainer.model_view.embedding_path
+    maps, details = explainer.explain(x, return_details=True)
+    length = x["token_ids"].shape[1]
+    assert maps.shape == (3, length, 16)
+    np.testing.assert_array_equal(details["targets"], np.argmax(_logits(model, x), -1))
+    # Padding positions (the model's own padding_mask) score exactly 0; real ones do not.
+    pad = ~x["padding_mask"].astype(bool)
+    assert pad.any() and np.all(maps[pad] == 0)
+    assert np.all(np.abs(maps[~pad]).sum(-1) > 0)
+    # Finite difference along one token's embedding: editing its matrix row moves only
+    # that token's embedded vector when the id occurs once in the text.
+    matrix = _token_matrix(model)
+    original = keras.ops.convert_to_numpy(matrix).copy()
+    row, column = 0, 2
+    token = int(x["token_ids"][row, column])
+    assert np.sum(x["token_ids"][row] == token) == 1
+    direction = np.random.default_rng(0).normal(size=original.shape[1]).astype(np.float32)
+    target = int(details["targets"][row])
+    values = []
+    for step in (-1e-2, 1e-2):
+        edited = original.copy()
+        edited[token] += step * direction
+        matrix.assign(edited)
+        values.append(_logits(model, x)[row, target])
+    matrix.assign(original)
+    slope = (values[1] - values[0]) / 2e-2
+    np.testing.assert_allclose(maps[row, column] @ direction, slope, rtol=2e-2,
+                               atol=1e-4 * np.abs(maps[row]).max())
+    assert_unchanged(model, before)
+
+
+def test_integrated_gradients_is_complete_against_the_zero_token_embedding():
+    model = H.bert()
+    x = H.inputs(model)
+    targets = np.array([0, 1, 2])
+    maps = kd.Explainer(model, method=kd.methods.IntegratedGradients(steps=256),
+                        token_reduction="sum").explain(x, targets)
+    matrix = _token_matrix(model)
+    original = keras.ops.convert_to_numpy(matrix).copy()
+    full = _logits(model, x)[np.arange(3), targets]
+    matrix.assign(np.zeros_like(original))  # the baseline: every token embedded as 0
+    try:
+        baseline = _logits(model, x)[np.arange(3), targets]
+    finally:
+        matrix.assign(original)
+    np.testing.assert_allclose(maps.sum(axis=1), full - baseline, rtol=1e-2, atol=1e-3)
+
+
+def test_every_row_a_method_makes_keeps_its_own_inputs_padding_mask():
+    """Occlusion and SmoothGrad run many rows per input: each must see its input's own
+    padding mask and segment ids, so a batch explains as each text alone."""
+    model = H.bert()
+    x = H.inputs(model)
+    for method in ("occlusion", kd.methods.SmoothGrad(num_samples=8, seed=3)):
+        explainer = kd.Explainer(model, method=method)
+        together = explainer.explain(x, 1)
+        alone = np.concatenate([explainer.explain({k: v[i:i + 1] for k, v in x.items()}, 1)
+                                for i in range(3)])
+        np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_explain_text_uses_the_models_own_tokenizer():
+    model = H.bert()
+    explanation = kd.Explainer(model, method="gradient_x_input").explain_text(H.TEXTS)
+    assert isinstance(explanation, kd.TextExplanation)
+    x = H.inputs(model)
+    np.testing.assert_array_equal(explanation.ids, x["token_ids"])
+    tokenizer = model.preprocessor.tokenizer
+    assert explanation.tokens[1][:6] == ["[CLS]", "a", "bad", ",", "awful", "film"]
+    assert explanation.tokens[1][-1] == tokenizer.id_to_token(0) == "[PAD]"
+    np.testing.assert_array_equal(explanation.mask, x["padding_mask"])
+    # [CLS] and [SEP] are marked special; words() leaves them (and padding) out.
+    assert explanation.special[1, 0] and explanation.special[1, 6]
+    assert [t for t, _ in explanation.words(1)] == ["a", "bad", ",", "awful", "film"]
+    same = kd.Explainer(model, method="gradient_x_input").explain(x)
+    np.testing.assert_array_equal(explanation.scores, same)
+    html = explanation.visualize(1).html
+    assert "awful" in html and "[PAD]" not in html and "[CLS]" not in html
+
+
+def test_explain_text_on_our_own_vocabulary_model_matches_explain():
+    model, vocabulary = kd.datasets.load_text_model()
+    explainer = kd.Explainer(model, method="gradient_x_input")
+    explanation = explainer.explain_text(["A truly great, great movie!"], vocabulary=vocabulary)
+    words = [t for t, _ in explanation.words(0)]
+    assert words[:3] == ["a", "truly", "great"] and "" not in words
+    np.testing.assert_array_equal(explanation.scores, explainer.explain(explanation.ids))
+    with pytest.raises(ValueError, match="vocabulary"):
+        explainer.explain_text("a movie")
+    with pytest.raises(TypeError, match="texts"):
+        explainer.explain_text([1, 2], vocabulary=vocabulary)
+
+
+def _image_and_metadata_model():
+    keras.utils.set_random_seed(4)
+    image = keras.Input((8, 8, 1), name="image")
+    metadata = keras.Input((3,), name="metadata")
+    h = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(image)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    h = keras.layers.Concatenate()([h, keras.layers.Dense(4, activation="tanh")(metadata)])
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(
+        keras.layers.Dense(8, activation="relu")(h))
+    return keras.Model({"image": image, "metadata": metadata}, outputs)
+
+
+class FixedRows(keras.layers.Layer):
+    """One constant row for every row of its input."""
+
+    def __init__(self, value, **kwargs):
+        super().__init__(**kwargs)
+        self.value = np.asarray(value, np.float32)
+
+    def call(self, inputs):
+        value = keras.ops.convert_to_tensor(self.value)
+        return keras.ops.broadcast_to(value, (keras.ops.shape(inputs)[0],) + self.value.shape)
+
+
+@pytest.mark.parametrize("method", ["gradient", "integrated_gradients", "occlusion",
+                                    "gradcam"])
+def test_explain_input_equals_the_method_on_the_model_with_the_other_input_fixed(method):
+    model = _image_and_metadata_model()
+    rng = np.random.default_rng(0)
+    x = {"image": rng.uniform(size=(3, 8, 8, 1)).astype("float32"),
+         "metadata": rng.normal(size=(3, 3)).astype("float32")}
+    maps = kd.Explainer(model, method=method, explain_input="image").explain(x, 1)
+    assert maps.shape == (3, 8, 8, 1)
+    for i in range(3):  # one input at a time, its metadata a constant inside the model
+        image = keras.Input((8, 8, 1))
+        constant = FixedRows(x["metadata"][i])(image)
+        fixed = keras.Model(image, model({"image": image, "metadata": constant}))
+        alone = kd.Explainer(fixed, method=method).explain(x["image"][i:i + 1], 1)
+        np.testing.assert_allclose(maps[i:i + 1], alone, rtol=1e-4,
+                                   atol=1e-5 * np.abs(alone).max())
+
+
+def test_dance_on_a_transformer_layer_of_distil_bert():
+    model = H.distil_bert()
+    x = H.inputs(model)
+    explainer = kd.Explainer(model, decoys=kd.DecoyConfig(
+        layer="transformer_layer_0", patch=1, steps=20))
+    maps, details = explainer.explain(x, return_details=True)
+    pad = ~x["padding_mask"].astype(bool)
+    assert np.all(maps[pad] == 0) and np.all(maps[~pad] > 0)
+    assert details["feasible_fraction"].min() > 0.5
+    assert explainer.decoy_config.layer == "transformer_layer_0"
+
+
+def test_several_inputs_bad_input_names_the_argument():
+    model = H.bert(preprocessor=False)
+    x = H.inputs(H.bert())
+    with pytest.raises(ValueError, match="sequence length"):
+        kd.Explainer(model)  # no preprocessor, sequences of any length
+    explainer = kd.Explainer(model, input_shape=(H.LENGTH,))
+    with pytest.raises(ValueError, match=r"x.*keys \['padding_mask', 'token_ids'\]"):
+        explainer.explain({"token_ids": x["token_ids"], "padding_mask": x["padding_mask"]})
+    with pytest.raises(ValueError, match=r"x\['segment_ids'\]"):
+        explainer.explain(dict(x, segment_ids=x["segment_ids"][:, :4]))
+    with pytest.raises(ValueError, match=r"\[0, 21\) in `x\['token_ids'\]`"):
+        explainer.explain(dict(x, token_ids=x["token_ids"] + 30))
+    with pytest.raises(ValueError, match="same batch size"):
+        explainer.explain(dict(x, segment_ids=x["segment_ids"][:2]))
+    with pytest.raises(ValueError, match="explain_input"):
+        kd.Explainer(model, input_shape=(H.LENGTH,), explain_input="nothing")
+    with pytest.raises(ValueError, match="Guided Backprop"):
+        kd.Explainer(model, method="guided_backprop", input_shape=(H.LENGTH,)).explain(x)
+    image_model = _image_and_metadata_model()
+    with pytest.raises(ValueError, match="no Embedding"):
+        kd.Explainer(image_model)  # which input? it has no token embedding either
+
+
+PARITY = r"""
+import json, sys
+import numpy as np, keras, keras_dance as kd
+sys.path.insert(0, "tests")
+import keras_hub
+settings = json.loads(sys.argv[1])
+out = {}
+for name in settings["models"]:
+    model = keras.saving.load_model(settings["dir"] + f"/{name}.keras")
+    x = dict(np.load(settings["dir"] + f"/{name}_x.npz"))
+    for method in settings["methods"]:
+        out[f"{name}/{method}"] = kd.Explainer(model, method=method).explain(x, 1)
+    out[f"{name}/dance"] = kd.Explainer(model, decoys=kd.DecoyConfig(
+        layer="transformer_layer_0", patch=2, steps=10)).explain(x, 1)
+text = kd.Explainer(keras.saving.load_model(settings["dir"] + "/bert.keras"))
+explanation = text.explain_text(settings["texts"], 1)
+out["explain_text"] = explanation.scores
+out["tokens"] = np.array(explanation.tokens)
+np.savez(settings["out"], **out)
+print(keras.config.backend())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("backends")
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_keras_hub_maps_are_tensorflows_on_jax_and_pytorch(backend, tmp_path):
+    """The same .keras files give TensorFlow's maps (within 1e-4 of the map's scale) for
+    every gradient and perturbation method, DANCE at a transformer layer, and
+    explain_text through the model's own (TensorFlow Text) tokenizer."""
+    models = {"bert": H.bert(), "distil_bert": H.distil_bert(), "roberta": H.roberta()}
+    methods = ["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
+               "occlusion", "cgi"]
+    want = {}
+    for name, model in models.items():
+        model.save(tmp_path / f"{name}.keras")
+        x = H.inputs(model)
+        np.savez(tmp_path / f"{name}_x.npz", **x)
+        for method in methods:
+            want[f"{name}/{method}"] = kd.Explainer(model, method=method).explain(x, 1)
+        want[f"{name}/dance"] = kd.Explainer(model, decoys=kd.DecoyConfig(
+            layer="transformer_layer_0", patch=2, steps=10)).explain(x, 1)
+    explanation = kd.Explainer(models["bert"]).explain_text(H.TEXTS, 1)
+    settings = {"models": list(models), "methods": methods, "dir": str(tmp_path),
+                "texts": H.TEXTS, "out": str(tmp_path / "out.npz")}
+    assert _run(backend, PARITY, json.dumps(settings)).split()[-1] == backend
+    got = np.load(settings["out"])
+    for key, value in want.items():
+        scale = np.abs(value).max()
+        assert scale > 0, key
+        np.testing.assert_allclose(got[key], value, atol=1e-4 * scale, rtol=0, err_msg=key)
+    np.testing.assert_allclose(got["explain_text"], explanation.scores,
+                               atol=1e-4 * np.abs(explanation.scores).max(), rtol=0)
+    assert got["tokens"].tolist() == explanation.tokens
