@@ -21,7 +21,16 @@ from keras_dance.decoys.dance import DecoyMaps
 from keras_dance.methods import get as get_method
 from keras_dance.model_view import ModelView
 
-TOKEN_REDUCTIONS = ("mean", "sum", "l2", None)
+TOKEN_REDUCTIONS = ("auto", "mean", "sum", "l2", None)
+
+
+def _plain_gradient(method):
+    """Whether the method's maps are gradients not multiplied by the input (Gradient,
+    Guided Backprop, SmoothGrad of those)."""
+    base = getattr(method, "method", None)
+    if base is not None and method.name in ("smoothgrad", "squaregrad", "vargrad"):
+        return method.name == "smoothgrad" and _plain_gradient(base)
+    return method.name in ("gradient", "guided_backprop")
 
 
 class Explainer:
@@ -66,7 +75,13 @@ class Explainer:
             (name, nested path, index or layer). Defaults to None.
         token_reduction: how a token's map over its embedding dimensions becomes one
             score: "mean" (the DANCE paper), "sum" (keeps IG's completeness), "l2", or
-            None for ``(B, L, E)`` maps. Token models only. Defaults to "mean".
+            None for ``(B, L, E)`` maps; "auto" is "mean", except for plain gradients
+            (Gradient, Guided Backprop, their SmoothGrad) on a model whose outputs do
+            not change when one constant is added to every embedding dimension (a
+            LayerNorm right after the embedding, as in BERT, DistilBERT and RoBERTa):
+            every gradient is then orthogonal to (1, …, 1), its mean and sum are
+            rounding noise, and "auto" is "l2" (asking for "mean" or "sum" there
+            raises). Token models only. Defaults to "auto".
         pad_id: the padding token id, whose positions score 0; None: 0 when the
             embedding has ``mask_zero``, else none (a model that takes a
             ``padding_mask`` input, as keras_hub's do, pads where it is 0). Defaults to
@@ -95,7 +110,7 @@ class Explainer:
 
     def __init__(self, model, method="gradient", decoys=None, aggregation="range",
                  batch_size=128, jit_compile=False, preprocess=None, input_shape=None,
-                 embedding_layer=None, token_reduction="mean", pad_id=None,
+                 embedding_layer=None, token_reduction="auto", pad_id=None,
                  explain_input=None):
         backend.module()  # a backend the seam does not implement yet fails here
         self.model_view = view = ModelView(model, input_shape=input_shape,
@@ -110,8 +125,9 @@ class Explainer:
             raise TypeError(
                 f"Expected `jit_compile` to be a bool. Received: jit_compile={jit_compile!r}")
         self.model, self.preprocess, self.tokens = model, preprocess, view.tokens
-        self.token_reduction, self.jit_compile = token_reduction, jit_compile
+        self.jit_compile = jit_compile
         self.method = get_method(method)
+        self.token_reduction = self._token_reduction(token_reduction, decoys)
         self.batch_size = _validation.check_positive_int(
             batch_size, "batch_size", maximum=_validation.MAX_BATCH_SIZE)
         # What explain() takes, and the maps it returns (token models: per token); a
@@ -142,6 +158,22 @@ class Explainer:
                                    self.forward, self.batch_size, rows_per_input)
             self.inputs_per_pass, self.budget = self.dance.inputs_per_pass, self.dance.budget
         self._functions = CompiledFunctions(self)
+
+    def _token_reduction(self, reduction, decoys):
+        """The concrete reduction ("auto" resolved); refuses one whose scores would be
+        rounding noise (see ``token_reduction``)."""
+        noise = (self.tokens and self.model_view.shift_invariant and decoys is None
+                 and _plain_gradient(self.method))
+        if reduction == "auto":
+            return "l2" if noise else "mean"
+        if noise and reduction in ("mean", "sum"):
+            raise ValueError(
+                f"Expected token_reduction 'l2' or None for {self.method.name!r} maps on "
+                "this model: its outputs do not change when one constant is added to every "
+                "embedding dimension (a LayerNorm after the embedding), so each token's "
+                f"gradient sums to zero and its {reduction} is rounding noise. Received: "
+                f"token_reduction={reduction!r}")
+        return reduction
 
     def _engine(self, model, config):
         view = self.model_view

@@ -71,6 +71,7 @@ class ModelView:
         io = graph_io(model)
         self.has_graph = io is not None
         self.tokens = False
+        self.shift_invariant = False  # token models: see _shift_invariant
         self._start = None  # token models: the embedding, where the layer hooks start
         self.structure = None  # models with several inputs: their packing (kd._inputs)
         if explain_input is not None and not self.has_graph:
@@ -148,6 +149,7 @@ class ModelView:
                 f"Received: output of shape {tuple(embedded.shape)}")
         self.input_shape = tuple(int(n) for n in embedded.shape[1:])
         self._check_tail(ids, embedded)
+        self.shift_invariant = self._shift_invariant(embedded)
         self.output_shapes = [tuple(o.shape) for o in keras.tree.flatten(
             self._forward(embedded))]
         single = len(self.output_shapes) == 1 and len(self.output_shapes[0]) >= 2
@@ -255,6 +257,7 @@ class ModelView:
                 "Expected a model whose outputs can be differentiated with respect to "
                 f"{self.explained_name!r}; the gradient is None. Received: model "
                 f"{self.model.name!r}")
+        self.shift_invariant = self.tokens and self._shift_invariant(z)
         self.output_shapes = [tuple(o.shape) for o in outputs]
         single = len(self.output_shapes) == 1 and len(self.output_shapes[0]) >= 2
         self.num_classes = int(self.output_shapes[0][-1]) if single else None
@@ -262,6 +265,15 @@ class ModelView:
         self._layer_functions = {}
         self.forward = ModelFunction(self._forward, self.num_classes, self,
                                      input_shape=self.input_shape)
+
+    def _shift_invariant(self, z):
+        """Whether adding one constant to every embedding dimension leaves the outputs
+        unchanged (a LayerNorm right after the embedding: BERT, DistilBERT, RoBERTa …).
+        Then every gradient is orthogonal to (1, …, 1): its mean over the embedding is
+        rounding noise, and per-token scores of plain gradients need "l2"."""
+        a, b = (np.asarray(keras.ops.convert_to_numpy(keras.tree.flatten(self._forward(v))[0]),
+                           np.float64) for v in (z, z + 1.0))
+        return bool(np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(a).max())))
 
     @property
     def explained_name(self):
