@@ -473,7 +473,15 @@ class Explainer:
         models take int32 ``(None, L)`` ids and return ``(None, L)`` maps; with
         ``vocabulary`` they also get ``explain_text``: raw strings ``text`` → ``tokens``
         (the words, padded with ""), ``ids``, ``saliency`` and ``target`` — raw text in,
-        word scores out.
+        word scores out. A model with several inputs is served with its own inputs by
+        name (``explain(token_ids=…, padding_mask=…)``, each in the dtype the model
+        declares); a keras_hub text Task with a preprocessor also gets ``explain_text``,
+        its own tokenizer in the graph: ``text`` → ``tokens`` (the tokenizer's strings),
+        ``ids``, ``mask`` (False at padding), ``saliency``, ``target`` — equal to
+        ``explain_text`` in process. Its tokenizer's ops are TensorFlow Text's: a
+        process loading the SavedModel imports ``tensorflow_text`` (or a TF Serving
+        build with those ops). A preprocessor that cannot be traced into a graph is
+        refused before anything is written.
 
         Args:
             path: the version directory TF Serving expects, e.g. ``models/digits/1``.

@@ -40,7 +40,18 @@ def export(explainer, path, overwrite=False, vocabulary=None):
             f"Expected `path` to be a new or empty directory (or overwrite=True). "
             f"Received: path={str(path)!r}, which exists and is not empty"
         )
+    view = explainer.model_view
+    hub = None
+    if vocabulary is None and explainer.tokens:
+        from keras_dance.text import preprocessor_of
+
+        hub = preprocessor_of(explainer.model)
     if vocabulary is not None:
+        if view.structure is not None:
+            raise ValueError(
+                "Expected no `vocabulary` for a model with several inputs: its "
+                "explain_text signature runs the model's own keras_hub preprocessor. "
+                f"Received: vocabulary for a model with inputs {view.structure.keys}")
         if not explainer.tokens:
             raise ValueError(
                 "Expected `vocabulary` only for token models (integer ids through an "
@@ -54,8 +65,7 @@ def export(explainer, path, overwrite=False, vocabulary=None):
                 f"Received: {len(vocabulary)} tokens")
     explainer.sync()
     module = _ServingModule()
-    dtype = tf.int32 if explainer.tokens else tf.float32
-    spec = tf.TensorSpec((None,) + explainer.input_shape, dtype, name="inputs")
+    spec = tf.TensorSpec((None,) + view.call_shape, view.call_dtype, name="inputs")
     target_spec = tf.TensorSpec((None,), tf.int32, name="target")
     if backend.name() == "tensorflow":
         # Plain kernels only (no XLA anywhere): servable by any TensorFlow Serving build.
@@ -66,19 +76,28 @@ def export(explainer, path, overwrite=False, vocabulary=None):
         # F_l runs the model's own layers: their variables are saved with module.model.
     else:
         function, predict, module.weights = _converted(explainer, spec)
+    pack = lambda inputs: inputs  # noqa: E731
+    if view.structure is not None:
+        # A model with several inputs is served with its own inputs, by name; the
+        # explainer's functions take them packed (kd._inputs), as in process.
+        spec = {key: tf.TensorSpec((None,) + view.structure.shapes[key],
+                                   view.structure.dtypes[key], name=str(key))
+                for key in view.structure.keys}
+        pack = lambda inputs: _pack(view.structure, inputs)  # noqa: E731
 
     @tf.function(input_signature=[spec])
     def serving_default(inputs):
-        return {"predictions": predict(inputs)}
+        return {"predictions": predict(pack(inputs))}
 
     @tf.function(input_signature=[spec])
     def explain(inputs):
-        maps, targets, _, _ = function(inputs, tf.fill([tf.shape(inputs)[0]], -1))
+        packed = pack(inputs)
+        maps, targets, _, _ = function(packed, tf.fill([tf.shape(packed)[0]], -1))
         return {"saliency": maps, "target": targets}
 
     @tf.function(input_signature=[spec, target_spec])
     def explain_target(inputs, target):
-        maps, targets, _, _ = function(inputs, target)
+        maps, targets, _, _ = function(pack(inputs), target)
         return {"saliency": maps, "target": targets}
 
     module.serving_default = serving_default
@@ -86,6 +105,8 @@ def export(explainer, path, overwrite=False, vocabulary=None):
     module.explain_target = explain_target
     signatures = {"serving_default": serving_default, "explain": explain,
                   "explain_target": explain_target}
+    if hub is not None:  # traced here: a tokenizer that cannot be, before any file
+        signatures["explain_text"] = _explain_hub_text(module, explainer, function, hub, pack)
     with contextlib.ExitStack() as stack:
         staging = stack.enter_context(staging_directory(path.parent, f".{path.name}."))
         if vocabulary is not None:
@@ -97,6 +118,52 @@ def export(explainer, path, overwrite=False, vocabulary=None):
         tf.saved_model.save(module, str(staging), signatures=signatures)
         replace_directory(staging, path)
     return path
+
+
+def _pack(structure, inputs):
+    """The served inputs (by name) packed as the explainer's functions take them."""
+    dtype = tf.as_dtype(structure.packed_dtype)
+    parts = [tf.reshape(tf.cast(inputs[key], dtype), [-1, structure.sizes[key]])
+             for key in structure.keys]
+    return tf.concat(parts, axis=1)
+
+
+def _explain_hub_text(module, explainer, function, preprocessor, pack):
+    """``explain_text`` of a keras_hub Task: raw strings → the model's own preprocessor
+    (TensorFlow Text ops, in the graph) → tokens (the tokenizer's strings), ids, maps.
+
+    Raises:
+        ValueError: the preprocessor cannot be traced into a TensorFlow graph (before
+            anything is written).
+    """
+    view = explainer.model_view
+    tokenizer = preprocessor.tokenizer
+    size = view.vocabulary_size or tokenizer.vocabulary_size()
+    names = tf.constant([str(tokenizer.id_to_token(i)) for i in range(size)])
+    module.preprocessor = preprocessor
+    module.token_names = tf.Variable(names, trainable=False)
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string, name="text")])
+    def explain_text(text):
+        inputs = preprocessor(text)
+        inputs = inputs[0] if isinstance(inputs, tuple) else inputs
+        ids = tf.cast(inputs[view.token_key], tf.int32)
+        packed = pack({key: inputs[key] for key in view.structure.keys})
+        maps, targets, _, _ = function(packed, tf.fill([tf.shape(ids)[0]], -1))
+        mask = tf.cast(inputs[view.pad_key], tf.bool) if view.pad_key else tf.ones_like(
+            ids, tf.bool)
+        return {"tokens": tf.gather(module.token_names, ids), "ids": ids,
+                "mask": mask, "saliency": maps, "target": targets}
+
+    try:
+        explain_text.get_concrete_function()
+    except Exception as error:  # a tokenizer that is not TensorFlow ops
+        raise ValueError(
+            "Expected a keras_hub preprocessor that runs in a TensorFlow graph (its "
+            "tokenizer as TensorFlow Text ops) for the explain_text signature; nothing was "
+            f"written. Received: {type(preprocessor).__name__} raised "
+            f"{type(error).__name__}: {error}") from error
+    return explain_text
 
 
 def _converted(explainer, spec):
@@ -111,8 +178,7 @@ def _converted(explainer, spec):
     view = explainer.model_view
     convert, weights = backend.to_tensorflow(view.variables)
     per = explainer.inputs_per_pass
-    shape = tuple(explainer.input_shape)
-    dtype = "int32" if explainer.tokens else "float32"
+    shape, dtype = tuple(view.call_shape), view.call_dtype
     chunk = convert(explainer.chunk_function(fuse=False),
                     [((per,) + shape, dtype), ((per,), "int32")])
     predict = convert(view.model_outputs, [((None,) + shape, dtype)])

@@ -8,6 +8,7 @@ the model whose token embedding matrix is zeroed.
 """
 
 import json
+import subprocess
 import sys
 
 import keras
@@ -329,3 +330,76 @@ def test_plain_gradients_on_a_layer_normed_embedding_are_reduced_by_their_norm()
     # The Kim CNN has no such normalisation: its default stays the DANCE paper's mean.
     text_model, _ = kd.datasets.load_text_model()
     assert kd.Explainer(text_model).token_reduction == "mean"
+
+
+HUB_LOADER = r"""
+import sys
+sys.modules["keras_dance"] = None  # TensorFlow (and its Text ops) alone: no Keras model code
+sys.modules["keras_hub"] = None
+import json, numpy as np, tensorflow as tf
+import tensorflow_text  # registers the tokenizer's ops, as a TF Serving build with them
+loaded = tf.saved_model.load(sys.argv[1])
+texts = json.loads(sys.argv[2])
+out = loaded.signatures["explain_text"](text=tf.constant(texts))
+# Served inputs take the model's declared dtypes (keras_hub declares padding_mask int32).
+x = {k: v.astype(np.int32) for k, v in np.load(sys.argv[3]).items()}
+explain = loaded.signatures["explain"](**{k: tf.constant(v) for k, v in x.items()})
+predictions = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in x.items()})
+np.savez(sys.argv[4], tokens=out["tokens"].numpy().astype(str), ids=out["ids"].numpy(),
+         mask=out["mask"].numpy(), saliency=out["saliency"].numpy(),
+         target=out["target"].numpy(), explain=explain["saliency"].numpy(),
+         predictions=predictions["predictions"].numpy())
+"""
+
+
+@pytest.mark.slow
+def test_export_runs_the_models_own_tokenizer_in_the_graph(tmp_path):
+    """explain_text in the SavedModel: raw strings → the keras_hub preprocessor (TensorFlow
+    Text ops) → the tokenizer's token strings and the maps explain_text gives in process;
+    the other signatures take the model's inputs by name."""
+    model = H.distil_bert()
+    explainer = kd.Explainer(model, method="integrated_gradients")
+    path = tmp_path / "text" / "1"
+    explainer.export(path)
+    x = H.inputs(model)
+    np.savez(tmp_path / "x.npz", **x)
+    result = subprocess.run(
+        [sys.executable, "-c", HUB_LOADER, str(path), json.dumps(H.TEXTS),
+         str(tmp_path / "x.npz"), str(tmp_path / "out.npz")],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = np.load(tmp_path / "out.npz")
+    explanation = explainer.explain_text(H.TEXTS)
+    assert served["tokens"].tolist() == explanation.tokens
+    np.testing.assert_array_equal(served["ids"], explanation.ids)
+    np.testing.assert_array_equal(served["mask"], explanation.mask)
+    np.testing.assert_array_equal(served["target"], explanation.targets)
+    scale = np.abs(explanation.scores).max()
+    np.testing.assert_allclose(served["saliency"], explanation.scores, atol=1e-5 * scale, rtol=0)
+    np.testing.assert_allclose(served["explain"], explainer.explain(x), atol=1e-5 * scale,
+                               rtol=0)
+    np.testing.assert_allclose(served["predictions"], keras.ops.convert_to_numpy(model(x)),
+                               atol=1e-5)
+
+
+class _PythonTokenizer:
+    """A preprocessor whose tokenizer runs Python on values: it cannot be in a graph."""
+
+    class tokenizer:  # noqa: N801  (keras_hub's attribute name)
+        id_to_token = staticmethod(str)
+
+    sequence_length = H.LENGTH
+
+    def __call__(self, text):
+        words = [t.decode().split() for t in text.numpy()]
+        return {"token_ids": np.zeros((len(words), H.LENGTH), np.int32)}
+
+
+def test_export_refuses_a_tokenizer_that_cannot_be_in_a_graph(tmp_path, monkeypatch):
+    model = H.bert()
+    explainer = kd.Explainer(model)
+    monkeypatch.setattr(kd.text, "preprocessor_of", lambda model: _PythonTokenizer())
+    path = tmp_path / "text" / "1"
+    with pytest.raises(ValueError, match="runs in a TensorFlow graph.*nothing was written"):
+        explainer.export(path)
+    assert not path.exists() and not any(tmp_path.rglob("*.pb"))
