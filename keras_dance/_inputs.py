@@ -56,10 +56,13 @@ class InputStructure:
         shapes: each input's shape without the batch axis (every axis known).
         dtypes: each input's dtype (Keras's standard names).
         kind: "dict" or "list": what the model is called with.
+        extra: keys packed for the explainer itself, not passed to the model (a causal
+            LM's ``prompt_mask`` and ``score_weights``), listed last in ``keys``.
     """
 
-    def __init__(self, keys, shapes, dtypes, kind):
+    def __init__(self, keys, shapes, dtypes, kind, extra=()):
         self.keys, self.kind = list(keys), kind
+        self.model_keys = [k for k in self.keys if k not in extra]
         self.shapes = {k: tuple(int(n) for n in s) for k, s in zip(keys, shapes)}
         self.dtypes = dict(zip(keys, dtypes))
         self.sizes = {k: int(np.prod(self.shapes[k], dtype=np.int64)) for k in keys}
@@ -149,8 +152,8 @@ class InputStructure:
     def structure(self, values):
         """``{key: tensor}`` → what the model is called with (a dict, or a list)."""
         if self.kind == "dict":
-            return dict(values)
-        return [values[k] for k in self.keys]
+            return {k: values[k] for k in self.model_keys}
+        return [values[k] for k in self.model_keys]
 
 
 def _integer(value):

@@ -391,7 +391,8 @@ class Explainer:
                 )
         return (maps, details) if return_details else maps
 
-    def explain_text(self, texts, targets=None, vocabulary=None, **kwargs):
+    def explain_text(self, texts, targets=None, vocabulary=None, return_details=False,
+                     **kwargs):
         """Per-token scores for raw strings, tokenized by the model's own tokenizer.
 
         A keras_hub Task with a ``preprocessor`` (``BertTextClassifier``, …) is fed its
@@ -406,7 +407,21 @@ class Explainer:
             vocabulary: for models without a keras_hub preprocessor: a list of tokens or
                 a file of one per line (id 0 padding, id 1 out-of-vocabulary). Defaults
                 to None.
+            return_details: causal LMs: also ``details["matrix"]`` ``(B, T, L)``, each
+                continuation token's log-probability (given everything before it)
+                attributed to each position (one explanation per token; for methods
+                linear in the score — gradient, gradient×input, Integrated Gradients —
+                the rows sum to ``scores``). Defaults to False.
             **kwargs: passed to ``explain`` (``verbose``).
+
+        For a keras_hub ``CausalLM`` (GPT-2, Gemma, Llama …) ``targets`` are the
+        continuations (a string, or one per prompt): what is explained is
+        log p(continuation | prompt), attributed to each prompt token (the continuation
+        keeps its own embedding in every row: teacher forcing, as Captum's
+        ``LLMAttribution``); ``mask`` marks the prompt, ``details`` hold
+        ``log_probability`` and ``continuation``. ``explain`` on a causal LM takes
+        its dict plus ``prompt_mask`` and ``score_weights`` ``(B, L)`` (0/1: the
+        attributed positions and the tokens whose log-probability is explained).
 
         Returns:
             a ``kd.TextExplanation`` (``tokens``, ``ids``, ``scores``, ``mask``,
@@ -418,7 +433,7 @@ class Explainer:
         """
         from keras_dance.text import explain_text
 
-        return explain_text(self, texts, targets, vocabulary, **kwargs)
+        return explain_text(self, texts, targets, vocabulary, return_details, **kwargs)
 
     def generate_decoys(self, x):
         """Every decoy of every input, for inspection.

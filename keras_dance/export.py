@@ -42,7 +42,9 @@ def export(explainer, path, overwrite=False, vocabulary=None):
         )
     view = explainer.model_view
     hub = None
-    if vocabulary is None and explainer.tokens:
+    # A causal LM's text signature would need prompt and continuation: not written (its
+    # explain signatures take prompt_mask and score_weights by name).
+    if vocabulary is None and explainer.tokens and not view.causal:
         from keras_dance.text import preprocessor_of
 
         hub = preprocessor_of(explainer.model)

@@ -71,6 +71,7 @@ class ModelView:
         io = graph_io(model)
         self.has_graph = io is not None
         self.tokens = False
+        self.causal = False  # a causal LM: see CAUSAL_KEYS
         self.shift_invariant = False  # token models: see _shift_invariant
         self._start = None  # token models: the embedding, where the layer hooks start
         self.structure = None  # models with several inputs: their packing (kd._inputs)
@@ -213,8 +214,20 @@ class ModelView:
                 f"{dtypes[key]}")
         length = _sequence_length(model, specs[key], input_shape)
         shapes = {k: _known_shape(specs[k], k, length) for k in keys}
-        self.structure = _inputs.InputStructure(keys, [shapes[k] for k in keys],
-                                                [dtypes[k] for k in keys], kind)
+        self.causal = is_causal_lm(model)
+        extra = ()
+        if self.causal:
+            # What is explained is log p(marked tokens | earlier ones) (CAUSAL_KEYS).
+            if kind != "dict" or any(k in keys for k in CAUSAL_KEYS):
+                raise ValueError(
+                    "Expected a causal LM taking a dict without the keys "
+                    f"{list(CAUSAL_KEYS)}. Received: inputs {keys}")
+            extra = CAUSAL_KEYS
+            for name in extra:
+                shapes[name], dtypes[name] = (length,), "int32"
+        self.structure = _inputs.InputStructure(
+            list(keys) + list(extra), [shapes[k] for k in list(keys) + list(extra)],
+            [dtypes[k] for k in list(keys) + list(extra)], kind, extra=extra)
         self.tokens = True
         self.token_key, self.token_shape = key, shapes[key]
         self.embedding_path, self._embedding = path, layer
@@ -243,7 +256,10 @@ class ModelView:
             self.input_shape = tuple(int(n) for n in z.shape[1:])
         # By construction run from the explained tensor the model is the model; checked
         # once, as the intercepted call could be bypassed by an unusual layer.
-        want = keras.tree.flatten(self.logits(self.structure.structure(self._context)))
+        want = self.logits(self.structure.structure(self._context))
+        if self.tokens and self.causal:
+            want = causal_score(want, self._context)
+        want = keras.tree.flatten(want)
         outputs = keras.tree.flatten(self._forward(z))
         for a, b in zip(want, outputs):
             a, b = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (a, b))
@@ -306,6 +322,11 @@ class ModelView:
                 values[key] = rng.uniform(size=shape).astype(np.float32)
             elif dtype == "bool" or key == getattr(self, "pad_key", None):
                 values[key] = np.ones(shape, dtype)
+            elif key in CAUSAL_KEYS:  # the first half prompt, the second continuation
+                values[key] = np.zeros(shape, dtype)
+                half = shape[1] // 2
+                values[key][:, :half] = key == "prompt_mask"
+                values[key][:, half:] = key == "score_weights"
             elif self.tokens and key == self.token_key:
                 values[key] = (np.arange(np.prod(shape)).reshape(shape)
                                % max(1, self.vocabulary_size or 1)).astype(dtype)
@@ -329,6 +350,16 @@ class ModelView:
             raise RuntimeError("kd internal: the model's other inputs are unknown here "
                                "(call `space` on the packed inputs first)")
         values = _inputs.rows_of(self._context, keras.ops.shape(z)[0])
+        if self.tokens and self.causal:
+            # Only the prompt's positions take the explained tensor; the continuation
+            # keeps its own embedding (teacher forcing, as Captum's LLM attribution).
+            prompt = keras.ops.cast(values["prompt_mask"], "float32")[..., None]
+            embedded = keras.ops.stop_gradient(  # the continuation's: a constant
+                _inputs.rows_of({"e": self._embedded}, keras.ops.shape(z)[0])["e"])
+            z = prompt * z + (1.0 - prompt) * embedded
+            with _inputs.replaced(self._embedding, z, integer_inputs=True):
+                logits = self.logits(self.structure.structure(values))
+            return causal_score(logits, values)
         if self.tokens:
             with _inputs.replaced(self._embedding, z, integer_inputs=True):
                 return self.logits(self.structure.structure(values))
@@ -384,7 +415,8 @@ class ModelView:
                 f"Expected the embedding layer {self.embedding_path!r} to be called on the "
                 f"token ids. Received: model {self.model.name!r}, where it is not called on "
                 "integer inputs")
-        return keras.ops.cast(box[0], "float32")
+        self._embedded = keras.ops.cast(box[0], "float32")
+        return self._embedded
 
     def reduce_tokens(self, maps, ids, reduction):
         """Token models: ``(b, L, E)`` maps reduced per token (``reduction`` "mean",
@@ -599,6 +631,30 @@ def _embedding_path(model, dtype, embedding_layer):
             f"embeds the ids. Received: {len(found)} Embedding layers: "
             + ", ".join("/".join(path) for path in found))
     return _graph.resolve(model, "/".join(found[0]))
+
+
+#: The inputs a causal LM's explainer takes beside the model's own (``(B, L)`` ints):
+#: ``prompt_mask`` marks the positions attributed (the prompt; the others keep their own
+#: embedding) and ``score_weights`` the tokens whose log-probability given the earlier
+#: ones is explained (the continuation).
+CAUSAL_KEYS = ("prompt_mask", "score_weights")
+
+
+def is_causal_lm(model):
+    """A keras_hub ``CausalLM`` (by class name: keras_hub need not be imported)."""
+    return any(cls.__name__ == "CausalLM" for cls in type(model).__mro__)
+
+
+def causal_score(logits, values):
+    """``(R, 1)``: Σ_p w_p · log softmax(logits[p − 1])[ids_p], the log-probability of
+    the tokens marked by ``score_weights`` given everything before them."""
+    ops = keras.ops
+    logits = ops.cast(logits, "float32")
+    ids = ops.cast(values["token_ids"], "int32")
+    weights = ops.cast(values["score_weights"], "float32")
+    logp = ops.log_softmax(logits[:, :-1, :], axis=-1)
+    picked = ops.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0]
+    return ops.sum(picked * weights[:, 1:], axis=1, keepdims=True)
 
 
 def _find_embedding(model, embedding_layer, dtypes):

@@ -185,13 +185,108 @@ def encode(explainer, texts, vocabulary=None):
     return ids, ids, [[str(w) for w in row] for row in words], np.zeros(ids.shape, bool)
 
 
-def explain_text(explainer, texts, targets=None, vocabulary=None, **kwargs):
+def _as_lists(ids):
+    """A tokenizer's output (ragged or dense, any backend) → Python lists of ints."""
+    if hasattr(ids, "to_list"):
+        return [[int(i) for i in row] for row in ids.to_list()]
+    if hasattr(ids, "numpy"):
+        ids = ids.numpy()
+    return [[int(i) for i in np.asarray(row).ravel()] for row in ids]
+
+
+def encode_causal(explainer, prompts, continuations):
+    """A causal LM's inputs for ``prompt + continuation``: ``(x, ids, tokens, special,
+    continuation (B, L) bool)``; the start token when the preprocessor adds one."""
+    view = explainer.model_view
+    preprocessor = preprocessor_of(explainer.model)
+    if preprocessor is None:
+        raise ValueError(
+            "Expected a keras_hub CausalLM with a preprocessor (its tokenizer) for "
+            "`explain_text`. Received: a causal LM without one")
+    if continuations is None or callable(continuations):
+        raise ValueError(
+            "Expected `targets` to be the continuation(s) whose log-probability given each "
+            "prompt is explained (a string or one per prompt) for a causal LM. Received: "
+            f"targets={continuations!r}")
+    continuations = check_texts(continuations, "targets")
+    if len(continuations) == 1:
+        continuations = continuations * len(prompts)
+    if len(continuations) != len(prompts):
+        raise ValueError(
+            f"Expected one continuation per prompt ({len(prompts)}) or one for all. "
+            f"Received: {len(continuations)} continuations")
+    tokenizer = preprocessor.tokenizer
+    start = ([tokenizer.start_token_id] if getattr(preprocessor, "add_start_token", False)
+             and getattr(tokenizer, "start_token_id", None) is not None else [])
+    length = view.token_shape[0]
+    pad = getattr(tokenizer, "pad_token_id", None) or 0
+    shape = (len(prompts), length)
+    x = {"token_ids": np.full(shape, pad, np.int32)}
+    for key in ("padding_mask",) + tuple(k for k in ("prompt_mask", "score_weights")):
+        x[key] = np.zeros(shape, np.int32)
+    for row, (prompt, tail) in enumerate(zip(_as_lists(tokenizer(prompts)),
+                                            _as_lists(tokenizer(continuations)))):
+        head = start + prompt
+        if not tail:
+            raise ValueError(f"Expected a non-empty continuation. Received: targets[{row}]="
+                             f"{continuations[row]!r} (no tokens)")
+        if len(head) + len(tail) > length:
+            raise ValueError(
+                f"Expected prompt and continuation within the model's {length} tokens. "
+                f"Received: {len(head) + len(tail)} tokens for text {row}")
+        x["token_ids"][row, :len(head) + len(tail)] = head + tail
+        x["padding_mask"][row, :len(head) + len(tail)] = 1
+        x["prompt_mask"][row, :len(head)] = 1
+        x["score_weights"][row, len(head):len(head) + len(tail)] = 1
+    x = {k: x[k] for k in view.structure.keys}
+    ids = x["token_ids"]
+    names = {int(i): str(tokenizer.id_to_token(int(i))) for i in np.unique(ids)}
+    tokens = [[names[int(i)] for i in row] for row in ids]
+    special_ids = [int(i) for i in getattr(tokenizer, "special_token_ids", []) or []]
+    special = np.isin(ids, special_ids) & (x["padding_mask"] > 0)
+    return x, ids, tokens, special
+
+
+def _explain_causal(explainer, prompts, continuations, return_details, **kwargs):
+    x, ids, tokens, special = encode_causal(explainer, prompts, continuations)
+    maps, details = explainer.explain(x, 0, return_details=True, **kwargs)
+    view = explainer.model_view
+    view.space(keras.ops.convert_to_tensor(explainer.validate(x, in_range=False)))
+    score = explainer.forward(view._embedded)
+    view._context = None
+    details["log_probability"] = keras.ops.convert_to_numpy(score)[:, 0]
+    details["continuation"] = x["score_weights"] > 0
+    if return_details:
+        # One explanation per continuation token t: log p(token t | everything before).
+        count = int(x["score_weights"].sum(axis=1).max())
+        matrix = np.zeros((len(ids), count) + maps.shape[1:], np.float32)
+        for t in range(count):
+            weights = np.zeros_like(x["score_weights"])
+            for row in range(len(ids)):
+                positions = np.flatnonzero(x["score_weights"][row])
+                if t < len(positions):
+                    weights[row, positions[t]] = 1
+            part = explainer.explain(dict(x, score_weights=weights), 0, **kwargs)
+            matrix[:, t] = part * (weights.sum(axis=1) > 0).reshape(
+                (-1,) + (1,) * (part.ndim - 1))
+        details["matrix"] = matrix
+    details.pop("targets")
+    return TextExplanation(
+        texts=list(prompts), tokens=tokens, ids=ids, scores=maps,
+        mask=x["prompt_mask"] > 0, special=special & (x["prompt_mask"] > 0),
+        targets=np.zeros(len(ids), np.int32), details=details)
+
+
+def explain_text(explainer, texts, targets=None, vocabulary=None, return_details=False,
+                 **kwargs):
     """See ``Explainer.explain_text``."""
     if not explainer.tokens:
         raise ValueError(
             "Expected a token model (integer ids through an Embedding) for `explain_text`. "
             f"Received: a model with inputs of shape {explainer.input_shape}")
     texts = check_texts(texts)
+    if explainer.model_view.causal:
+        return _explain_causal(explainer, texts, targets, return_details, **kwargs)
     x, ids, tokens, special = encode(explainer, texts, vocabulary)
     maps, details = explainer.explain(x, targets, return_details=True, **kwargs)
     mask = keras.ops.convert_to_numpy(

@@ -21,6 +21,9 @@ from helpers import assert_unchanged, snapshot
 from test_backends import _run
 
 
+PROMPTS, CONTINUATIONS = ["the movie was", "a bad film"], [" very good", " not"]
+
+
 def _logits(model, x):
     return np.asarray(keras.ops.convert_to_numpy(model(x)), np.float64)
 
@@ -232,6 +235,10 @@ for method in settings["image_methods"]:
                                           explain_input="image").explain(x, 1)
 out["image/dance"] = kd.Explainer(image_model, explain_input="image", decoys=kd.DecoyConfig(
     layer="conv", patch=4, steps=10)).explain(x, 1)
+lm = keras.saving.load_model(settings["dir"] + "/gpt2.keras")
+for method in settings["lm_methods"]:
+    out[f"gpt2/{method}"] = kd.Explainer(lm, method=method).explain_text(
+        settings["prompts"], settings["continuations"]).scores
 text = kd.Explainer(keras.saving.load_model(settings["dir"] + "/bert.keras"))
 explanation = text.explain_text(settings["texts"], 1)
 out["explain_text"] = explanation.scores
@@ -241,6 +248,7 @@ print(keras.config.backend())
 """
 
 
+LM_METHODS = ["gradient_x_input", "integrated_gradients", "occlusion", "smoothgrad"]
 IMAGE_METHODS = ["gradient", "integrated_gradients", "occlusion", "gradcam", "smoothgrad"]
 PARITY_METHODS = ["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
                   "occlusion"]
@@ -273,6 +281,11 @@ def tensorflow_hub_maps(tmp_path_factory):
                                                explain_input="image").explain(x, 1)
     want["image/dance"] = kd.Explainer(image_model, explain_input="image", decoys=kd.DecoyConfig(
         layer="conv", patch=4, steps=10)).explain(x, 1)
+    lm = H.gpt2()
+    lm.save(folder / "gpt2.keras")
+    for method in LM_METHODS:
+        want[f"gpt2/{method}"] = kd.Explainer(lm, method=method).explain_text(
+            PROMPTS, CONTINUATIONS).scores
     return folder, list(models), want, cgi, explanation
 
 
@@ -287,7 +300,8 @@ def test_keras_hub_maps_are_tensorflows_on_jax_and_pytorch(backend, tensorflow_h
     with a metadata input explained with ``explain_input``."""
     folder, names, want, cgi, explanation = tensorflow_hub_maps
     settings = {"models": names, "methods": PARITY_METHODS, "dir": str(folder),
-                "image_methods": IMAGE_METHODS,
+                "image_methods": IMAGE_METHODS, "lm_methods": LM_METHODS,
+                "prompts": PROMPTS, "continuations": CONTINUATIONS,
                 "texts": H.TEXTS, "out": str(tmp_path / "out.npz")}
     assert _run(backend, PARITY, json.dumps(settings)).split()[-1] == backend
     got = np.load(settings["out"])
@@ -403,3 +417,69 @@ def test_export_refuses_a_tokenizer_that_cannot_be_in_a_graph(tmp_path, monkeypa
     with pytest.raises(ValueError, match="runs in a TensorFlow graph.*nothing was written"):
         explainer.export(path)
     assert not path.exists() and not any(tmp_path.rglob("*.pb"))
+
+
+
+def _log_probability(model, x):
+    """log p(score_weights' tokens | earlier ones) from the model's logits, in NumPy."""
+    logits = _logits(model, {"token_ids": x["token_ids"], "padding_mask": x["padding_mask"]})
+    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1,
+                                                                            keepdims=True))
+    logp -= logits.max(-1, keepdims=True)
+    total = np.zeros(len(logits))
+    for row, column in zip(*np.nonzero(x["score_weights"])):
+        total[row] += logp[row, column - 1, x["token_ids"][row, column]]
+    return total
+
+
+def test_a_causal_lm_attributes_the_continuations_log_probability_to_the_prompt():
+    model = H.gpt2()
+    explainer = kd.Explainer(model, method="gradient_x_input")
+    explanation = explainer.explain_text(PROMPTS, CONTINUATIONS, return_details=True)
+    x, ids, tokens, _ = kd.text.encode_causal(explainer, PROMPTS, CONTINUATIONS)
+    assert tokens[0][:6] == ["<|endoftext|>", "the", "Ġmovie", "Ġwas", "Ġvery", "Ġgood"]
+    np.testing.assert_array_equal(explanation.mask[0], np.arange(H.LENGTH) < 4)
+    np.testing.assert_array_equal(explanation.details["continuation"][0],
+                                  (np.arange(H.LENGTH) >= 4) & (np.arange(H.LENGTH) < 6))
+    np.testing.assert_allclose(explanation.details["log_probability"],
+                               _log_probability(model, x), rtol=1e-5)
+    # The continuation and the padding keep their own embeddings: exactly 0 there.
+    assert np.all(explanation.scores[~explanation.mask] == 0)
+    assert np.all(explanation.scores[explanation.mask] != 0)
+    # Each continuation token's row of the matrix; gradient×input is linear in the score.
+    matrix = explanation.details["matrix"]
+    assert matrix.shape == (2, 2, H.LENGTH) and np.all(matrix[1, 1] == 0)  # " not": 1 token
+    np.testing.assert_allclose(matrix.sum(axis=1), explanation.scores, atol=1e-6)
+
+
+def test_integrated_gradients_on_a_causal_lm_is_complete_against_a_zeroed_prompt():
+    model = H.gpt2()
+    explainer = kd.Explainer(model, method=kd.methods.IntegratedGradients(steps=256),
+                             token_reduction="sum")
+    explanation = explainer.explain_text(PROMPTS[:1], CONTINUATIONS[:1])
+    x, ids, _, _ = kd.text.encode_causal(explainer, PROMPTS[:1], CONTINUATIONS[:1])
+    prompt_ids = set(ids[0][x["prompt_mask"][0] > 0].tolist())
+    continuation_ids = set(ids[0][x["score_weights"][0] > 0].tolist())
+    assert not prompt_ids & continuation_ids  # zeroing the prompt's rows leaves the rest
+    matrix = _token_matrix(model)
+    original = keras.ops.convert_to_numpy(matrix).copy()
+    edited = original.copy()
+    edited[sorted(prompt_ids)] = 0
+    matrix.assign(edited)
+    try:
+        baseline = _log_probability(model, x)
+    finally:
+        matrix.assign(original)
+    full = explanation.details["log_probability"]
+    np.testing.assert_allclose(explanation.scores.sum(axis=1), full - baseline, rtol=1e-2,
+                               atol=1e-3)
+
+
+def test_causal_lm_bad_input_names_the_argument():
+    explainer = kd.Explainer(H.gpt2())
+    with pytest.raises(ValueError, match="continuation"):
+        explainer.explain_text(PROMPTS)
+    with pytest.raises(ValueError, match="one continuation per prompt"):
+        explainer.explain_text(PROMPTS, [" a", " b", " c"])
+    with pytest.raises(ValueError, match="within the model's 12 tokens"):
+        explainer.explain_text(["the movie was very good the movie was very good"], " very good")
