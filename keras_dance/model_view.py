@@ -396,6 +396,33 @@ class ModelView:
             found.setdefault(id(variable), variable)
         return list(found.values())
 
+    def reference(self, z):
+        """``(rows, L, E)``: the embedding of each input's ids with every non-special
+        token replaced by the padding token (rows copy-major, as ``z``'s)."""
+        ops = keras.ops
+        ids = ops.cast(self._ids, "int32")
+        special, pad = self._special_ids()
+        keep = ops.zeros(ops.shape(ids), "bool")
+        for token in special:
+            keep = ops.logical_or(keep, ops.equal(ids, token))
+        reference = ops.where(keep, ids, pad)
+        if self.structure is not None:
+            embedded = ops.cast(self._embedding(reference), "float32")
+        else:
+            embedded = self.embed(reference)
+        return _inputs.rows_of({"e": embedded}, ops.shape(z)[0])["e"]
+
+    def _special_ids(self):
+        """``(special token ids, padding id)``: a keras_hub preprocessor's tokenizer's,
+        else none and ``pad_id`` (0 by Keras's vocabulary convention)."""
+        tokenizer = getattr(getattr(self.model, "preprocessor", None), "tokenizer", None)
+        if tokenizer is not None:
+            pad = getattr(tokenizer, "pad_token_id", None)
+            special = [int(i) for i in getattr(tokenizer, "special_token_ids", []) or []
+                       if i != pad]
+            return special, int(pad if pad is not None else (self.pad_id or 0))
+        return [], int(self.pad_id or 0)
+
     def space(self, x):
         """Explainer inputs → the tensor the methods differentiate (token ids embedded).
 
@@ -403,8 +430,10 @@ class ModelView:
         become the context every forward pass of this trace reads, until the next call.
         """
         if self.structure is None:
+            self._ids = x
             return self.embed(x) if self.tokens else x
         self._context = self.structure.unpack(x)
+        self._ids = self._context.get(getattr(self, "token_key", None))
         if not self.tokens:
             return keras.ops.cast(self._context[self.explained_key], "float32")
         box = []
@@ -801,6 +830,16 @@ class ModelFunction:
 
     def __call__(self, x):
         return self.fn(x)
+
+    def reference(self, x):
+        """Token models: the embedded reference of the inputs the current ``space`` call
+        took (special tokens kept, the others padding), one row per row of ``x``
+        (copy-major); ``x=None`` only checks that there is one."""
+        if self._view is None or not self._view.tokens:
+            raise ValueError(
+                "Expected a token model for baseline='reference' (special tokens kept, the "
+                "others padded). Received: a model without token ids")
+        return None if x is None else self._view.reference(x)
 
     def _graph_view(self, purpose):
         if self._view is None:

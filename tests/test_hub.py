@@ -483,3 +483,25 @@ def test_causal_lm_bad_input_names_the_argument():
         explainer.explain_text(PROMPTS, [" a", " b", " c"])
     with pytest.raises(ValueError, match="within the model's 12 tokens"):
         explainer.explain_text(["the movie was very good the movie was very good"], " very good")
+
+
+@pytest.mark.parametrize("name", ["bert", "roberta"])
+def test_the_reference_baseline_keeps_special_tokens_and_pads_the_rest(name):
+    """transformers-interpret's baseline: Integrated Gradients from the text's own
+    [CLS] … [SEP] with every other token padding is complete against the model run on
+    those reference ids, and gives the special tokens exactly 0."""
+    model = H.BUILDERS[name]()
+    explainer = kd.Explainer(model, method=kd.methods.IntegratedGradients(
+        steps=128, baseline="reference"), token_reduction="sum")
+    explanation = explainer.explain_text(H.TEXTS, 1)
+    x = H.inputs(model)
+    tokenizer = model.preprocessor.tokenizer
+    special = [i for i in tokenizer.special_token_ids if i != tokenizer.pad_token_id]
+    reference = dict(x, token_ids=np.where(np.isin(x["token_ids"], special), x["token_ids"],
+                                           tokenizer.pad_token_id))
+    gap = _logits(model, x)[:, 1] - _logits(model, reference)[:, 1]
+    np.testing.assert_allclose(explanation.scores.sum(axis=1), gap, rtol=1e-2, atol=1e-4)
+    assert np.all(explanation.scores[explanation.special] == 0)
+    with pytest.raises(ValueError, match="token model"):
+        kd.Explainer(_image_and_metadata_model(), explain_input="image",
+                     method=kd.methods.IntegratedGradients(baseline="reference"))

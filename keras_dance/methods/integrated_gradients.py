@@ -22,8 +22,12 @@ class IntegratedGradients(SaliencyMethod):
 
     Args:
         steps: number of gradient evaluations on the path (>= 2). Defaults to 50.
-        baseline: a float (filled baseline) or an array broadcastable to one input.
-            Defaults to 0.0.
+        baseline: a float (filled baseline) or an array broadcastable to one input, or
+            "reference" for token models: each text's own ids with every token but the
+            special ones (``[CLS]``, ``[SEP]``, BOS …, from a keras_hub preprocessor's
+            tokenizer) replaced by the padding token, embedded — transformers-interpret's
+            baseline, which keeps the positions the model always sees; 0.0 is the zero
+            embedding. Defaults to 0.0.
 
     Example:
         >>> import keras_dance as kd
@@ -35,6 +39,11 @@ class IntegratedGradients(SaliencyMethod):
     def __init__(self, steps=50, baseline=0.0):
         # At most 2**20 points: the weights are a constant of that size.
         steps = _validation.check_positive_int(steps, "steps", minimum=2, maximum=2**20)
+        if isinstance(baseline, str) and baseline == "reference":
+            baseline, reference = 0.0, True
+        else:
+            reference = False
+        self.reference = reference
         try:
             baseline_array = np.asarray(baseline, dtype=np.float32)
         except (TypeError, ValueError) as error:
@@ -59,6 +68,12 @@ class IntegratedGradients(SaliencyMethod):
         return True
 
     def check(self, forward):
+        if self.reference and not callable(getattr(forward, "reference", None)):
+            raise ValueError(
+                "Expected a token model for baseline='reference' (special tokens kept, the "
+                "others padded). Received: a model without token ids")
+        if self.reference:
+            forward.reference(None)  # raises for a model that is not a token model
         shape = getattr(forward, "input_shape", None)
         if shape is None:
             return
@@ -74,7 +89,10 @@ class IntegratedGradients(SaliencyMethod):
         return self.steps
 
     def __call__(self, x, forward, targets, budget=None):
-        baseline = ops.broadcast_to(ops.convert_to_tensor(self._baseline), ops.shape(x))
+        if self.reference:
+            baseline = forward.reference(x)
+        else:
+            baseline = ops.broadcast_to(ops.convert_to_tensor(self._baseline), ops.shape(x))
         delta = x - baseline
         alphas = ops.convert_to_tensor(self._alphas)
         weights = ops.convert_to_tensor(self._weights)
@@ -91,7 +109,7 @@ class IntegratedGradients(SaliencyMethod):
         return delta * chunked_sum(chunk, self.steps, size, ops.zeros_like(x))
 
     def get_config(self):
-        baseline = self.baseline
+        baseline = "reference" if self.reference else self.baseline
         if isinstance(baseline, np.ndarray):
             baseline = baseline.tolist()
         return {"steps": self.steps, "baseline": baseline}
