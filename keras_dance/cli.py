@@ -127,11 +127,24 @@ def _load_model(path):
     if Path(path).suffix == ".keras" and not zipfile.is_zipfile(path):
         raise UsageError(f"cannot load model {path}: not a valid .keras file (a zip archive); "
                          "it may be corrupt or truncated")
+    hub = _import_keras_hub()  # registers keras_hub's classes for .keras files naming them
     try:
         return keras.models.load_model(path, safe_mode=not FLAGS.unsafe)
     except Exception as error:
+        if not hub and "keras_hub" in str(error):
+            raise UsageError(f"cannot load model {path}: it is a keras_hub model; "
+                             "pip install 'keras-dance[hub]'") from error
         hint = "" if FLAGS.unsafe else " (if it needs custom code you trust, add --unsafe)"
         raise UsageError(f"cannot load model {path}: {error}{hint}") from error
+
+
+def _import_keras_hub():
+    """Imports keras_hub when installed (the [hub] extra); whether it is."""
+    try:
+        import keras_hub  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _explainer_kwargs():
@@ -188,6 +201,13 @@ def _vocabulary():
 def _load_sentences(paths, vocabulary, length):
     from keras_dance.export import tokenize
 
+    sentences, names = _read_sentences(paths)
+    words, ids = tokenize(sentences, vocabulary, length)
+    return ids, words, names
+
+
+def _read_sentences(paths):
+    """The non-empty lines of text files, and a name for each."""
     sentences, names = [], []
     for path in paths:
         path = Path(path)
@@ -201,8 +221,7 @@ def _load_sentences(paths, vocabulary, length):
                 names.append(f"{path.stem}_{i}")
     if not sentences:
         raise UsageError(f"no sentences in {', '.join(map(str, paths))} (one per line)")
-    words, ids = tokenize(sentences, vocabulary, length)
-    return ids, words, names
+    return sentences, names
 
 
 def _explain_with_progress(explainer, x, targets):
@@ -219,20 +238,36 @@ def explain(argv):
 
     if len(argv) < 2:
         raise UsageError("explain needs MODEL and at least one INPUT")
+    from keras_dance.text import preprocessor_of
+
     explainer = _explainer(_load_model(argv[0]))
     words = None
-    if explainer.tokens:
+    hub_text = (explainer.tokens and FLAGS.vocabulary is None
+                and preprocessor_of(explainer.model) is not None)
+    if hub_text and explainer.model_view.causal:
+        raise UsageError("a causal LM is explained for a prompt and its continuation: "
+                         "Explainer.explain_text(prompts, targets=continuations) in Python")
+    if hub_text:  # text files, through the keras_hub model's own tokenizer
+        sentences, names = _read_sentences(argv[1:])
+        try:
+            explanation = explainer.explain_text(sentences)
+        except (TypeError, ValueError) as error:
+            raise UsageError(str(error)) from error
+        x, maps, targets = explanation.ids, explanation.scores, explanation.targets
+        words = [explanation.words(i) for i in range(len(explanation))]
+    elif explainer.tokens:
         if FLAGS.vocabulary is None:
             x, names = _load_inputs(argv[1:], explainer.input_shape)  # .npy batches of ids
         else:
             x, words, names = _load_sentences(argv[1:], _vocabulary(), explainer.input_shape[0])
     else:
         x, names = _load_inputs(argv[1:], explainer.input_shape)
-    try:
-        targets = explainer.predict_classes(x)
-        maps = _explain_with_progress(explainer, x, targets)
-    except (TypeError, ValueError) as error:
-        raise UsageError(str(error)) from error
+    if not hub_text:
+        try:
+            targets = explainer.predict_classes(x)
+            maps = _explain_with_progress(explainer, x, targets)
+        except (TypeError, ValueError) as error:
+            raise UsageError(str(error)) from error
 
     out = Path(FLAGS.out or "out/explain")
     if out.exists() and not out.is_dir():
@@ -243,7 +278,11 @@ def explain(argv):
             np.save(staging / "inputs.npy", x)
             np.save(staging / "targets.npy", targets)
             label = explainer.method.name + (" + decoys" if explainer.decoys is not None else "")
-            if words is not None:
+            if hub_text:  # the tokenizer's tokens, padding and special tokens left out
+                for name, pairs in zip(names, words):
+                    viz.text([t for t, _ in pairs], np.array([v for _, v in pairs])).save(
+                        staging / f"{name}_words.html")
+            elif words is not None:
                 for name, tokens, saliency in zip(names, words, maps):
                     viz.text(tokens, saliency).save(staging / f"{name}_words.html")
             elif not explainer.tokens:

@@ -505,3 +505,40 @@ def test_the_reference_baseline_keeps_special_tokens_and_pads_the_rest(name):
     with pytest.raises(ValueError, match="token model"):
         kd.Explainer(_image_and_metadata_model(), explain_input="image",
                      method=kd.methods.IntegratedGradients(baseline="reference"))
+
+
+@pytest.mark.slow
+def test_the_command_line_explains_text_files_through_a_keras_hub_models_tokenizer(tmp_path):
+    model = H.bert()
+    model.save(tmp_path / "bert.keras")
+    (tmp_path / "reviews.txt").write_text("\n".join(H.TEXTS) + "\n")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_dance.cli", "explain", str(tmp_path / "bert.keras"),
+         str(tmp_path / "reviews.txt"), "--method=gradient_x_input", f"--out={out}"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    maps = np.load(out / "maps.npy")
+    explanation = kd.Explainer(model, method="gradient_x_input").explain_text(H.TEXTS)
+    np.testing.assert_allclose(maps, explanation.scores, atol=1e-6)
+    html = (out / "reviews_1_words.html").read_text()
+    assert "awful" in html and "[CLS]" not in html and "[PAD]" not in html
+    # Without keras_hub the file cannot be read, and the message names the extra.
+    blocked = ("import sys; sys.modules['keras_hub'] = None; from keras_dance import cli; "
+               "sys.argv = ['keras-dance', 'explain', sys.argv[1], sys.argv[2]]; cli.run()")
+    result = subprocess.run([sys.executable, "-c", blocked, str(tmp_path / "bert.keras"),
+                             str(tmp_path / "reviews.txt")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "keras-dance[hub]" in result.stderr, result.stderr[-2000:]
+
+
+def test_keras_dance_works_without_keras_hub():
+    script = ("import sys; sys.modules['keras_hub'] = None; sys.modules['tensorflow_text'] = None\n"
+              "import numpy as np, keras_dance as kd\n"
+              "model, vocabulary = kd.datasets.load_text_model()\n"
+              "e = kd.Explainer(model).explain_text(['a great movie'], vocabulary=vocabulary)\n"
+              "print(e.scores.shape)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "16)"
