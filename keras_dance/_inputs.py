@@ -80,6 +80,8 @@ class InputStructure:
                                for k in self.keys) + "}"
 
     def _items(self, x, name):
+        if self.kind == "single":
+            return [(self.keys[0], x)]
         if self.kind == "dict":
             if not isinstance(x, dict) or set(x) != set(self.keys):
                 got = sorted(x) if isinstance(x, dict) else type(x).__name__
@@ -153,6 +155,8 @@ class InputStructure:
         """``{key: tensor}`` → what the model is called with (a dict, or a list)."""
         if self.kind == "dict":
             return {k: values[k] for k in self.model_keys}
+        if self.kind == "single":
+            return values[self.model_keys[0]]
         return [values[k] for k in self.model_keys]
 
 

@@ -58,7 +58,21 @@ def _load(path):
             f"Expected a saved model at {path} (the scripts in examples/ train them). "
             f"Received: path={str(path)!r}"
         )
-    return keras.models.load_model(path, safe_mode=True)
+    try:  # keras_hub's classes (the [hub] extra) are registered on import
+        import keras_hub  # noqa: F401
+    except ImportError:
+        hub = False
+    else:
+        hub = True
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except Exception as error:
+        if not hub and "keras_hub" in str(error):
+            raise ImportError(
+                f"Expected keras_hub installed to load {path.name} (a model built from "
+                f"keras_hub layers): pip install 'keras-dance[hub]'. Received: {error}"
+            ) from error
+        raise
 
 
 # ---------------------------------------------------------------- ground-truth tasks
@@ -400,6 +414,15 @@ def make_sentiment(count, length=16, seed=0):
         labels[i] = int(positive != negated)
         masks[i, sorted(deciding)] = True
     return ids, labels, masks
+
+
+def load_text_transformer():
+    """The shipped transformer text classifier (keras_hub's ``TokenAndPositionEmbedding``
+    and ``TransformerEncoder``; ``examples/train_text_transformer.py``) and the
+    vocabulary it shares with the Kim CNN: ``(model, vocabulary list)``. Needs the [hub]
+    extra."""
+    vocabulary = (SAVED_MODELS / "text_cnn.vocab.txt").read_text().splitlines()
+    return load_model("text_transformer"), vocabulary
 
 
 def load_text_model():

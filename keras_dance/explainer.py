@@ -176,6 +176,12 @@ class Explainer:
         return reduction
 
     def _engine(self, model, config):
+        engine = self._build_engine(model, config)
+        if self.tokens:
+            engine.scale = "spread"  # see DecoyEngine.scale
+        return engine
+
+    def _build_engine(self, model, config):
         view = self.model_view
         if not self.tokens and view.structure is None:
             return DecoyEngine(model, config, view.input_shape, prepare=view.prepare)

@@ -49,7 +49,7 @@ def export(explainer, path, overwrite=False, vocabulary=None):
 
         hub = preprocessor_of(explainer.model)
     if vocabulary is not None:
-        if view.structure is not None:
+        if view.structure is not None and view.structure.kind != "single":
             raise ValueError(
                 "Expected no `vocabulary` for a model with several inputs: its "
                 "explain_text signature runs the model's own keras_hub preprocessor. "
@@ -79,7 +79,7 @@ def export(explainer, path, overwrite=False, vocabulary=None):
     else:
         function, predict, module.weights = _converted(explainer, spec)
     pack = lambda inputs: inputs  # noqa: E731
-    if view.structure is not None:
+    if view.structure is not None and view.structure.kind != "single":
         # A model with several inputs is served with its own inputs, by name; the
         # explainer's functions take them packed (kd._inputs), as in process.
         spec = {key: tf.TensorSpec((None,) + view.structure.shapes[key],

@@ -87,6 +87,11 @@ class ModelView:
                                       explain_input)
                 return
             declared = tuple(inputs[0].shape[1:])
+            if _embedding_inside_a_layer(model, inputs[0].dtype, embedding_layer):
+                # An embedding a custom layer calls (keras_hub's TokenAndPositionEmbedding):
+                # reached by intercepting its call, as for models with several inputs.
+                self._init_structured(model, input_shape, embedding_layer, pad_id, None)
+                return
             self.input_shape = _merge_shapes(declared, input_shape)
             path = _embedding_path(model, inputs[0].dtype, embedding_layer)
             if path is not None:
@@ -339,8 +344,9 @@ class ModelView:
                 values[self.token_key][1, half:] = 0
             elif self.pad_id is not None:
                 values[self.token_key][1, half:] = self.pad_id
-        ordered = (values if self.structure.kind == "dict"
-                   else [values[k] for k in self.structure.keys])
+        kind = self.structure.kind
+        ordered = (values if kind == "dict" else values[self.structure.keys[0]]
+                   if kind == "single" else [values[k] for k in self.structure.keys])
         return self.structure.pack(ordered, "probe")
 
     def _call_structured(self, z, change=None):
@@ -350,22 +356,34 @@ class ModelView:
             raise RuntimeError("kd internal: the model's other inputs are unknown here "
                                "(call `space` on the packed inputs first)")
         values = _inputs.rows_of(self._context, keras.ops.shape(z)[0])
-        if self.tokens and self.causal:
-            # Only the prompt's positions take the explained tensor; the continuation
-            # keeps its own embedding (teacher forcing, as Captum's LLM attribution).
-            prompt = keras.ops.cast(values["prompt_mask"], "float32")[..., None]
-            embedded = keras.ops.stop_gradient(  # the continuation's: a constant
-                _inputs.rows_of({"e": self._embedded}, keras.ops.shape(z)[0])["e"])
-            z = prompt * z + (1.0 - prompt) * embedded
-            with _inputs.replaced(self._embedding, z, integer_inputs=True):
-                logits = self.logits(self.structure.structure(values))
-            return causal_score(logits, values)
         if self.tokens:
+            # Padding positions (and a causal LM's continuation: teacher forcing, as
+            # Captum's LLM attribution) keep their own embedding in every row: an
+            # integration path, noise, occlusion or decoy never moves them.
+            keep = self._pad_values(values)
+            if self.causal:
+                keep = keep * keras.ops.cast(values["prompt_mask"], "float32")
+            keep = keep[..., None]
+            embedded = keras.ops.stop_gradient(  # the held positions': a constant
+                _inputs.rows_of({"e": self._embedded}, keras.ops.shape(z)[0])["e"])
+            z = keep * z + (1.0 - keep) * embedded
             with _inputs.replaced(self._embedding, z, integer_inputs=True):
-                return self.logits(self.structure.structure(values))
+                outputs = self.logits(self.structure.structure(values))
+            return causal_score(outputs, values) if self.causal else outputs
         values[self.explained_key] = keras.ops.cast(
             self.logits.prepare(z), self.structure.dtypes[self.explained_key])
         return self.logits(self.structure.structure(values))
+
+    def _pad_values(self, values):
+        """``(rows, L)`` float from unpacked inputs: 0 at padding, 1 elsewhere."""
+        ops = keras.ops
+        if self.pad_key is not None:
+            return ops.cast(ops.not_equal(ops.cast(values[self.pad_key], "int32"), 0),
+                            "float32")
+        ids = ops.cast(values[self.token_key], "int32")
+        if self.pad_id is None:
+            return ops.ones(ops.shape(ids), "float32")
+        return ops.cast(ops.not_equal(ids, self.pad_id), "float32")
 
     def ids(self, x):
         """Token models: the ids of a batch of explainer inputs (packed or not)."""
@@ -709,6 +727,27 @@ def _find_embedding(model, embedding_layer, dtypes):
         "Expected one token Embedding layer, or `embedding_layer=` naming the one that "
         f"embeds the ids. Received: {len(candidates)} Embedding layers: "
         + ", ".join(p for p, _ in candidates.values()))
+
+
+def _embedding_inside_a_layer(model, dtype, embedding_layer):
+    """Whether a one-input token model's embedding is a sublayer of a custom layer (not
+    a graph node): named so, or found only there."""
+    if keras.backend.is_float_dtype(dtype):
+        return False
+    nodes = {id(layer) for _, layer in _graph.layer_paths(model)}
+    if embedding_layer is not None:
+        if isinstance(embedding_layer, int) or "/" in str(embedding_layer) and any(
+                "/".join(p) == embedding_layer for p, _ in _graph.layer_paths(model)):
+            return False
+        try:
+            _, layer = _graph.find_layer(model, embedding_layer)
+        except ValueError:
+            return False
+        return id(layer) not in nodes
+    if any(isinstance(layer, keras.layers.Embedding) for _, layer in _graph.layer_paths(model)):
+        return False
+    return any(isinstance(layer, keras.layers.Embedding)
+               for _, layer in _graph.sublayer_paths(model))
 
 
 def _sequence_length(model, spec, input_shape):

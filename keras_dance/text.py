@@ -171,7 +171,7 @@ def encode(explainer, texts, vocabulary=None):
             "Expected `vocabulary` (a list of tokens or a file: id 0 padding, id 1 "
             "out-of-vocabulary) for a model without a keras_hub preprocessor. Received: "
             "vocabulary=None")
-    if view.structure is not None:
+    if view.structure is not None and view.structure.kind != "single":
         raise ValueError(
             "Expected a model with one input (token ids) for `vocabulary`: a model with "
             "several inputs is explained from text through its keras_hub preprocessor. "

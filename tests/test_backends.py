@@ -673,7 +673,8 @@ runs = {"train_digits.py": [f"--out={out}/digits_cnn.keras", f"--data_dir={out}/
         "train_text.py": [f"--out={out}/text_cnn.keras"],
         "train_configurations.py": [f"--out={out}/configurations_resnet.keras"],
         "train_scaat_digits.py": [f"--out={out}/digits_cnn_scaat.keras"],
-        "train_mini_xception.py": [f"--out={out}/mini_xception.hdf5"]}
+        "train_mini_xception.py": [f"--out={out}/mini_xception.hdf5"],
+        "train_text_transformer.py": [f"--out={out}/text_transformer.keras"]}
 for script, args in runs.items():
     sys.argv = [script, "--quick", *args]
     runpy.run_path(f"examples/{script}", run_name="__main__")
@@ -696,6 +697,11 @@ def test_the_shipped_models_training_scripts_run(tmp_path, other):
         x = np.zeros((2,) + tuple(shipped.inputs[0].shape[1:]), shipped.inputs[0].dtype)
         assert np.all(np.isfinite(trained.predict(x, verbose=0)))
     assert len(list((tmp_path / "data").glob("digit_*.png"))) == 5
+    # Built from keras_hub layers (kd.datasets' loader imports keras_hub for them).
+    trained = kd.datasets._load(tmp_path / "text_transformer.keras")
+    shipped, _ = kd.datasets.load_text_transformer()
+    assert [layer.name for layer in trained.layers] == [layer.name for layer in shipped.layers]
+    assert np.all(np.isfinite(trained.predict(np.ones((2, 16), "int32"), verbose=0)))
     # The legacy HDF5 file (its layers' automatic names depend on what the process built
     # before it, so the layer types are compared).
     trained = keras.models.load_model(tmp_path / "mini_xception.hdf5")

@@ -542,3 +542,38 @@ def test_keras_dance_works_without_keras_hub():
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == "16)"
+
+
+def test_the_shipped_transformer_is_explained_and_decoys_are_feasible_at_its_encoder():
+    """The shipped transformer (TokenAndPositionEmbedding, one input): explained at the
+    token embedding inside it; DANCE at its TransformerEncoder with the default ε finds
+    feasible decoys (ε relative to the layer's spread, max − min: with max |F| alone every
+    problem was infeasible and the map all zero, docs/decoys.md)."""
+    model, vocabulary = kd.datasets.load_text_transformer()
+    x, y, masks = kd.datasets.make_sentiment(4, seed=12)
+    explainer = kd.Explainer(model, method=kd.methods.IntegratedGradients(steps=128),
+                             token_reduction="sum", pad_id=0)
+    assert explainer.model_view.embedding_path == "embedding/token_embedding"
+    maps = explainer.explain(x, y)
+    assert np.all(maps[x == 0] == 0) and np.all(maps[x != 0] != 0)
+    matrix = _token_matrix(model)
+    original = keras.ops.convert_to_numpy(matrix).copy()
+    full = _logits(explainer.logits_model, x)[np.arange(4), y]
+    edited = original.copy()
+    edited[1:] = 0  # every real token embedded as 0 (padding keeps its row)
+    matrix.assign(edited)
+    try:
+        baseline = _logits(explainer.logits_model, x)[np.arange(4), y]
+    finally:
+        matrix.assign(original)
+    np.testing.assert_allclose(maps.sum(axis=1), full - baseline, rtol=1e-2, atol=1e-3)
+    dance = kd.Explainer(model, pad_id=0,
+                         decoys=kd.DecoyConfig(layer="encoder", patch=1, steps=30))
+    assert dance.decoys.scale == "spread"
+    maps, details = dance.explain(x, y, return_details=True)
+    assert details["feasible_fraction"].min() > 0.9
+    assert np.all(maps[x != 0] > 0) and np.all(maps[x == 0] == 0)
+    explanation = kd.Explainer(model, pad_id=0).explain_text(["this movie was not very good"],
+                                                   vocabulary=vocabulary)
+    assert [t for t, _ in explanation.words(0)] == ["this", "movie", "was", "not", "very",
+                                                    "good"]

@@ -95,18 +95,25 @@ class DecoyEngine:
                 f"{self.reason}; at most {passes:,.0f} full-input F_l passes per input "
                 f"(forward and backward) and {self.num_decoys} base-method maps")
 
-    def layer_scale(self, x):
-        """``max |F_l(x)|`` per input, ``(b,)``."""
-        f = self.sub_model(x, training=False)
-        return ops.max(ops.reshape(ops.abs(f), (ops.shape(f)[0], -1)), axis=1)
+    #: The scale of a relative ε: "max_abs" (max |F_l(x)|, the images' and the default)
+    #: or "spread" (the larger of max |F_l(x)| and max F_l(x) − min F_l(x): token models,
+    #: whose transformer layers end in a LayerNorm centred on 0; equal to max_abs for
+    #: non-negative layers such as ReLUs). docs/decoys.md has the measurement.
+    scale = "max_abs"
+
+    def layer_scale(self, x, layer_x=None):
+        """The scale of F_l(x) per input, ``(b,)`` (see ``scale``)."""
+        f = self.sub_model(x, training=False) if layer_x is None else layer_x
+        flat = ops.reshape(f, (ops.shape(f)[0], -1))
+        largest = ops.max(ops.abs(flat), axis=1)
+        if self.scale == "spread":
+            largest = ops.maximum(largest, ops.max(flat, axis=1) - ops.min(flat, axis=1))
+        return largest
 
     def epsilon(self, x, layer_x=None):
         """The tolerance ε per input, ``(b,)`` (``layer_x``: ``F_l(x)`` if already known)."""
         if self.config.relative_epsilon:
-            if layer_x is None:
-                return self.config.epsilon * self.layer_scale(x)
-            flat = ops.reshape(ops.abs(layer_x), (ops.shape(layer_x)[0], -1))
-            return self.config.epsilon * ops.max(flat, axis=1)
+            return self.config.epsilon * self.layer_scale(x, layer_x)
         return ops.full((ops.shape(x)[0],), self.config.epsilon)
 
     def _pairs(self, x, pair_start, pairs):
