@@ -17,21 +17,22 @@ LAYERS = [
     ("backend", r"keras_dance\.backend(\..*)?"),
     ("helpers", r"keras_dance\.(_tensor|_random|_chunking|_patches|_validation|postprocess"
                 r"|_similarity|_tfdata|_files|_tensorboard)"),
-    ("model", r"keras_dance\.(_targets|_graph|_logits)"),
+    ("model", r"keras_dance\.(_targets|_graph|_logits|_inputs)"),
     ("model view", r"keras_dance\.model_view"),
     ("methods", r"keras_dance\.methods(\..*)?"),
     ("decoys", r"keras_dance\.(decoys(\..*)?|aggregate)"),
     ("explainer", r"keras_dance\.(explainer|_compiled)"),
     ("users", r"keras_dance\.(export|callbacks|metrics(\..*)?|sanity|attacks|training(\..*)?"
-              r"|viz|cli|datasets|distributed(\..*)?)"),
+              r"|viz|cli|datasets|text|distributed(\..*)?)"),
     ("engines", r"keras_dance\.(ray|beam)"),
     ("package", r"keras_dance"),
 ]
 
-#: The one upward import: ``Explainer.export`` is the public front door to the export
-#: module (the contract's ``explainer.export(path)``), imported when called, as
+#: The upward imports: ``Explainer.export`` and ``Explainer.explain_text`` are the public
+#: front doors to the export and text modules (the contract's ``explainer.export(path)``), imported when called, as
 #: ``keras.Model.export`` does with Keras's export package.
-UPWARD_ALLOWED = {("keras_dance.explainer", "keras_dance.export")}
+UPWARD_ALLOWED = {("keras_dance.explainer", "keras_dance.export"),
+                  ("keras_dance.explainer", "keras_dance.text")}
 
 #: Where ``import tensorflow`` may stand: the seam's TensorFlow module, the JAX module's
 #: ``to_tensorflow`` (jax2tf, for export only, imported when called) and TensorFlow's
