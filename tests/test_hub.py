@@ -546,9 +546,8 @@ def test_keras_dance_works_without_keras_hub():
 
 def test_the_shipped_transformer_is_explained_and_decoys_are_feasible_at_its_encoder():
     """The shipped transformer (TokenAndPositionEmbedding, one input): explained at the
-    token embedding inside it; DANCE at its TransformerEncoder with the default ε finds
-    feasible decoys (ε relative to the layer's spread, max − min: with max |F| alone every
-    problem was infeasible and the map all zero, docs/decoys.md)."""
+    token embedding inside it, complete against the zeroed embedding rows; DANCE at its
+    TransformerEncoder with the default ε finds feasible decoys."""
     model, vocabulary = kd.datasets.load_text_transformer()
     x, y, masks = kd.datasets.make_sentiment(4, seed=12)
     explainer = kd.Explainer(model, method=kd.methods.IntegratedGradients(steps=128),
@@ -577,3 +576,24 @@ def test_the_shipped_transformer_is_explained_and_decoys_are_feasible_at_its_enc
                                                    vocabulary=vocabulary)
     assert [t for t, _ in explanation.words(0)] == ["this", "movie", "was", "not", "very",
                                                     "good"]
+
+
+def test_decoys_at_a_random_transformers_encoder_are_feasible_with_the_default_epsilon():
+    """A randomly initialised TokenAndPositionEmbedding + TransformerEncoder model: ε
+    relative to the layer's spread (max − min; docs/decoys.md has the measurement where
+    max |F| alone left every problem infeasible) gives feasible decoys and a map."""
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((16,), dtype="int32")
+    h = keras_hub.layers.TokenAndPositionEmbedding(60, 16, 32)(ids)
+    h = keras_hub.layers.TransformerEncoder(64, 2, name="encoder")(h)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(h))
+    model = keras.Model(ids, outputs)
+    x = np.random.default_rng(0).integers(1, 60, (3, 16)).astype("int32")
+    x[:, 10:] = 0
+    explainer = kd.Explainer(model, pad_id=0, decoys=kd.DecoyConfig(
+        layer="encoder", patch=1, steps=30))
+    maps, details = explainer.explain(x, return_details=True)
+    assert details["feasible_fraction"].min() > 0.9
+    assert np.all(maps[x != 0] > 0) and np.all(maps[x == 0] == 0)
