@@ -597,3 +597,36 @@ def test_decoys_at_a_random_transformers_encoder_are_feasible_with_the_default_e
     maps, details = explainer.explain(x, return_details=True)
     assert details["feasible_fraction"].min() > 0.9
     assert np.all(maps[x != 0] > 0) and np.all(maps[x == 0] == 0)
+
+
+def test_dance_on_a_causal_lms_prompt():
+    model = H.gpt2()
+    explainer = kd.Explainer(model, decoys=kd.DecoyConfig(layer="transformer_layer_0",
+                                                          patch=1, steps=20))
+    explanation = explainer.explain_text(PROMPTS, CONTINUATIONS)
+    assert np.all(explanation.scores[explanation.mask] > 0)
+    assert np.all(explanation.scores[~explanation.mask] == 0)
+    assert explanation.details["feasible_fraction"].min() > 0.5
+
+
+def _readme_block(heading):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index(heading):]
+    return section[section.index("```python") + len("```python"):section.index("```\n", 10)]
+
+
+def test_the_readmes_transformer_example_runs(tmp_path, monkeypatch):
+    """The README's keras_hub snippet, verbatim, with its placeholders (a fine-tuned
+    backbone and preprocessors) bound to the tiny offline models."""
+    monkeypatch.chdir(tmp_path)
+    bert, gpt2 = H.bert(), H.gpt2()
+    namespace = {"kd": kd, "backbone": bert.backbone, "preprocessor": bert.preprocessor}
+    code = _readme_block("### Transformers")
+    head, tail = code.split("lm = ")
+    exec(head, namespace)  # noqa: S102  (the documented example)
+    namespace.update(backbone=gpt2.backbone, lm_preprocessor=gpt2.preprocessor)
+    exec("lm = " + tail, namespace)  # noqa: S102
+    assert isinstance(namespace["explanation"], kd.TextExplanation)
+    assert (tmp_path / "models" / "bert" / "1" / "saved_model.pb").exists()
