@@ -127,24 +127,18 @@ def _load_model(path):
     if Path(path).suffix == ".keras" and not zipfile.is_zipfile(path):
         raise UsageError(f"cannot load model {path}: not a valid .keras file (a zip archive); "
                          "it may be corrupt or truncated")
-    hub = _import_keras_hub()  # registers keras_hub's classes for .keras files naming them
+    from keras_dance.datasets import import_keras_hub_for
+
+    try:  # registers keras_hub's classes for a file that names them
+        import_keras_hub_for(path)
+    except ImportError as error:
+        raise UsageError(f"cannot load model {path}: it is a keras_hub model; "
+                         "pip install 'keras-dance[hub]'") from error
     try:
         return keras.models.load_model(path, safe_mode=not FLAGS.unsafe)
     except Exception as error:
-        if not hub and "keras_hub" in str(error):
-            raise UsageError(f"cannot load model {path}: it is a keras_hub model; "
-                             "pip install 'keras-dance[hub]'") from error
         hint = "" if FLAGS.unsafe else " (if it needs custom code you trust, add --unsafe)"
         raise UsageError(f"cannot load model {path}: {error}{hint}") from error
-
-
-def _import_keras_hub():
-    """Imports keras_hub when installed (the [hub] extra); whether it is."""
-    try:
-        import keras_hub  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _explainer_kwargs():

@@ -58,21 +58,34 @@ def _load(path):
             f"Expected a saved model at {path} (the scripts in examples/ train them). "
             f"Received: path={str(path)!r}"
         )
-    try:  # keras_hub's classes (the [hub] extra) are registered on import
-        import keras_hub  # noqa: F401
-    except ImportError:
-        hub = False
-    else:
-        hub = True
+    import_keras_hub_for(path)
+    return keras.models.load_model(path, safe_mode=True)
+
+
+def import_keras_hub_for(path):
+    """Imports keras_hub when the ``.keras`` file at ``path`` names its classes (they
+    register on import), and only then: keras_hub imports TensorFlow, which a JAX or
+    PyTorch process otherwise never loads.
+
+    Raises:
+        ImportError: the file needs keras_hub and it is not installed, naming the extra.
+    """
+    import zipfile
+
     try:
-        return keras.models.load_model(path, safe_mode=True)
-    except Exception as error:
-        if not hub and "keras_hub" in str(error):
-            raise ImportError(
-                f"Expected keras_hub installed to load {path.name} (a model built from "
-                f"keras_hub layers): pip install 'keras-dance[hub]'. Received: {error}"
-            ) from error
-        raise
+        with zipfile.ZipFile(path) as archive:
+            needs = b'"keras_hub' in archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return  # not a .keras archive: Keras reports what it is
+    if not needs:
+        return
+    try:
+        import keras_hub  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            f"Expected keras_hub installed to load {Path(path).name} (a model built from "
+            f"keras_hub classes): pip install 'keras-dance[hub]'. Received: {error}"
+        ) from error
 
 
 # ---------------------------------------------------------------- ground-truth tasks
