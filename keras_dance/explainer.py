@@ -474,8 +474,11 @@ class Explainer:
                              f"Received: a model with inputs of shape {self.input_shape}")
         batch = _validation.as_token_batch(ids, (None,), self.model_view.vocabulary_size,
                                            "ids")
-        return keras.ops.convert_to_numpy(
-            self.model_view.embed(keras.ops.convert_to_tensor(batch)))
+        view = self.model_view
+        if view.structure is not None:  # the token embedding layer itself, on the ids
+            return keras.ops.convert_to_numpy(keras.ops.cast(
+                view._embedding(keras.ops.convert_to_tensor(batch)), "float32"))
+        return keras.ops.convert_to_numpy(view.embed(keras.ops.convert_to_tensor(batch)))
 
     def predict_classes(self, x):
         """The predicted class of each input (argmax of the logits)."""

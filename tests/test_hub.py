@@ -630,3 +630,11 @@ def test_the_readmes_transformer_example_runs(tmp_path, monkeypatch):
     exec("lm = " + tail, namespace)  # noqa: S102
     assert isinstance(namespace["explanation"], kd.TextExplanation)
     assert (tmp_path / "models" / "bert" / "1" / "saved_model.pb").exists()
+
+
+def test_embed_gives_the_token_embedding_of_ids():
+    model = H.distil_bert()
+    explainer = kd.Explainer(model)
+    ids = H.inputs(model)["token_ids"][:1]
+    matrix = keras.ops.convert_to_numpy(_token_matrix(model))
+    np.testing.assert_allclose(explainer.embed(ids), matrix[ids], rtol=1e-6)
