@@ -279,6 +279,10 @@ class ModelView:
                 f"{self.explained_name!r}; the gradient is None. Received: model "
                 f"{self.model.name!r}")
         self.shift_invariant = self.tokens and self._shift_invariant(z)
+        if self.tokens:  # is the embedding fed the ids as they are? then call it alone
+            direct = keras.ops.convert_to_numpy(self._embedding(self._ids))
+            self._direct_embedding = bool(direct.shape == tuple(z.shape) and np.array_equal(
+                direct.astype(np.float32), keras.ops.convert_to_numpy(z)))
         self.output_shapes = [tuple(o.shape) for o in outputs]
         single = len(self.output_shapes) == 1 and len(self.output_shapes[0]) >= 2
         self.num_classes = int(self.output_shapes[0][-1]) if single else None
@@ -454,6 +458,11 @@ class ModelView:
         self._ids = self._context.get(getattr(self, "token_key", None))
         if not self.tokens:
             return keras.ops.cast(self._context[self.explained_key], "float32")
+        if getattr(self, "_direct_embedding", False):
+            # Checked once (_finish_structured): the layer's output is its own call on
+            # the ids, so the model need not run to read it.
+            self._embedded = keras.ops.cast(self._embedding(self._ids), "float32")
+            return self._embedded
         box = []
         with _inputs.recorded(self._embedding, box, integer_inputs=True):
             self.logits(self.structure.structure(self._context))
