@@ -15,11 +15,11 @@ from keras_dance import _targets, _tfdata, _validation, backend
 from keras_dance._compiled import CompiledFunctions
 from keras_dance._graph import resolve
 from keras_dance._tensor import split_budget
-from keras_dance.decoys import DecoyEngine
+from keras_dance.decoys import DecoyConfig, DecoyEngine
 from keras_dance.decoys.aggregate import Reducer
 from keras_dance.decoys.dance import DecoyMaps
 from keras_dance.methods import get as get_method
-from keras_dance.model_view import ModelView
+from keras_dance.model_view import ModelView, is_sublayer
 
 TOKEN_REDUCTIONS = ("auto", "mean", "sum", "l2", None)
 
@@ -184,6 +184,12 @@ class Explainer:
     def _build_engine(self, model, config):
         view = self.model_view
         if not self.tokens and view.structure is None:
+            if isinstance(config, DecoyConfig) and is_sublayer(model, config.layer):
+                # F_l read by intercepting the sublayer's call (no receptive-field crops)
+                engine = DecoyEngine(model, dataclasses.replace(
+                    config, layer=view.layer_function(config.layer)), view.input_shape)
+                engine.config = config
+                return engine
             return DecoyEngine(model, config, view.input_shape, prepare=view.prepare)
         bounds = view.bounds if self.tokens else None
         if config.value_range != (0.0, 1.0) or bounds is None:

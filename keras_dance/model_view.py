@@ -534,6 +534,9 @@ class ModelView:
         if function is None and self.structure is not None:
             function = self._capture_structured(layer)
             self._layer_functions[key] = function
+        if function is None and is_sublayer(self.model, layer):
+            function = self._capture_intercepted(layer)
+            self._layer_functions[key] = function
         if function is None:
             model = self.logits.model
             # Resolved in the user's model (a layer object is theirs), then found by its
@@ -598,6 +601,31 @@ class ModelView:
             activations, _ = function(self.space(probe))
         finally:
             self._context = saved
+        function.layer_shape = tuple(int(n) for n in activations.shape[1:])
+        return function
+
+    def _capture_intercepted(self, layer):
+        """``_capture`` for a sublayer a custom layer calls (not a graph node: keras_hub's
+        ``transformer_block_1/ln_1`` inside ``ViTEncoder``), read by intercepting its
+        call while the model runs from the method's input."""
+        path, target = _graph.find_layer(self.model, layer)
+
+        def function(x, at_layer=None):
+            box = []
+            with _inputs.recorded(target, box, change=at_layer):
+                outputs = self._forward(x)
+            if not box:
+                raise ValueError(f"Expected the layer {path!r} to be called by the model. "
+                                 "Received: a layer the computation does not pass")
+            return as_float32(box[0]), as_float32(outputs)
+
+        function.layer_name = path
+        if any(n is None for n in self.input_shape):
+            raise ValueError(
+                f"Expected a fully known input shape to read the sublayer {path!r}. "
+                f"Received: input shape {self.input_shape}; pass `input_shape=`")
+        probe = np.random.default_rng(0).uniform(size=(1,) + self.input_shape)
+        activations, _ = function(keras.ops.convert_to_tensor(probe.astype(np.float32)))
         function.layer_shape = tuple(int(n) for n in activations.shape[1:])
         return function
 
@@ -736,6 +764,20 @@ def _find_embedding(model, embedding_layer, dtypes):
         "Expected one token Embedding layer, or `embedding_layer=` naming the one that "
         f"embeds the ids. Received: {len(candidates)} Embedding layers: "
         + ", ".join(p for p, _ in candidates.values()))
+
+
+def is_sublayer(model, layer):
+    """Whether ``layer`` names a sublayer a custom layer calls (not a graph node) of a
+    functional model; an unknown name raises, listing graph layers and sublayers."""
+    if graph_io(model) is None or isinstance(layer, int) or callable(layer) and not \
+            isinstance(layer, keras.layers.Layer):
+        return False
+    try:
+        _graph.resolve(model, layer)
+        return False
+    except ValueError:
+        _, found = _graph.find_layer(model, layer)  # raises, listing every path
+    return id(found) not in {id(item) for _, item in _graph.layer_paths(model)}
 
 
 def _embedding_inside_a_layer(model, dtype, embedding_layer):

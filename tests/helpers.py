@@ -43,3 +43,33 @@ def small_conv_model(seed=0, activation="softmax", classes=4, shape=(8, 8, 2)):
     h = keras.layers.Flatten()(h)
     outputs = keras.layers.Dense(classes, activation=activation, name="out")(h)
     return keras.Model(inputs, outputs)
+
+
+class Block(keras.layers.Layer):
+    """A custom layer calling a convolution: its sublayer is not a graph node."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner_conv = keras.layers.Conv2D(6, 3, padding="same", name="inner_conv")
+
+    def build(self, input_shape):
+        self.inner_conv.build(input_shape)
+
+    def call(self, x):
+        return keras.ops.relu(self.inner_conv(x))
+
+
+def block_models():
+    """The same computation with the convolution inside a custom layer, and as a node."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((8, 8, 2))
+    block = Block(name="block")
+    h = keras.layers.GlobalAveragePooling2D()(block(inputs))
+    nested = keras.Model(inputs, keras.layers.Dense(3, name="out")(h))
+    inputs = keras.Input((8, 8, 2))
+    conv = keras.layers.Conv2D(6, 3, padding="same", name="inner_conv")
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(conv(inputs)))
+    flat = keras.Model(inputs, keras.layers.Dense(3, name="out")(h))
+    conv.set_weights(block.inner_conv.get_weights())
+    flat.get_layer("out").set_weights(nested.get_layer("out").get_weights())
+    return nested, flat

@@ -14,6 +14,7 @@ from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import CategoricalScore
 
 import keras_dance as kd
+from helpers import block_models
 from keras_dance.methods.cam import upsample
 
 PEERS = {"gradcam": Gradcam, "gradcam_plus_plus": GradcamPlusPlus, "layercam": Layercam,
@@ -283,3 +284,51 @@ def test_the_callback_carries_new_methods_and_follows_training(tmp_path, method)
     np.testing.assert_allclose(saved, fresh, rtol=1e-5, atol=1e-6)
     scalars, images = _read_events(tmp_path / "logs")
     assert len(images["explanations/overlay"]) == 1 and "explanations/sparseness" in scalars
+
+
+@pytest.mark.parametrize("method", ["gradcam", "layercam", "scorecam"])
+def test_a_sublayer_of_a_custom_layer_can_be_named(method):
+    """Issue 28, item 1: a layer a custom layer calls is addressable by its path for the
+    CAM family and DANCE, and gives the maps of the same layer as a graph node."""
+    nested, flat = block_models()
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 2)).astype("float32")
+    spec = lambda layer: {"name": method, "config": {"layer": layer}}  # noqa: E731
+    got = kd.Explainer(nested, method=spec("block/inner_conv")).explain(x, 1)
+    want = kd.Explainer(flat, method=spec("inner_conv")).explain(x, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    if method == "gradcam":
+        config = dict(patch=4, steps=10, crop=False)
+        got = kd.Explainer(nested, decoys=kd.DecoyConfig(layer="block/inner_conv", **config))
+        want = kd.Explainer(flat, decoys=kd.DecoyConfig(layer="inner_conv", **config))
+        np.testing.assert_allclose(got.explain(x, 1), want.explain(x, 1), rtol=1e-4,
+                                   atol=1e-5)
+        assert got.decoy_config.layer == "block/inner_conv"
+        with pytest.raises(ValueError, match="block/inner_conv"):  # the list names it
+            kd.Explainer(nested, method=spec("no_such_layer"))
+
+
+SUBLAYER = r"""
+import sys
+sys.modules["tensorflow"] = None
+sys.path.insert(0, "tests")
+import numpy as np, keras, keras_dance as kd
+from helpers import block_models as _block_models
+nested, flat = _block_models()
+x = np.random.default_rng(0).uniform(size=(2, 8, 8, 2)).astype("float32")
+got = kd.Explainer(nested, method={"name": "gradcam", "config": {"layer": "block/inner_conv"}})
+want = kd.Explainer(flat, method={"name": "gradcam", "config": {"layer": "inner_conv"}})
+a, b = got.explain(x, 1), want.explain(x, 1)
+d = kd.Explainer(nested, decoys=kd.DecoyConfig(layer="block/inner_conv", patch=4, steps=5,
+                                               crop=False)).explain(x, 1)
+assert np.abs(d).max() > 0
+print(keras.config.backend(), float(np.abs(a - b).max() / np.abs(b).max()))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_sublayer_of_a_custom_layer_can_be_named_on_jax_and_pytorch(backend):
+    from test_backends import _run
+
+    name, difference = _run(backend, SUBLAYER).split()[-2:]
+    assert name == backend and float(difference) < 1e-5
