@@ -74,6 +74,7 @@ def test_a_keras_hub_classifier_is_explained_at_its_token_embedding(name):
     assert_unchanged(model, before)
 
 
+@pytest.mark.slow  # long decoy solves or many integration points (make test)
 def test_integrated_gradients_is_complete_against_the_zero_token_embedding():
     model = H.bert()
     x = H.inputs(model)
@@ -178,6 +179,7 @@ def test_explain_input_equals_the_method_on_the_model_with_the_other_input_fixed
                                    atol=1e-5 * np.abs(alone).max())
 
 
+@pytest.mark.slow  # long decoy solves or many integration points (make test)
 def test_dance_on_a_transformer_layer_of_distil_bert():
     model = H.distil_bert()
     x = H.inputs(model)
@@ -452,6 +454,7 @@ def test_a_causal_lm_attributes_the_continuations_log_probability_to_the_prompt(
     np.testing.assert_allclose(matrix.sum(axis=1), explanation.scores, atol=1e-6)
 
 
+@pytest.mark.slow  # long decoy solves or many integration points (make test)
 def test_integrated_gradients_on_a_causal_lm_is_complete_against_a_zeroed_prompt():
     model = H.gpt2()
     explainer = kd.Explainer(model, method=kd.methods.IntegratedGradients(steps=256),
@@ -544,6 +547,7 @@ def test_keras_dance_works_without_keras_hub():
     assert result.stdout.split()[-1] == "16)"
 
 
+@pytest.mark.slow  # long decoy solves or many integration points (make test)
 def test_the_shipped_transformer_is_explained_and_decoys_are_feasible_at_its_encoder():
     """The shipped transformer (TokenAndPositionEmbedding, one input): explained at the
     token embedding inside it, complete against the zeroed embedding rows; DANCE at its
@@ -578,6 +582,7 @@ def test_the_shipped_transformer_is_explained_and_decoys_are_feasible_at_its_enc
                                                     "good"]
 
 
+@pytest.mark.slow  # long decoy solves or many integration points (make test)
 def test_decoys_at_a_random_transformers_encoder_are_feasible_with_the_default_epsilon():
     """A randomly initialised TokenAndPositionEmbedding + TransformerEncoder model: ε
     relative to the layer's spread (max − min; docs/decoys.md has the measurement where
@@ -599,6 +604,7 @@ def test_decoys_at_a_random_transformers_encoder_are_feasible_with_the_default_e
     assert np.all(maps[x != 0] > 0) and np.all(maps[x == 0] == 0)
 
 
+@pytest.mark.slow  # long decoy solves or many integration points (make test)
 def test_dance_on_a_causal_lms_prompt():
     model = H.gpt2()
     explainer = kd.Explainer(model, decoys=kd.DecoyConfig(layer="transformer_layer_0",
@@ -617,6 +623,7 @@ def _readme_block(heading):
     return section[section.index("```python") + len("```python"):section.index("```\n", 10)]
 
 
+@pytest.mark.slow  # long decoy solves or many integration points (make test)
 def test_the_readmes_transformer_example_runs(tmp_path, monkeypatch):
     """The README's keras_hub snippet, verbatim, with its placeholders (a fine-tuned
     backbone and preprocessors) bound to the tiny offline models."""
