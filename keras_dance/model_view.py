@@ -531,10 +531,8 @@ class ModelView:
         embedding."""
         key = ("capture", layer if isinstance(layer, (str, int)) else id(layer))
         function = self._layer_functions.get(key)
-        if function is None and self.structure is not None:
-            function = self._capture_structured(layer)
-            self._layer_functions[key] = function
-        if function is None and is_sublayer(self.model, layer):
+        if function is None and (self.structure is not None
+                                 or is_sublayer(self.model, layer)):
             function = self._capture_intercepted(layer)
             self._layer_functions[key] = function
         if function is None:
@@ -580,34 +578,11 @@ class ModelView:
             self._layer_functions[("hook", key)] = function
         return function
 
-    def _capture_structured(self, layer):
-        """``_capture`` for a model with several inputs: the layer (a graph node or a
-        sublayer a custom layer calls) is read by intercepting its call."""
-        path, target = _graph.find_layer(self.model, layer)
-
-        def function(z, at_layer=None):
-            box = []
-            with _inputs.recorded(target, box, change=at_layer):
-                outputs = self._call_structured(z)
-            if not box:
-                raise ValueError(f"Expected the layer {path!r} to be called by the model. "
-                                 "Received: a layer the computation does not pass")
-            return as_float32(box[0]), as_float32(outputs)
-
-        function.layer_name = path
-        saved = self._context  # this may run while a compiled function is traced
-        try:
-            probe = keras.ops.convert_to_tensor(self._probe_batch()[:1])
-            activations, _ = function(self.space(probe))
-        finally:
-            self._context = saved
-        function.layer_shape = tuple(int(n) for n in activations.shape[1:])
-        return function
-
     def _capture_intercepted(self, layer):
-        """``_capture`` for a sublayer a custom layer calls (not a graph node: keras_hub's
-        ``transformer_block_1/ln_1`` inside ``ViTEncoder``), read by intercepting its
-        call while the model runs from the method's input."""
+        """``_capture`` by intercepting the layer's call while the model runs from the
+        method's input: for models with several inputs (any layer), and for a sublayer a
+        custom layer calls (not a graph node: keras_hub's ``transformer_block_1/ln_1``
+        inside ``ViTEncoder``)."""
         path, target = _graph.find_layer(self.model, layer)
 
         def function(x, at_layer=None):
@@ -620,12 +595,20 @@ class ModelView:
             return as_float32(box[0]), as_float32(outputs)
 
         function.layer_name = path
-        if any(n is None for n in self.input_shape):
-            raise ValueError(
-                f"Expected a fully known input shape to read the sublayer {path!r}. "
-                f"Received: input shape {self.input_shape}; pass `input_shape=`")
-        probe = np.random.default_rng(0).uniform(size=(1,) + self.input_shape)
-        activations, _ = function(keras.ops.convert_to_tensor(probe.astype(np.float32)))
+        if self.structure is not None:  # the other inputs: a probe's, put back after
+            saved = self._context  # this may run while a compiled function is traced
+            try:
+                probe = keras.ops.convert_to_tensor(self._probe_batch()[:1])
+                activations, _ = function(self.space(probe))
+            finally:
+                self._context = saved
+        else:
+            if any(n is None for n in self.input_shape):
+                raise ValueError(
+                    f"Expected a fully known input shape to read the sublayer {path!r}. "
+                    f"Received: input shape {self.input_shape}; pass `input_shape=`")
+            probe = np.random.default_rng(0).uniform(size=(1,) + self.input_shape)
+            activations, _ = function(keras.ops.convert_to_tensor(probe.astype(np.float32)))
         function.layer_shape = tuple(int(n) for n in activations.shape[1:])
         return function
 

@@ -139,6 +139,14 @@ def _numpy(value):
                       else keras.ops.convert_to_numpy(value))
 
 
+def _token_strings(tokenizer, ids):
+    """Per text, the tokenizer's string at every position (``id_to_token``, once per
+    distinct id), and where its special tokens are."""
+    names = {int(i): str(tokenizer.id_to_token(int(i))) for i in np.unique(ids)}
+    special_ids = [int(i) for i in getattr(tokenizer, "special_token_ids", []) or []]
+    return [[names[int(i)] for i in row] for row in ids], np.isin(ids, special_ids)
+
+
 def encode(explainer, texts, vocabulary=None):
     """``(inputs for explain, ids (B, L), tokens, special (B, L))`` for raw strings."""
     view = explainer.model_view
@@ -160,11 +168,7 @@ def encode(explainer, texts, vocabulary=None):
         else:
             ids = _numpy(outputs["token_ids"] if isinstance(outputs, dict) else outputs)
             x = ids
-        tokenizer = preprocessor.tokenizer
-        names = {int(i): str(tokenizer.id_to_token(int(i))) for i in np.unique(ids)}
-        tokens = [[names[int(i)] for i in row] for row in ids]
-        special_ids = [int(i) for i in getattr(tokenizer, "special_token_ids", []) or []]
-        special = np.isin(ids, special_ids)
+        tokens, special = _token_strings(preprocessor.tokenizer, ids)
         return x, ids.astype(np.int32), tokens, special
     if vocabulary is None:
         raise ValueError(
@@ -240,11 +244,8 @@ def encode_causal(explainer, prompts, continuations):
         x["score_weights"][row, len(head):len(head) + len(tail)] = 1
     x = {k: x[k] for k in view.structure.keys}
     ids = x["token_ids"]
-    names = {int(i): str(tokenizer.id_to_token(int(i))) for i in np.unique(ids)}
-    tokens = [[names[int(i)] for i in row] for row in ids]
-    special_ids = [int(i) for i in getattr(tokenizer, "special_token_ids", []) or []]
-    special = np.isin(ids, special_ids) & (x["padding_mask"] > 0)
-    return x, ids, tokens, special
+    tokens, special = _token_strings(tokenizer, ids)
+    return x, ids, tokens, special & (x["padding_mask"] > 0)
 
 
 def _explain_causal(explainer, prompts, continuations, return_details, **kwargs):
