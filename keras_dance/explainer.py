@@ -401,6 +401,19 @@ class Explainer:
                     "a linear model) or when every decoy equals its input.",
                     stacklevel=3,
                 )
+        elif self.decoys is None and getattr(self.method, "takes_layer", False):
+            flat = np.abs(maps.reshape(len(maps), -1)).max(axis=1)
+            zero = int(np.sum(flat == 0))
+            if zero:
+                name = self.method.layer_function(self.forward).layer_name
+                warnings.warn(
+                    f"The {type(self.method).__name__} map is identically zero for {zero} "
+                    f"of {len(maps)} inputs at layer {name!r}: every channel's weighted sum "
+                    "is negative there, or the layer gets no gradient (a vision "
+                    "transformer's encoder output when the class token is pooled after a "
+                    "per-token norm: name the last block's first norm, the default).",
+                    stacklevel=3,
+                )
         return (maps, details) if return_details else maps
 
     def explain_text(self, texts, targets=None, vocabulary=None, return_details=False,

@@ -15,7 +15,7 @@ work on it, and ``forward(z)`` runs the rest of the model from there (``kd._grap
 import keras
 import numpy as np
 
-from keras_dance import _graph, _inputs, _validation, backend
+from keras_dance import _graph, _inputs, _validation, _vit, backend
 from keras_dance._graph import graph_io
 from keras_dance._logits import LogitsModel, as_float32
 
@@ -612,6 +612,13 @@ class ModelView:
         function.layer_shape = tuple(int(n) for n in activations.shape[1:])
         return function
 
+    def vision_layout(self):
+        """The ``kd._vit.Layout`` of a keras_hub vision-transformer backbone in the model,
+        or None (read once)."""
+        if not hasattr(self, "_vision"):
+            self._vision = _vit.layout(self.model) if self.has_graph else None
+        return self._vision
+
     def layer_function(self, layer):
         """``z -> F_l(z)``: the layer's output from the explained tensor (models with
         several inputs; the decoys' constraint), with ``__name__`` the layer's path."""
@@ -942,6 +949,17 @@ class ModelFunction:
         """
         return self._graph_view("a method that changes how gradients flow back")._hooked(
             key, output_hook)
+
+    def vision_layout(self):
+        """How a vision transformer's tokens lie on the image (``kd._vit.Layout``: prefix
+        tokens, patch grid, patch size), or None: not a keras_hub ViT/DeiT/DINOv2."""
+        return None if self._view is None else self._view.vision_layout()
+
+    def vision_default_layer(self):
+        """A vision transformer's default CAM layer: its last block's pre-attention norm
+        (a path)."""
+        found = self.vision_layout()
+        return _vit.default_layer(self._view.model, found)
 
     def layer_outputs(self):
         """``[(path, output shape)]`` of the differentiated model's layers, in the order

@@ -122,3 +122,43 @@ def inputs(model, texts=TEXTS):
     x = x[0] if isinstance(x, tuple) else x
     return {k: np.asarray(v.numpy() if hasattr(v, "numpy") else keras.ops.convert_to_numpy(v))
             for k, v in x.items()}
+
+
+IMAGE = (32, 32, 3)  # tiny vision transformers: patch 8, a 4×4 grid
+
+
+def vit(seed=10, classes=3, pooling="token"):
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=IMAGE, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+        mlp_dim=32)
+    model = keras_hub.models.ViTImageClassifier(backbone, num_classes=classes,
+                                                pooling=pooling)
+    return _redraw(model, seed)
+
+
+def deit(seed=11, classes=3):
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.DeiTBackbone(
+        image_shape=IMAGE, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32)
+    return _redraw(keras_hub.models.DeiTImageClassifier(backbone, num_classes=classes), seed)
+
+
+def dinov2(seed=12, classes=3, registers=2):
+    """keras_hub has no DINOv2 classifier: a linear head on the class token."""
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.DINOV2Backbone(
+        patch_size=8, num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32,
+        num_register_tokens=registers, image_shape=IMAGE, position_embedding_shape=(32, 32))
+    inputs = keras.Input(IMAGE, name="images")
+    tokens = backbone({"images": inputs})
+    logits = keras.layers.Dense(classes, name="predictions")(tokens[:, 0])
+    return _redraw(keras.Model(inputs, logits, name="dinov2_classifier"), seed)
+
+
+VISION = {"vit": vit, "deit": deit, "dinov2": dinov2}
+
+
+def images(count=3, seed=0):
+    return np.random.default_rng(seed).uniform(size=(count,) + IMAGE).astype("float32")

@@ -248,7 +248,11 @@ def test_cam_methods_export_and_serve_as_dance_bases(tmp_path, digits):
                                rtol=1e-4, atol=1e-5)
     config = kd.methods.get({"name": "scorecam", "config": {"layer": "conv3",
                                                             "max_channels": 4}})
-    assert config.get_config() == {"layer": "conv3", "max_channels": 4}
+    assert config.get_config() == {"layer": "conv3", "max_channels": 4, "token_grid": None,
+                                   "prefix_tokens": None}
+    grid = kd.methods.get({"name": "gradcam", "config": {"layer": "norm",
+                                                         "token_grid": [4, 4]}})
+    assert kd.methods.get({"name": "gradcam", "config": grid.get_config()}).token_grid == (4, 4)
 
 
 def test_cli_explains_with_a_cam_method_at_a_layer(tmp_path, capsys):

@@ -10,7 +10,7 @@ every input channel. Maps are raw: tf-keras-vis's ``normalize_cam=True`` is
 
 from keras import ops
 
-from keras_dance import _validation, backend
+from keras_dance import _validation, _vit, backend
 from keras_dance._chunking import chunked_sum
 from keras_dance._tensor import as_rows, probabilities, split_budget, take
 from keras_dance.methods.base import SaliencyMethod
@@ -36,17 +36,26 @@ def _positions(tensor):
 
 
 class _LayerMethod(SaliencyMethod):
-    """A method that reads the activations of ``layer``."""
+    """A method that reads the activations of ``layer``.
+
+    A token layer ``(B, prefix + h·w, C)`` of a vision transformer is read on its patch
+    grid: the prefix tokens (class, distillation, registers) are dropped and the rest
+    reshaped to ``(B, h, w, C)`` before the CAM arithmetic (pytorch-grad-cam's
+    ``reshape_transform``). keras_hub's ViT, DeiT and DINOv2/v3 backbones give their
+    layout themselves (``kd._vit``); other models pass ``token_grid`` (and
+    ``prefix_tokens``; default: the tokens beyond ``h·w``).
+    """
 
     takes_layer = True
 
-    def __init__(self, layer=None):
+    def __init__(self, layer=None, token_grid=None, prefix_tokens=None):
         if layer is not None and not isinstance(layer, (str, int)) and not hasattr(
                 layer, "name"):
             raise TypeError(
                 "Expected `layer` to be None, a layer name, a nested path 'outer/inner', an "
                 f"index or a keras Layer. Received: layer={layer!r}")
         self.layer = layer
+        self.token_grid, self.prefix_tokens = _vit.check_grid(token_grid, prefix_tokens)
 
     def layer_function(self, forward):
         """``forward``'s capture of this method's layer: ``x -> (activations, logits)``.
@@ -56,6 +65,8 @@ class _LayerMethod(SaliencyMethod):
         before global pooling.
         """
         layer = self.layer
+        if layer is None and forward.vision_layout() is not None:
+            layer = forward.vision_default_layer()
         if layer is None:
             rank = None if forward.input_shape is None else len(forward.input_shape)
             found = [path for path, shape in forward.layer_outputs()
@@ -75,21 +86,72 @@ class _LayerMethod(SaliencyMethod):
                 f"Expected a layer with position axes ({type(self).__name__} weighs the "
                 f"channels of a (positions, channels) activation). Received: layer "
                 f"{function.layer_name!r} with output shape {function.layer_shape}")
+        self._grid(forward)
+
+    def _grid(self, forward):
+        """``(B, N, C) -> (B, h, w, C)`` for a token layer on an image, or None (the
+        layer's own position axes are used)."""
+        function = self.layer_function(forward)
+        shape, name = tuple(function.layer_shape), function.layer_name
+        given = self.token_grid is not None or self.prefix_tokens is not None
+        image = forward.input_shape is not None and len(forward.input_shape) == 3
+        if len(shape) != 2:
+            if given:
+                raise ValueError(
+                    "Expected `token_grid`/`prefix_tokens` only for a token layer (tokens, "
+                    f"channels). Received: layer {name!r} with output shape {shape}")
+            return None
+        found = forward.vision_layout()
+        if not given and found is None:
+            if image:
+                raise ValueError(
+                    f"Expected the patch grid of the token layer {name!r} (output shape "
+                    f"{shape}) to place a CAM on the image: pass token_grid=(h, w) and "
+                    "prefix_tokens= (class, distillation and register tokens before the "
+                    "patches). keras_hub ViT, DeiT and DINOv2 backbones give theirs. "
+                    "Received: a model whose layout is not known")
+            return None  # a sequence model: the CAM runs along the tokens
+        if not image:
+            raise ValueError(
+                "Expected an image input ((H, W, C)) for a token grid. Received: input "
+                f"shape {forward.input_shape}")
+        grid = self.token_grid or (found.grid if found is not None else None)
+        if grid is None:
+            raise ValueError(
+                "Expected `token_grid=(h, w)` with `prefix_tokens` on a model whose layout "
+                f"is not known. Received: token_grid=None, prefix_tokens={self.prefix_tokens}")
+        if self.prefix_tokens is not None:
+            prefix = self.prefix_tokens
+        elif found is not None:
+            prefix = found.prefix
+        else:
+            prefix = (shape[0] or 0) - grid[0] * grid[1]
+        if shape[0] is None or shape[0] != prefix + grid[0] * grid[1] or prefix < 0:
+            raise ValueError(
+                f"Expected the token layer {name!r} to hold {max(prefix, 0)} prefix tokens "
+                f"and {grid[0]}x{grid[1]} patch tokens. Received: output shape {shape}"
+                + ("" if self.prefix_tokens is not None or found is None
+                   else f" (prefix read from the {found.family})"))
+        return lambda tokens: _vit.to_grid(tokens, prefix, grid)
 
     def _gradients(self, x, forward, targets):
-        """Activations and the score's gradient there, from one forward+backward pass."""
+        """Activations and the score's gradient there, from one forward+backward pass
+        (on the patch grid for a vision transformer's token layer)."""
         function = self.layer_function(forward)
 
         def scored(rows, at_layer=None):
             activations, outputs = function(rows, at_layer)
             return activations, ops.sum(targets.score(outputs))
 
-        return backend.layer_gradient(scored, x)
+        activations, grads = backend.layer_gradient(scored, x)
+        grid = self._grid(forward)
+        return (activations, grads) if grid is None else (grid(activations), grid(grads))
 
     def get_config(self):
         layer = self.layer
         return {"layer": layer if layer is None or isinstance(layer, (str, int))
-                else layer.name}
+                else layer.name, "token_grid": self.token_grid,
+                "prefix_tokens": self.prefix_tokens}
 
 
 class GradCAM(_LayerMethod):
@@ -100,11 +162,18 @@ class GradCAM(_LayerMethod):
 
     Args:
         layer: the layer whose activations are read: a name (searched through nested
-            models), a path "outer/inner", an index or a layer; None: the last layer
-            whose output keeps the input's position axes. Defaults to None.
+            models or inside custom layers), a path "outer/inner", an index or a layer;
+            None: the last layer whose output keeps the input's position axes, or on a
+            keras_hub vision transformer the last block's pre-attention norm.
+            Defaults to None.
+        token_grid: ``(h, w)`` patch tokens of a token layer ``(B, N, C)`` on an image;
+            None: read from a keras_hub ViT/DeiT/DINOv2 backbone. Defaults to None.
+        prefix_tokens: tokens before the patch tokens (class, distillation, registers);
+            None: the backbone's, else ``N - h·w``. Defaults to None.
 
     Example:
         >>> method = kd.methods.GradCAM(layer="conv3")
+        >>> vit = kd.methods.GradCAM(layer="blocks/ln_1", token_grid=(14, 14), prefix_tokens=1)
     """
 
     name = "gradcam"
@@ -127,7 +196,7 @@ class GradCAMPlusPlus(_LayerMethod):
     normalisation, and its raw maps divided by ``exp(S)`` (tested).
 
     Args:
-        layer: as ``GradCAM``.
+        layer, token_grid, prefix_tokens: as ``GradCAM``.
     """
 
     name = "gradcam_plus_plus"
@@ -156,7 +225,7 @@ class LayerCAM(_LayerMethod):
     Equals tf-keras-vis ``Layercam(..., normalize_cam=False)`` (tested).
 
     Args:
-        layer: as ``GradCAM``.
+        layer, token_grid, prefix_tokens: as ``GradCAM``.
     """
 
     name = "layercam"
@@ -182,15 +251,15 @@ class ScoreCAM(_LayerMethod):
     Equals tf-keras-vis ``Scorecam(..., normalize_cam=False)`` (tested).
 
     Args:
-        layer: as ``GradCAM``.
+        layer, token_grid, prefix_tokens: as ``GradCAM``.
         max_channels: at most this many channels; None: all. Defaults to None.
     """
 
     name = "scorecam"
     needs_gradients = False
 
-    def __init__(self, layer=None, max_channels=None):
-        super().__init__(layer)
+    def __init__(self, layer=None, max_channels=None, token_grid=None, prefix_tokens=None):
+        super().__init__(layer, token_grid, prefix_tokens)
         if max_channels is not None:
             max_channels = _validation.check_positive_int(max_channels, "max_channels")
         self.max_channels = max_channels
@@ -206,7 +275,8 @@ class ScoreCAM(_LayerMethod):
     def __call__(self, x, forward, targets, budget=None):
         function = self.layer_function(forward)
         activations, _ = function(x)
-        activations = ops.stop_gradient(activations)
+        grid = self._grid(forward)
+        activations = ops.stop_gradient(activations if grid is None else grid(activations))
         count = self._channels(forward)
         axes = _positions(activations)
         if count < activations.shape[-1]:  # the cap: per input, most varied first

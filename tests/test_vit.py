@@ -1,0 +1,128 @@
+"""Vision transformers: CAMs on token grids, layers inside keras_hub blocks, attention
+methods and DANCE aligned to patches (tiny keras_hub ViT, DeiT and DINOv2 models built
+offline from configurations: ``hub_models``)."""
+
+import keras
+import numpy as np
+import pytest
+from tf_keras_vis.gradcam import Gradcam
+from tf_keras_vis.layercam import Layercam
+from tf_keras_vis.scorecam import Scorecam
+from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+from tf_keras_vis.utils.scores import CategoricalScore
+
+import hub_models as H
+import keras_dance as kd
+from keras_dance import _vit
+
+PEERS = {"gradcam": Gradcam, "gradcam_plus_plus": None, "layercam": Layercam,
+         "scorecam": Scorecam}
+
+
+def functional_vit(twin=False):
+    """A small ViT of plain Keras layers: a patch convolution, a class token made from
+    the patches, a pre-norm attention block, the class token pooled. With ``twin`` the
+    norm's patch tokens also pass through a graph node of shape (4, 4, C) (``grid``) and
+    back: the same computation, where tf-keras-vis can read a spatial layer."""
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((32, 32, 3))
+    patches = keras.layers.Conv2D(16, 8, strides=8, name="patches")(inputs)
+    tokens = keras.layers.Reshape((16, 16))(patches)
+    summary = keras.layers.GlobalAveragePooling1D(keepdims=True)(tokens)
+    cls = keras.layers.Dense(16, name="class_token")(summary)
+    tokens = keras.layers.Concatenate(axis=1)([cls, tokens])
+    normed = keras.layers.LayerNormalization(name="norm")(tokens)
+    if twin:
+        grid = keras.layers.Reshape((4, 4, 16), name="grid")(normed[:, 1:])
+        normed = keras.layers.Concatenate(axis=1)(
+            [normed[:, :1], keras.layers.Reshape((16, 16))(grid)])
+    attended = keras.layers.MultiHeadAttention(2, 8, name="mha")(normed, normed)
+    tokens = keras.layers.Add()([tokens, attended])
+    hidden = keras.layers.Dense(32, activation="gelu", name="mlp")(tokens[:, 0])
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(hidden))
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+def test_cam_on_a_token_grid_equals_tf_keras_vis_on_the_same_tokens_as_a_spatial_layer(name):
+    """Prefix dropped, patch tokens reshaped to (h, w): equal to tf-keras-vis on a twin
+    model whose graph has those tokens as a (4, 4, C) layer."""
+    model, twin = functional_vit(), functional_vit(twin=True)
+    x = H.images(3)
+    np.testing.assert_allclose(twin.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-5)
+    method = {"name": name, "config": {"layer": "norm", "token_grid": (4, 4),
+                                       "prefix_tokens": 1}}
+    explainer = kd.Explainer(model, method=method)
+    ours = explainer.explain(x, [0, 1, 2])[..., 0]
+    on_grid = kd.Explainer(twin, method={"name": name, "config": {"layer": "grid"}})
+    np.testing.assert_allclose(on_grid.explain(x, [0, 1, 2])[..., 0], ours,
+                               atol=1e-5 * np.abs(ours).max())
+    assert np.abs(ours).max() > 0
+    if name == "gradcam_plus_plus":
+        # Its α is ill-conditioned in float32 (tests/test_cam.py measures how far both
+        # libraries sit from the float64 map): anchored there, on a spatial layer, and
+        # equal to ours on the twin's spatial layer above.
+        return
+    peer = PEERS[name](twin, model_modifier=ReplaceToLinear(), clone=True)
+    theirs = peer(CategoricalScore([0, 1, 2]), x, penultimate_layer="grid",
+                  seek_penultimate_conv_layer=False, normalize_cam=False)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5 * max(1.0, np.abs(theirs).max()))
+
+
+@pytest.mark.parametrize("name, prefix, default", [
+    ("vit", 1, "vi_t_backbone/vit_encoder/transformer_block_2/ln_1"),
+    ("deit", 2, "dei_t_backbone/deit_encoder/transformer_block_2/ln_1"),
+    ("dinov2", 3, "dinov2_backbone/encoder/layers_1/norm1")])
+def test_keras_hub_vision_transformers_give_their_token_layout(name, prefix, default):
+    """The layout comes from the backbone's configuration (patch size, image shape, class,
+    distillation and register tokens); the default CAM layer is the last block's
+    pre-attention norm, and the default Grad-CAM equals the one given every part."""
+    model = H.VISION[name]()
+    found = _vit.layout(model)
+    assert (found.prefix, found.grid, found.patch_size) == (prefix, (4, 4), (8, 8))
+    x = H.images(3)
+    explainer = kd.Explainer(model, method="gradcam")
+    assert explainer.method.layer_function(explainer.forward).layer_name == default
+    maps = explainer.explain(x, [0, 1, 2])
+    given = kd.Explainer(model, method=kd.methods.GradCAM(
+        layer=default, token_grid=(4, 4), prefix_tokens=prefix)).explain(x, [0, 1, 2])
+    np.testing.assert_array_equal(maps, given)
+    assert maps.shape == x.shape and np.abs(maps).max() > 0
+
+
+def test_the_encoder_output_of_a_class_token_vit_gets_no_gradient_and_says_so():
+    """keras_hub ViT pools the class token after the encoder's per-token norm: the patch
+    tokens there get exactly zero gradient. The map is zero, and a warning names why."""
+    model, x = H.vit(), H.images(2)
+    explainer = kd.Explainer(model, method=kd.methods.GradCAM(layer="vit_encoder"))
+    with pytest.warns(UserWarning, match="identically zero for 2 of 2.*no gradient"):
+        maps = explainer.explain(x, [0, 1])
+    assert np.abs(maps).max() == 0
+    pooled = kd.Explainer(H.vit(pooling="gap"), method=kd.methods.GradCAM(layer="vit_encoder"))
+    assert np.abs(pooled.explain(x, [0, 1])).max() > 0  # mean-pooled: the patches count
+
+
+def test_token_layers_without_a_grid_are_refused_before_anything_compiles():
+    model = functional_vit()
+    with pytest.raises(ValueError, match=r"patch grid of the token layer 'norm'.*token_grid"):
+        kd.Explainer(model, method=kd.methods.GradCAM(layer="norm"))
+    with pytest.raises(ValueError, match=r"3x3 patch tokens.*\(17, 16\)"):
+        kd.Explainer(model, method=kd.methods.GradCAM(layer="norm", token_grid=(3, 3),
+                                                      prefix_tokens=1))
+    with pytest.raises(ValueError, match="1 prefix tokens and 3x3.*prefix read from the ViTBack"):
+        kd.Explainer(H.vit(), method=kd.methods.LayerCAM(layer="vit_encoder",
+                                                         token_grid=(3, 3)))
+    with pytest.raises(ValueError, match=r"only for a token layer.*'patches'"):
+        kd.Explainer(model, method=kd.methods.GradCAM(layer="patches", token_grid=(4, 4)))
+    for bad in [(4,), (4, 0), "4x4", (4.0, 4)]:
+        with pytest.raises(ValueError, match="Expected `token_grid`"):
+            kd.methods.GradCAM(token_grid=bad)
+    with pytest.raises(ValueError, match="Expected `prefix_tokens`"):
+        kd.methods.ScoreCAM(prefix_tokens=-1)
+    # Not a keras_hub backbone: the default is the last layer with spatial axes.
+    explainer = kd.Explainer(model, method="gradcam")
+    assert explainer.method.layer_function(explainer.forward).layer_name == "patches"
+    # Given explicitly, the prefix defaults to the tokens beyond h·w.
+    maps = kd.Explainer(model, method=kd.methods.GradCAM(layer="norm", token_grid=(4, 4))
+                        ).explain(H.images(2), [0, 1])
+    assert np.abs(maps).max() > 0
