@@ -961,6 +961,19 @@ class ModelFunction:
         found = self.vision_layout()
         return _vit.default_layer(self._view.model, found)
 
+    def layers(self):
+        """``[(path, layer, node)]`` of every layer of the model, sublayers custom layers
+        call included; ``node``: whether it is a node of the (nested) graphs, which the
+        gradient-override hook reaches, rather than a sublayer.
+
+        Raises:
+            ValueError: the model's graph cannot be read.
+        """
+        model = self._graph_view("a method that reads the model's layers").model
+        nodes = {id(layer) for _, layer in _graph.layer_paths(model)}
+        return [("/".join(path), layer, id(layer) in nodes)
+                for path, layer in _graph.sublayer_paths(model)]
+
     def layer_outputs(self):
         """``[(path, output shape)]`` of the differentiated model's layers, in the order
         the graph computes them (``path``: names through nested models, "outer/inner")."""

@@ -126,3 +126,32 @@ def test_token_layers_without_a_grid_are_refused_before_anything_compiles():
     maps = kd.Explainer(model, method=kd.methods.GradCAM(layer="norm", token_grid=(4, 4))
                         ).explain(H.images(2), [0, 1])
     assert np.abs(maps).max() > 0
+
+
+def test_guided_backprop_refuses_a_model_with_no_relu_to_guide():
+    """On a GELU transformer Guided Backprop would be the plain gradient (measured: max
+    difference 0.0): refused, naming what to use instead."""
+    with pytest.raises(ValueError, match="no ReLU layer.*GELU.*method='gradient'"):
+        kd.Explainer(H.vit(), method="guided_backprop")
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 2))
+    inner = keras.Sequential([keras.layers.Conv2D(4, 3), keras.layers.ReLU(name="inner_relu")])
+
+    class Wrapped(keras.layers.Layer):  # a ReLU layer inside a custom layer
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.block = keras.layers.Dense(4, activation="relu", name="hidden")
+
+        def call(self, x):
+            return self.block(x)
+
+    h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, name="plain")(inputs))
+    only_inside = keras.Model(inputs, keras.layers.Dense(2)(Wrapped(name="wrapped")(h)))
+    with pytest.raises(ValueError, match=r"not reached: wrapped/hidden"):
+        kd.Explainer(only_inside, method="guided_backprop")
+    h = keras.layers.Flatten()(inner(inputs))
+    both = keras.Model(inputs, keras.layers.Dense(2)(Wrapped(name="wrapped")(h)))
+    with pytest.warns(UserWarning, match=r"guides the 1 ReLU layers.*not the 1 inside.*"
+                                         r"wrapped/hidden"):
+        maps = kd.Explainer(both, method="guided_backprop").explain(H.images(1)[:, :8, :8, :2])
+    assert np.abs(maps).max() > 0

@@ -1,5 +1,7 @@
 """Guided Backpropagation (Springenberg et al. 2015) — kept as a negative control."""
 
+import warnings
+
 import keras
 
 from keras_dance import backend
@@ -26,7 +28,27 @@ class GuidedBackprop(SaliencyMethod):
     name = "guided_backprop"
 
     def check(self, forward):
+        """Refuses a model with no ReLU to guide (GELU transformers: the map would be the
+        plain gradient, silently) and warns about ReLUs inside custom layers, which the
+        graph hook does not reach."""
         forward.with_output_hook("guided", _guide_relus)
+        layers = forward.layers()
+        guided = [path for path, layer, node in layers if node and _is_relu(layer)]
+        inside = [path for path, layer, node in layers if not node and _is_relu(layer)]
+        if not guided:
+            raise ValueError(
+                "Expected a model with ReLU layers for Guided Backprop to guide: without "
+                "one its map is the plain gradient. Received: a model with no ReLU layer "
+                "in its graph"
+                + (f" (ReLUs inside custom layers are not reached: {', '.join(inside)})"
+                   if inside else " (e.g. a GELU transformer)")
+                + "; use method='gradient' for that map")
+        if inside:
+            warnings.warn(
+                f"Guided Backprop guides the {len(guided)} ReLU layers of the model's graph "
+                f"but not the {len(inside)} inside custom layers ({', '.join(inside[:5])}"
+                f"{', …' if len(inside) > 5 else ''}): their backward pass stays the plain "
+                "gradient's.", stacklevel=2)
 
     def __call__(self, x, forward, targets, budget=None):
         del budget
