@@ -52,7 +52,7 @@ def worker(batch, repeats):
     x = kd.datasets.load_digits()[2][:batch]
     targets = np.arange(batch) % 10
     result = {"methods": {}, "bare": {}, "first": {}, "new_size": {}}
-    for name in kd.methods.METHOD_NAMES:
+    for name in kd.methods.general_method_names():
         method = {"name": name, "config": {"layer": "conv3"}} if "cam" in name else name
         start = time.perf_counter()
         explainer = kd.Explainer(model, method=method)

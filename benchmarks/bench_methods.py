@@ -151,7 +151,7 @@ def cam_family(model, x, targets, repeats):
     peers = {"gradcam": Gradcam, "gradcam_plus_plus": GradcamPlusPlus, "layercam": Layercam,
              "scorecam": Scorecam}
     # Every registered method that reads a layer; tf-keras-vis has a peer for the four CAMs.
-    cases = [(name, peers[name], {}) for name in kd.methods.METHOD_NAMES
+    cases = [(name, peers[name], {}) for name in kd.methods.general_method_names()
              if kd.methods.registered()[name].takes_layer and name in peers]
     print(f"\nCAM family at conv3, batch {len(x)}: ours vs tf-keras-vis (median of {repeats})")
     print(f"{'method':<20}{'ours s':>9}{'tf-keras-vis s':>16}{'vis/ours':>10}")
@@ -199,7 +199,7 @@ def every_method(model, x, targets, repeats, xplique_python, cam_peers):
     rows_per_pass = 256
     ours = {}
     settings = {name: SETTINGS.get(name, (kd.methods.get(name), None))
-                for name in kd.methods.METHOD_NAMES}
+                for name in kd.methods.general_method_names()}
     for name, (method, _) in settings.items():
         explainer = kd.Explainer(model, method=method, batch_size=rows_per_pass)
         ours[name] = median_time(lambda: explainer.explain(x, targets), repeats)

@@ -59,7 +59,7 @@ def methods(quick, side=32):
     # Every registered method (its defaults where no setting is given above);
     # SquareGrad is left out as in the report: VarGrad stands for the squared family.
     chosen = {name: settings.get(name) or kd.methods.get(name)
-              for name in kd.methods.METHOD_NAMES if name != "squaregrad"}
+              for name in kd.methods.general_method_names() if name != "squaregrad"}
     chosen["guided_backprop (negative control)"] = chosen.pop("guided_backprop")
     return chosen
 

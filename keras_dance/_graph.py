@@ -66,8 +66,9 @@ def _inner(layer, path):
 
 
 def find_layer(model, layer, paths=None):
-    """``(path, layer)`` for a name, "a/b" path or layer object among ``paths``
-    (default: ``sublayer_paths(model)``): what the intercepting code paths accept.
+    """``(path, layer)`` for a name, "a/b" path (or a unique end of one) or layer object
+    among ``paths`` (default: ``sublayer_paths(model)``): what the intercepting code
+    paths accept.
 
     Raises:
         ValueError: unknown (listing every path) or ambiguous (listing the matches).
@@ -77,9 +78,9 @@ def find_layer(model, layer, paths=None):
         matches = [(p, item) for p, item in paths if item is layer]
         what = f"the layer object {layer.name!r}"
     elif isinstance(layer, str):
-        key = tuple(layer.split("/"))
-        matches = [(p, item) for p, item in paths
-                   if p == key or ("/" not in layer and p[-1] == layer)]
+        key = tuple(layer.split("/"))  # a full path, or its end ("block_2/ln_1")
+        matches = [(p, item) for p, item in paths if p == key]
+        matches = matches or [(p, item) for p, item in paths if p[-len(key):] == key]
         what = f"layer={layer!r}"
     else:
         return "/".join(item.name for item in resolve(model, layer)), resolve(model, layer)[-1]

@@ -21,6 +21,7 @@ every row a method makes: Captum's layer-attribution semantics (its
 """
 
 import contextlib
+import inspect
 
 import keras
 import numpy as np
@@ -219,6 +220,52 @@ def recorded(layer, box, change=None, integer_inputs=False):
         return out
 
     return intercept(layer, function, integer_inputs)
+
+
+@contextlib.contextmanager
+def explicit_attention(layer, box, change=None):
+    """While active, the ``keras.layers.MultiHeadAttention`` ``layer`` computes its
+    attention explicitly (query·key, softmax, then the values: what it does when asked
+    for its scores), never with the fused ``ops.dot_product_attention`` that keeps no
+    probabilities, and appends each call's probabilities ``(B, heads, T, S)`` to ``box``
+    after ``change(probabilities)``, which the rest of the layer then uses. Both paths
+    compute the same function (the probe checks the logits); flash attention is off
+    while active. The layer is put back on exit, also after an error."""
+    compute = layer._compute_attention
+    signature = inspect.signature(compute)
+    if "return_attention_scores" not in signature.parameters or not hasattr(
+            layer, "_softmax"):
+        raise ValueError(
+            f"Expected a MultiHeadAttention whose attention can be computed explicitly. "
+            f"Received: {type(layer).__name__} {layer.name!r}, which overrides it")
+    own = layer.__dict__.get("_compute_attention")
+    flash = layer.__dict__.get("_flash_attention")
+
+    def explicit(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.arguments["return_attention_scores"] = True
+        return compute(*bound.args, **bound.kwargs)
+
+    def probabilities(original, *args, **kwargs):
+        out = original(*args, **kwargs)
+        if change is not None:
+            out = change(out)
+        box.append(out)
+        return out
+
+    object.__setattr__(layer, "_compute_attention", explicit)
+    if flash:
+        object.__setattr__(layer, "_flash_attention", False)
+    try:
+        with intercept(layer._softmax, probabilities):
+            yield
+    finally:
+        if own is None:
+            object.__delattr__(layer, "_compute_attention")
+        else:
+            object.__setattr__(layer, "_compute_attention", own)
+        if flash:
+            object.__setattr__(layer, "_flash_attention", flash)
 
 
 def rows_of(values, rows):

@@ -141,6 +141,65 @@ def check_grid(token_grid, prefix_tokens):
     return token_grid, prefix_tokens
 
 
+def token_layout(forward, shape, name, token_grid=None, prefix_tokens=None):
+    """``(prefix, (h, w))`` of the tokens of a layer output ``shape`` (without the batch
+    axis) on an image, or None where there is no grid to find (a layer with its own
+    position axes, or a sequence model's tokens).
+
+    Args:
+        forward: the ``ModelFunction`` (its input shape and ``vision_layout``).
+        shape, name: the layer's output shape and path (for messages).
+        token_grid, prefix_tokens: given explicitly, or None: the keras_hub backbone's
+            (the prefix: else the tokens beyond ``h·w``).
+
+    Raises:
+        ValueError: a token layer on an image with no grid, or a grid and prefix that do
+            not add up to the layer's tokens, naming them; a grid given for a layer
+            that is not a token layer.
+    """
+    shape = tuple(shape)
+    given = token_grid is not None or prefix_tokens is not None
+    image = forward.input_shape is not None and len(forward.input_shape) == 3
+    if len(shape) != 2:
+        if given:
+            raise ValueError(
+                "Expected `token_grid`/`prefix_tokens` only for a token layer (tokens, "
+                f"channels). Received: layer {name!r} with output shape {shape}")
+        return None
+    found = forward.vision_layout()
+    if not given and found is None:
+        if image:
+            raise ValueError(
+                f"Expected the patch grid of the token layer {name!r} (output shape "
+                f"{shape}) to place a map on the image: pass token_grid=(h, w) and "
+                "prefix_tokens= (class, distillation and register tokens before the "
+                "patches). keras_hub ViT, DeiT and DINOv2 backbones give theirs. "
+                "Received: a model whose layout is not known")
+        return None  # a sequence model: the map runs along the tokens
+    if not image:
+        raise ValueError(
+            "Expected an image input ((H, W, C)) for a token grid. Received: input shape "
+            f"{forward.input_shape}")
+    grid = token_grid or (found.grid if found is not None else None)
+    if grid is None:
+        raise ValueError(
+            "Expected `token_grid=(h, w)` with `prefix_tokens` on a model whose layout is "
+            f"not known. Received: token_grid=None, prefix_tokens={prefix_tokens}")
+    if prefix_tokens is not None:
+        prefix = prefix_tokens
+    elif found is not None:
+        prefix = found.prefix
+    else:
+        prefix = (shape[0] or 0) - grid[0] * grid[1]
+    if shape[0] is None or shape[0] != prefix + grid[0] * grid[1] or prefix < 0:
+        raise ValueError(
+            f"Expected the token layer {name!r} to hold {max(prefix, 0)} prefix tokens "
+            f"and {grid[0]}x{grid[1]} patch tokens. Received: output shape {shape}"
+            + ("" if prefix_tokens is not None or found is None
+               else f" (prefix read from the {found.family})"))
+    return prefix, tuple(grid)
+
+
 def to_grid(tokens, prefix, grid):
     """``(B, prefix + h·w, C) -> (B, h, w, C)``: the patch tokens on their grid."""
     patches = tokens[:, prefix:]

@@ -12,6 +12,8 @@ output: ``embed(ids)`` is the embedded sequence ``(B, L, E)``, every method and 
 work on it, and ``forward(z)`` runs the rest of the model from there (``kd._graph``).
 """
 
+import contextlib
+
 import keras
 import numpy as np
 
@@ -595,22 +597,90 @@ class ModelView:
             return as_float32(box[0]), as_float32(outputs)
 
         function.layer_name = path
-        if self.structure is not None:  # the other inputs: a probe's, put back after
-            saved = self._context  # this may run while a compiled function is traced
-            try:
-                probe = keras.ops.convert_to_tensor(self._probe_batch()[:1])
-                activations, _ = function(self.space(probe))
-            finally:
-                self._context = saved
-        else:
-            if any(n is None for n in self.input_shape):
-                raise ValueError(
-                    f"Expected a fully known input shape to read the sublayer {path!r}. "
-                    f"Received: input shape {self.input_shape}; pass `input_shape=`")
-            probe = np.random.default_rng(0).uniform(size=(1,) + self.input_shape)
-            activations, _ = function(keras.ops.convert_to_tensor(probe.astype(np.float32)))
+        activations, _ = self._on_probe(function)
         function.layer_shape = tuple(int(n) for n in activations.shape[1:])
         return function
+
+    def _capture_attention(self):
+        """``x -> ([probabilities of every attention call], logits)`` in one pass: each
+        ``keras.layers.MultiHeadAttention`` the model calls computes its attention
+        explicitly and its probabilities ``(B, heads, T, T)`` are read (in call order;
+        ``at_layer`` is applied to each before the layer uses it). Attributes
+        ``layer_names`` (the paths, in call order) and ``shapes``. Checked once on a probe:
+        the logits equal the model's, and the probabilities' rows sum to 1."""
+        function = self._layer_functions.get(("attention",))
+        if function is not None:
+            return function
+        paths = _graph.sublayer_paths(self.model) if self.has_graph else []
+        layers = [("/".join(p), layer) for p, layer in paths
+                  if isinstance(layer, keras.layers.MultiHeadAttention)]
+        inside = {p[:i] for p, layer in paths if isinstance(
+            layer, keras.layers.MultiHeadAttention) for i in range(len(p) + 1)}
+        other = sorted({type(layer).__name__ for p, layer in paths
+                        if "attention" in type(layer).__name__.lower() and p not in inside
+                        and not isinstance(layer, keras.layers.MultiHeadAttention)})
+        if not layers or other:
+            raise ValueError(
+                "Expected a model whose attention is computed by keras.layers."
+                "MultiHeadAttention layers (attention methods read their probabilities). "
+                "Received: " + (f"attention layers of class {', '.join(other)}, which "
+                                "compute it their own way" if other else
+                                f"no MultiHeadAttention in model {self.model.name!r}"))
+
+        def function(x, at_layer=None):
+            box = []
+            with contextlib.ExitStack() as stack:
+                for _, layer in layers:
+                    stack.enter_context(_inputs.explicit_attention(layer, box, at_layer))
+                outputs = self._forward(x)
+            return [as_float32(a) for a in box], as_float32(outputs)
+
+        order = []
+        with contextlib.ExitStack() as stack:  # the call order, and a probe's check
+            for path, layer in layers:
+                stack.enter_context(_inputs.intercept(
+                    layer, lambda original, *a, _path=path, **k: (
+                        order.append(_path), original(*a, **k))[1]))
+            want = self._on_probe(self._forward)
+        got_probabilities, got = self._on_probe(function)
+        function.layer_names = order
+        function.shapes = [tuple(int(n) for n in a.shape[1:]) for a in got_probabilities]
+        self._check_same(want, got, "computing its attention explicitly")
+        for name, shape in zip(order, function.shapes):
+            if len(shape) != 3 or shape[1] != shape[2]:
+                raise ValueError(
+                    "Expected self-attention (probabilities (heads, T, T)) for attention "
+                    f"methods. Received: {name!r} with probabilities of shape {shape}")
+        self._layer_functions[("attention",)] = function
+        return function
+
+    def _on_probe(self, function):
+        """``function`` on one probe input of the explained space (models with several
+        inputs: a probe's other inputs, and the context a compiled function may be
+        tracing with put back after)."""
+        if self.structure is not None:
+            saved = self._context
+            try:
+                return function(self.space(keras.ops.convert_to_tensor(
+                    self._probe_batch()[:1])))
+            finally:
+                self._context = saved
+        if any(n is None for n in self.input_shape):
+            raise ValueError(
+                "Expected a fully known input shape to read the model's layers. Received: "
+                f"input shape {self.input_shape}; pass `input_shape=`")
+        probe = np.random.default_rng(0).uniform(size=(1,) + self.input_shape)
+        return function(keras.ops.convert_to_tensor(probe.astype(np.float32)))
+
+    def _check_same(self, want, got, how):
+        """Refuses a changed computation whose outputs differ from the model's."""
+        for a, b in zip(keras.tree.flatten(want), keras.tree.flatten(got)):
+            a, b = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (a, b))
+            if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(a).max())):
+                raise ValueError(
+                    f"Expected the model's outputs unchanged when {how}. Received: a "
+                    f"largest difference of {np.abs(a - b).max():.3g} in model "
+                    f"{self.model.name!r}")
 
     def vision_layout(self):
         """The ``kd._vit.Layout`` of a keras_hub vision-transformer backbone in the model,
@@ -911,6 +981,11 @@ class ModelFunction:
     def __call__(self, x):
         return self.fn(x)
 
+    @property
+    def model(self):
+        """The user's model, or None (a function without one)."""
+        return None if self._view is None else self._view.model
+
     def reference(self, x):
         """Token models: the embedded reference of the inputs the current ``space`` call
         took (special tokens kept, the others padding), one row per row of ``x``
@@ -949,6 +1024,17 @@ class ModelFunction:
         """
         return self._graph_view("a method that changes how gradients flow back")._hooked(
             key, output_hook)
+
+    def attention_forward(self):
+        """Attention hook: ``x -> ([probabilities (B, heads, T, T) of every
+        MultiHeadAttention call, in call order], logits)`` in one pass, with ``at_layer``
+        applied to each as ``layer_forward``'s; attributes ``layer_names`` and ``shapes``.
+
+        Raises:
+            ValueError: the model's graph cannot be read, or its attention is not
+                computed by ``keras.layers.MultiHeadAttention`` layers.
+        """
+        return self._graph_view("an attention method")._capture_attention()
 
     def vision_layout(self):
         """How a vision transformer's tokens lie on the image (``kd._vit.Layout``: prefix

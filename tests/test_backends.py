@@ -152,7 +152,7 @@ EXACT = ["gradient", "gradient_x_input", "integrated_gradients", "cgi", "gradcam
 @pytest.mark.slow
 @pytest.mark.xdist_group("parity")  # both backends on one worker: TensorFlow's maps once
 def test_every_method_and_dance_equal_tensorflow(tmp_path, other):
-    assert set(EXACT) == set(kd.methods.METHOD_NAMES)
+    assert set(EXACT) == set(kd.methods.general_method_names())  # attention: test_vit
     methods = _methods(EXACT)
     dance = {"layer": "conv2", "patch": 8, "steps": 10}
     maps = _on(other, tmp_path, methods, dance, evidence=True)
@@ -471,7 +471,7 @@ LIGHT = {"integrated_gradients": {"steps": 16}, "smoothgrad": {"num_samples": 8}
          "rise": {"num_masks": 200}, "kernel_shap": {"num_samples": 300},
          "scorecam": {"max_channels": 16}}
 for model_name, (model, x) in inputs.items():
-    for name in kd.methods.METHOD_NAMES:
+    for name in kd.methods.general_method_names():
         key = f"{model_name}/{name}"
         method = {"name": name, "config": LIGHT.get(name, {})}
         try:
@@ -519,7 +519,7 @@ def _check_models(tf_maps, tf_errors, maps, errors, backend):
     assert set(maps.files) == set(tf_maps.files)
     models = ("configurations_resnet", "text_cnn", "cancer_mlp")
     explained = [key for key in tf_maps.files if key.split("__")[0] in models]
-    assert len(explained) + len(tf_errors) == 3 * len(kd.methods.METHOD_NAMES) + 1
+    assert len(explained) + len(tf_errors) == 3 * len(kd.methods.general_method_names()) + 1
     for key in explained:
         scale = np.abs(tf_maps[key]).max()
         assert np.all(np.isfinite(maps[key])) and scale > 0, key

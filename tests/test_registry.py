@@ -74,6 +74,8 @@ def test_the_registry_refuses_what_is_not_a_method_and_taken_names():
 def test_method_names_come_from_the_registry():
     registry = kd.methods.registered()
     assert kd.methods.METHOD_NAMES == tuple(n for n, c in registry.items() if c.listed)
-    assert len(kd.methods.METHOD_NAMES) == 15 and "competitive" not in kd.methods.METHOD_NAMES
+    assert len(kd.methods.METHOD_NAMES) == 17 and "competitive" not in kd.methods.METHOD_NAMES
     black_box = {n for n, c in registry.items() if not c.needs_gradients}
-    assert black_box == {"occlusion", "rise", "kernel_shap", "scorecam"}
+    assert black_box == {"occlusion", "rise", "kernel_shap", "scorecam", "attention_rollout"}
+    attention = set(kd.methods.METHOD_NAMES) - set(kd.methods.general_method_names())
+    assert attention == {"attention_rollout", "attention_gradient"}

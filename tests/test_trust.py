@@ -48,7 +48,7 @@ LIGHT = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"num_samples": 2},
          "squaregrad": {"num_samples": 2}, "vargrad": {"num_samples": 2},
          "rise": {"num_masks": 16}, "kernel_shap": {"num_samples": 300},
          "occlusion": {"patch": 20}, "scorecam": {"max_channels": 4}}
-for name in kd.methods.METHOD_NAMES:
+for name in kd.methods.general_method_names():
     config = dict(LIGHT.get(name, {}))
     if "cam" in name:
         config["layer"] = "conv"

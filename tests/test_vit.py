@@ -70,14 +70,15 @@ def test_cam_on_a_token_grid_equals_tf_keras_vis_on_the_same_tokens_as_a_spatial
 
 
 @pytest.mark.parametrize("name, prefix, default", [
-    ("vit", 1, "vi_t_backbone/vit_encoder/transformer_block_2/ln_1"),
-    ("deit", 2, "dei_t_backbone/deit_encoder/transformer_block_2/ln_1"),
-    ("dinov2", 3, "dinov2_backbone/encoder/layers_1/norm1")])
+    ("vit", 1, "vit_encoder/transformer_block_2/ln_1"),
+    ("deit", 2, "deit_encoder/transformer_block_2/ln_1"),
+    ("dinov2", 3, "encoder/layers_1/norm1")])
 def test_keras_hub_vision_transformers_give_their_token_layout(name, prefix, default):
     """The layout comes from the backbone's configuration (patch size, image shape, class,
     distillation and register tokens); the default CAM layer is the last block's
     pre-attention norm, and the default Grad-CAM equals the one given every part."""
     model = H.VISION[name]()
+    default = f"{_backbone(model).name}/{default}"  # Keras numbers repeated names
     found = _vit.layout(model)
     assert (found.prefix, found.grid, found.patch_size) == (prefix, (4, 4), (8, 8))
     x = H.images(3)
@@ -88,6 +89,10 @@ def test_keras_hub_vision_transformers_give_their_token_layout(name, prefix, def
         layer=default, token_grid=(4, 4), prefix_tokens=prefix)).explain(x, [0, 1, 2])
     np.testing.assert_array_equal(maps, given)
     assert maps.shape == x.shape and np.abs(maps).max() > 0
+
+
+def _backbone(model):
+    return next(layer for layer in model.layers if type(layer).__name__.endswith("Backbone"))
 
 
 def test_the_encoder_output_of_a_class_token_vit_gets_no_gradient_and_says_so():
@@ -155,3 +160,162 @@ def test_guided_backprop_refuses_a_model_with_no_relu_to_guide():
                                          r"wrapped/hidden"):
         maps = kd.Explainer(both, method="guided_backprop").explain(H.images(1)[:, :8, :8, :2])
     assert np.abs(maps).max() > 0
+
+
+def attention_models():
+    """Two pre-norm attention blocks of plain Keras layers on a 4×4 patch grid with a
+    class token. ``model`` calls its MultiHeadAttention layers as users do (the fused
+    path); ``scored`` shares every layer and also outputs each layer's probabilities
+    (Keras's own ``return_attention_scores``): the reference the methods are checked on."""
+    keras.utils.set_random_seed(8)
+    inputs = keras.Input((32, 32, 3))
+    patches = keras.layers.Conv2D(16, 8, strides=8, name="patches")(inputs)
+    tokens = keras.layers.Reshape((16, 16))(patches)
+    summary = keras.layers.GlobalAveragePooling1D(keepdims=True)(tokens)
+    start = keras.layers.Concatenate(axis=1)(
+        [keras.layers.Dense(16, name="class_token")(summary), tokens])
+    blocks = [(keras.layers.LayerNormalization(name=f"norm{i}"),
+               keras.layers.MultiHeadAttention(2, 8, name=f"mha{i}"),
+               keras.layers.Dense(16, activation="gelu", name=f"mlp{i}")) for i in (1, 2)]
+    head = keras.layers.Dense(3, name="logits")
+
+    def run(scores):
+        tokens, found = start, []
+        for norm, mha, mlp in blocks:
+            normed = norm(tokens)
+            if scores:
+                attended, probabilities = mha(normed, normed, return_attention_scores=True)
+                found.append(probabilities)
+            else:
+                attended = mha(normed, normed)
+            tokens = keras.layers.Add()([tokens, attended])
+            tokens = keras.layers.Add()([tokens, mlp(tokens)])
+        return head(tokens[:, 0]), found
+
+    logits, found = run(True)
+    scored = keras.Model(inputs, [logits] + found)
+    logits, _ = run(False)
+    return keras.Model(inputs, logits), scored
+
+
+def _zoom(cams, size):
+    import scipy.ndimage
+    return np.stack([scipy.ndimage.zoom(c, np.divide(size, c.shape), order=1) for c in cams])
+
+
+def _reference_attention(scored, x, classes):
+    import tensorflow as tf
+
+    @tf.function
+    def run(x):
+        with tf.GradientTape() as tape:
+            logits, *probabilities = scored(x, training=False)
+            score = tf.reduce_sum(tf.gather(logits, classes, axis=1, batch_dims=1))
+        return logits, probabilities, tape.gradient(score, probabilities)
+
+    logits, probabilities, grads = run(tf.constant(x))
+    return [p.numpy().astype(np.float64) for p in probabilities], [
+        g.numpy().astype(np.float64) for g in grads]
+
+
+def test_attention_methods_equal_their_definitions_on_keras_own_attention_scores():
+    """Rollout and the gradient-weighted rule, in NumPy from the probabilities and
+    gradients Keras's ``return_attention_scores`` gives on a twin sharing every layer."""
+    model, scored = attention_models()
+    x, classes = H.images(3), np.array([0, 1, 2])
+    probabilities, grads = _reference_attention(scored, x, classes)
+    eye = np.eye(17)
+    rollout = None
+    for a in probabilities:
+        mixed = a.mean(axis=1) + eye
+        mixed /= mixed.sum(-1, keepdims=True)
+        rollout = mixed if rollout is None else mixed @ rollout
+    weighted = eye[None]
+    for a, g in zip(probabilities, grads):
+        weighted = weighted + np.maximum(g * a, 0).mean(axis=1) @ weighted
+    for name, relevance in [("attention_rollout", rollout), ("attention_gradient", weighted)]:
+        want = _zoom(relevance[:, 0, 1:].reshape(-1, 4, 4), (32, 32))
+        explainer = kd.Explainer(model, method=kd.methods.get(
+            {"name": name, "config": {"token_grid": (4, 4), "prefix_tokens": 1}}))
+        got = explainer.explain(x, classes)
+        assert got.shape == x.shape and np.all(got[..., 0] == got[..., 2])
+        np.testing.assert_allclose(got[..., 0], want, atol=1e-5 * np.abs(want).max(), rtol=0,
+                                   err_msg=name)
+    # Rollout is class-agnostic; the gradient rule is not.
+    again = kd.Explainer(model, method=kd.methods.AttentionRollout(
+        token_grid=(4, 4), prefix_tokens=1)).explain(x, [2, 2, 2])
+    np.testing.assert_array_equal(again, kd.Explainer(model, method=kd.methods.AttentionRollout(
+        token_grid=(4, 4), prefix_tokens=1)).explain(x, classes))
+
+
+def test_attention_is_read_in_call_order_without_changing_the_model():
+    model = H.vit()
+    explainer = kd.Explainer(model, method="attention_gradient")
+    function = explainer.forward.attention_forward()
+    assert function.layer_names == [
+        f"{_backbone(model).name}/vit_encoder/transformer_block_{i}/mha" for i in (1, 2)]
+    x = H.images(2)
+    probabilities, logits = function(keras.ops.convert_to_tensor(x))
+    for a in probabilities:
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a).sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(logits), model.predict(x, verbose=0),
+                               atol=1e-5)
+    from keras_dance import _graph
+    _, mha = _graph.find_layer(model, "transformer_block_1/mha")
+    assert "_compute_attention" not in mha.__dict__ and "call" not in mha._softmax.__dict__
+    # Batches explain as each input alone, under any memory knob.
+    whole = kd.Explainer(model, method="attention_gradient", batch_size=64).explain(x, [0, 1])
+    alone = np.concatenate([kd.Explainer(model, method="attention_gradient", batch_size=1)
+                            .explain(x[i:i + 1], [i]) for i in range(2)])
+    np.testing.assert_allclose(whole, alone, atol=1e-6 * np.abs(whole).max())
+
+
+@pytest.mark.parametrize("name", ["vit", "deit", "dinov2"])
+def test_attention_methods_on_keras_hub_vision_transformers(name):
+    """The class token's row over the patches, on the backbone's grid; DeiT's two and
+    DINOv2's three prefix tokens are left out."""
+    model, x = H.VISION[name](), H.images(2)
+    for method in ["attention_rollout", "attention_gradient"]:
+        maps = kd.Explainer(model, method=method).explain(x, [0, 1])
+        assert maps.shape == x.shape and np.all(np.isfinite(maps)) and maps.min() >= 0
+        assert np.ptp(maps[0]) > 0, method
+    rows = kd.Explainer(model, method=kd.methods.AttentionRollout(query="mean")).explain(x)
+    assert not np.allclose(rows, kd.Explainer(model, method="attention_rollout").explain(x))
+
+
+def test_attention_methods_give_per_token_scores_on_text_transformers():
+    """BERT: one score per token (the [CLS] row, which BERT pools), padding 0."""
+    model = H.bert()
+    x = H.inputs(model)
+    for method in ["attention_rollout", "attention_gradient"]:
+        explainer = kd.Explainer(model, method=method)
+        scores = explainer.explain(x, 1)
+        assert scores.shape == x["token_ids"].shape
+        np.testing.assert_array_equal(scores[x["padding_mask"] == 0], 0)
+        assert np.all(scores[x["padding_mask"] == 1] > 0)
+        explanation = explainer.explain_text(H.TEXTS, 1)
+        np.testing.assert_allclose(explanation.scores, scores, atol=1e-6)
+
+
+def test_attention_methods_refuse_models_they_cannot_read():
+    from helpers import small_conv_model
+    with pytest.raises(ValueError, match="no MultiHeadAttention"):
+        kd.Explainer(small_conv_model(activation=None), method="attention_rollout")
+
+    class WindowAttention(keras.layers.Layer):  # attention computed its own way (Swin)
+        def call(self, x):
+            weights = keras.ops.softmax(keras.ops.einsum("btc,bsc->bts", x, x))
+            return keras.ops.einsum("bts,bsc->btc", weights, x)
+
+    inputs = keras.Input((8, 4))
+    hidden = WindowAttention(name="window")(inputs)
+    mha = keras.layers.MultiHeadAttention(1, 4)(hidden, hidden)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(mha)))
+    with pytest.raises(ValueError, match="class WindowAttention"):
+        kd.Explainer(model, method="attention_gradient")
+    with pytest.raises(ValueError, match="Expected `query`"):
+        kd.methods.AttentionRollout(query="cls")
+    with pytest.raises(ValueError, match=r"query.*\[-17, 17\)"):
+        kd.Explainer(H.vit(), method=kd.methods.AttentionRollout(query=17))
+    with pytest.raises(ValueError, match="patch grid"):
+        kd.Explainer(attention_models()[0], method="attention_rollout")

@@ -21,7 +21,10 @@ The interface (every backend module defines each name):
     before the rest of the model uses it: returns ``(activations, d total /
     d activations)`` in the activations' dtype (the CAM family's gradient at a layer,
     mixed-precision and float64 models included; TensorFlow watches the output there,
-    JAX differentiates a zero added there).
+    JAX differentiates a zero added there). ``activations`` may be a list of several
+    layers' outputs (attention probabilities of every layer): ``at_layer`` is then
+    applied to each, in the order the model computes them, and the gradients come back
+    as a list.
 ``vjp(fn, x)``
     ``(fn(x), pullback)`` with ``pullback(cotangent) = cotangentᵀ · ∂fn/∂x``: a
     vector-Jacobian product whose cotangent may depend on the value (the decoy solver's

@@ -34,14 +34,20 @@ def gradient(fn, x):
 
 def layer_gradient(fn, x):
     shape = jax.eval_shape(lambda v: fn(v)[0], x)
-    zeros = jnp.zeros(shape.shape, shape.dtype)
+    many = isinstance(shape, (list, tuple))
+    zeros = [jnp.zeros(s.shape, s.dtype) for s in (shape if many else [shape])]
 
-    def total(delta):
-        activations, value = fn(x, lambda output: output + delta.astype(output.dtype))
+    def total(deltas):
+        pending = iter(deltas)  # the captures, in the order the model makes them
+
+        def at_layer(output):
+            return output + next(pending).astype(output.dtype)
+
+        activations, value = fn(x, at_layer)
         return value, activations
 
-    (_, activations), grad = jax.value_and_grad(total, has_aux=True)(zeros)
-    return activations, grad
+    (_, activations), grads = jax.value_and_grad(total, has_aux=True)(zeros)
+    return (activations, list(grads)) if many else (activations, grads[0])
 
 
 def vjp(fn, x):

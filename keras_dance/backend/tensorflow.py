@@ -33,9 +33,10 @@ def layer_gradient(fn, x):
 
     with tf.GradientTape() as tape:
         activations, total = fn(x, watch)
-    grad = tape.gradient(total, captured[0],
-                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return activations, tf.cast(grad, activations.dtype)
+    grads = tape.gradient(total, captured, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    if isinstance(activations, (list, tuple)):  # several captures, in the model's order
+        return activations, [tf.cast(g, a.dtype) for g, a in zip(grads, activations)]
+    return activations, tf.cast(grads[0], activations.dtype)
 
 
 def vjp(fn, x):

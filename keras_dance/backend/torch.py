@@ -80,12 +80,14 @@ def layer_gradient(fn, x):
 
     with torch.enable_grad():
         activations, total = fn(x, at_layer)
-        (grad,) = torch.autograd.grad(total, captured[0], create_graph=outer,
-                                      allow_unused=True)
-    grad = _zeros_for_none(grad, captured[0])
+        grads = torch.autograd.grad(total, captured, create_graph=outer, allow_unused=True)
+    grads = [_zeros_for_none(g, c) for g, c in zip(grads, captured)]
+    many = isinstance(activations, (list, tuple))  # several captures, in the model's order
+    values = list(activations) if many else [activations]
     if not outer:
-        activations = activations.detach()
-    return activations, grad.to(activations.dtype)
+        values = [a.detach() for a in values]
+    grads = [g.to(a.dtype) for g, a in zip(grads, values)]
+    return (values, grads) if many else (values[0], grads[0])
 
 
 def vjp(fn, x):

@@ -1,5 +1,6 @@
 """Saliency methods: one per module, registered here by string id."""
 
+from keras_dance.methods.attention import AttentionGradient, AttentionRollout
 from keras_dance.methods.base import SaliencyMethod
 from keras_dance.methods.cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from keras_dance.methods.guided_backprop import GuidedBackprop
@@ -58,9 +59,15 @@ METHOD_NAMES = ()
 
 for _cls in (Gradient, GradientXInput, IntegratedGradients, SmoothGrad, SquareGrad, VarGrad,
              CGI, Competitive, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, Occlusion, RISE,
-             KernelSHAP, GuidedBackprop):
+             KernelSHAP, GuidedBackprop, AttentionRollout, AttentionGradient):
     register(_cls)
 del _cls
+
+
+def general_method_names():
+    """The listed methods that apply to any differentiable model: ``METHOD_NAMES`` less
+    those that read a transformer's attention."""
+    return tuple(name for name in METHOD_NAMES if not _REGISTRY[name].reads_attention)
 
 
 def get(identifier):

@@ -32,6 +32,9 @@ class SaliencyMethod:
     takes_layer = False
     #: Whether the method differentiates the model (False: it needs only ``model(x)``).
     needs_gradients = True
+    #: Whether the method reads a transformer's attention (it applies to models with
+    #: ``keras.layers.MultiHeadAttention`` layers only).
+    reads_attention = False
 
     def rows_per_input(self, num_classes):
         """Rows evaluated per input by one unchunked call."""

@@ -92,47 +92,10 @@ class _LayerMethod(SaliencyMethod):
         """``(B, N, C) -> (B, h, w, C)`` for a token layer on an image, or None (the
         layer's own position axes are used)."""
         function = self.layer_function(forward)
-        shape, name = tuple(function.layer_shape), function.layer_name
-        given = self.token_grid is not None or self.prefix_tokens is not None
-        image = forward.input_shape is not None and len(forward.input_shape) == 3
-        if len(shape) != 2:
-            if given:
-                raise ValueError(
-                    "Expected `token_grid`/`prefix_tokens` only for a token layer (tokens, "
-                    f"channels). Received: layer {name!r} with output shape {shape}")
-            return None
-        found = forward.vision_layout()
-        if not given and found is None:
-            if image:
-                raise ValueError(
-                    f"Expected the patch grid of the token layer {name!r} (output shape "
-                    f"{shape}) to place a CAM on the image: pass token_grid=(h, w) and "
-                    "prefix_tokens= (class, distillation and register tokens before the "
-                    "patches). keras_hub ViT, DeiT and DINOv2 backbones give theirs. "
-                    "Received: a model whose layout is not known")
-            return None  # a sequence model: the CAM runs along the tokens
-        if not image:
-            raise ValueError(
-                "Expected an image input ((H, W, C)) for a token grid. Received: input "
-                f"shape {forward.input_shape}")
-        grid = self.token_grid or (found.grid if found is not None else None)
-        if grid is None:
-            raise ValueError(
-                "Expected `token_grid=(h, w)` with `prefix_tokens` on a model whose layout "
-                f"is not known. Received: token_grid=None, prefix_tokens={self.prefix_tokens}")
-        if self.prefix_tokens is not None:
-            prefix = self.prefix_tokens
-        elif found is not None:
-            prefix = found.prefix
-        else:
-            prefix = (shape[0] or 0) - grid[0] * grid[1]
-        if shape[0] is None or shape[0] != prefix + grid[0] * grid[1] or prefix < 0:
-            raise ValueError(
-                f"Expected the token layer {name!r} to hold {max(prefix, 0)} prefix tokens "
-                f"and {grid[0]}x{grid[1]} patch tokens. Received: output shape {shape}"
-                + ("" if self.prefix_tokens is not None or found is None
-                   else f" (prefix read from the {found.family})"))
-        return lambda tokens: _vit.to_grid(tokens, prefix, grid)
+        found = _vit.token_layout(forward, function.layer_shape, function.layer_name,
+                                  self.token_grid, self.prefix_tokens)
+        return None if found is None else (
+            lambda tokens: _vit.to_grid(tokens, found[0], found[1]))
 
     def _gradients(self, x, forward, targets):
         """Activations and the score's gradient there, from one forward+backward pass
