@@ -184,10 +184,25 @@ class Explainer:
     def _build_engine(self, model, config):
         view = self.model_view
         if not self.tokens and view.structure is None:
+            found = view.vision_layout() if isinstance(config, DecoyConfig) else None
+            if (found is not None and config.patch is None
+                    and tuple(view.input_shape[:2]) == found.image_shape):
+                # A vision transformer's patches: the decoys' patch is one model patch,
+                # on its grid (stride = patch, from the corner).
+                config = dataclasses.replace(config, patch=found.patch_size)
             if isinstance(config, DecoyConfig) and is_sublayer(model, config.layer):
-                # F_l read by intercepting the sublayer's call (no receptive-field crops)
-                engine = DecoyEngine(model, dataclasses.replace(
-                    config, layer=view.layer_function(config.layer)), view.input_shape)
+                local = view.on_input(config.layer)
+                if local is not None:
+                    # A sublayer applied to the input itself (a ViT's patch embedding):
+                    # F_l is that layer alone, so receptive-field crops apply (one patch
+                    # per problem for a patch embedding), verified exact as for any layer.
+                    engine = DecoyEngine(local, dataclasses.replace(
+                        config, layer=local.layers[-1].name), view.input_shape,
+                        prepare=view.prepare)
+                else:
+                    # F_l read by intercepting the sublayer's call (no crops)
+                    engine = DecoyEngine(model, dataclasses.replace(
+                        config, layer=view.layer_function(config.layer)), view.input_shape)
                 engine.config = config
                 return engine
             return DecoyEngine(model, config, view.input_shape, prepare=view.prepare)

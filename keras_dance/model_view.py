@@ -682,6 +682,32 @@ class ModelView:
                     f"largest difference of {np.abs(a - b).max():.3g} in model "
                     f"{self.model.name!r}")
 
+    def on_input(self, layer):
+        """A functional model of the sublayer ``layer`` alone, when the model applies it
+        to its (prepared) input itself (a vision transformer's patch embedding), else
+        None: checked on a probe input. Its graph is what receptive-field crops read."""
+        _, target = _graph.find_layer(self.model, layer)
+        box = []
+
+        def first_input(original, *args, **kwargs):
+            box.append(args[0] if args else None)
+            return original(*args, **kwargs)
+
+        def run(x):
+            with _inputs.intercept(target, first_input):
+                self._forward(x)
+            return x
+
+        probe = self._on_probe(run)
+        seen = box[0] if box else None
+        prepared = self.prepare(probe)
+        if seen is None or tuple(seen.shape) != tuple(prepared.shape) or not np.allclose(
+                keras.ops.convert_to_numpy(seen), keras.ops.convert_to_numpy(prepared),
+                atol=1e-6):
+            return None
+        inputs = keras.Input(tuple(prepared.shape[1:]))
+        return keras.Model(inputs, target(inputs), name=f"{target.name}_on_input")
+
     def vision_layout(self):
         """The ``kd._vit.Layout`` of a keras_hub vision-transformer backbone in the model,
         or None (read once)."""

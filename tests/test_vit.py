@@ -319,3 +319,109 @@ def test_attention_methods_refuse_models_they_cannot_read():
         kd.Explainer(H.vit(), method=kd.methods.AttentionRollout(query=17))
     with pytest.raises(ValueError, match="patch grid"):
         kd.Explainer(attention_models()[0], method="attention_rollout")
+
+
+VISION_PARITY = r"""
+import json, sys
+import numpy as np, keras, keras_dance as kd
+import keras_hub
+settings = json.loads(sys.argv[1])
+out = {}
+x = np.load(settings["dir"] + "/x.npy")
+for name in settings["models"]:
+    model = keras.saving.load_model(settings["dir"] + f"/{name}.keras")
+    for key, method in settings["methods"].items():
+        out[f"{name}/{key}"] = kd.Explainer(model, method=method).explain(x, [0, 1])
+    out[f"{name}/dance"] = kd.Explainer(model, decoys=kd.DecoyConfig(**settings["dance"])
+                                        ).explain(x, [0, 1])
+np.savez(settings["out"], **out)
+print(keras.config.backend())
+"""
+
+VISION_METHODS = {
+    "gradient": "gradient", "gradient_x_input": "gradient_x_input", "cgi": "cgi",
+    "integrated_gradients": {"name": "integrated_gradients", "config": {"steps": 16}},
+    "smoothgrad": {"name": "smoothgrad", "config": {"num_samples": 8}},
+    "vargrad": {"name": "vargrad", "config": {"num_samples": 8}},
+    "squaregrad": {"name": "squaregrad", "config": {"num_samples": 8}},
+    "occlusion": {"name": "occlusion", "config": {"patch": 8}},
+    "rise": {"name": "rise", "config": {"num_masks": 64}},
+    "kernel_shap": {"name": "kernel_shap", "config": {"num_samples": 100}},
+    "gradcam": "gradcam", "gradcam_plus_plus": "gradcam_plus_plus", "layercam": "layercam",
+    "scorecam": {"name": "scorecam", "config": {"max_channels": 8}},
+    "attention_rollout": "attention_rollout", "attention_gradient": "attention_gradient"}
+VISION_DANCE = {"layer": "patch_embedding", "patch": 8, "steps": 10}
+
+
+@pytest.fixture(scope="module")
+def tensorflow_vision_maps(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vision")
+    x = H.images(2)
+    np.save(folder / "x.npy", x)
+    want = {}
+    for name in ("vit", "deit"):
+        model = H.VISION[name]()
+        model.save(folder / f"{name}.keras")
+        for key, method in VISION_METHODS.items():
+            want[f"{name}/{key}"] = kd.Explainer(model, method=method).explain(x, [0, 1])
+        want[f"{name}/dance"] = kd.Explainer(model, decoys=kd.DecoyConfig(**VISION_DANCE)
+                                             ).explain(x, [0, 1])
+    return folder, want
+
+
+def test_every_listed_method_is_parity_tested_on_vision_transformers():
+    listed = set(kd.methods.METHOD_NAMES) - {"guided_backprop"}  # refused: no ReLU
+    assert listed == set(VISION_METHODS)
+
+
+@pytest.mark.heavy
+@pytest.mark.xdist_group("vision_parity")
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_vision_transformer_maps_are_tensorflows_on_jax_and_pytorch(
+        backend, tensorflow_vision_maps, tmp_path):
+    """The same .keras files of a keras_hub ViT and DeiT give TensorFlow's maps (within
+    1e-4 of the map's scale) for every method and DANCE at the patch embedding."""
+    import json
+    from test_backends import _run
+    folder, want = tensorflow_vision_maps
+    settings = {"models": ["vit", "deit"], "methods": VISION_METHODS, "dance": VISION_DANCE,
+                "dir": str(folder), "out": str(tmp_path / "out.npz")}
+    assert _run(backend, VISION_PARITY, json.dumps(settings)).split()[-1] == backend
+    got = np.load(settings["out"])
+    failures = []
+    for key, value in want.items():
+        scale = np.abs(value).max()
+        assert scale > 0, key
+        error = np.abs(got[key] - value).max() / scale
+        print(backend, key, f"{error:.2e}")
+        if error > 1e-4:
+            failures.append((key, error))
+    assert not failures, failures
+
+
+def test_dance_on_a_vision_transformer_uses_its_patches_and_solves_patch_by_patch():
+    """The default decoy patch is the model's (8×8, on its grid); at the patch embedding
+    (a sublayer applied to the image itself) each problem's constraint is evaluated on
+    its own patch, verified exact, and the maps equal the full-model solve's."""
+    from helpers import assert_unchanged, snapshot
+    model, x = H.vit(), H.images(2)
+    before, config = snapshot(model), model.to_json()
+    explainer = kd.Explainer(model, decoys=kd.DecoyConfig(layer="patch_embedding", steps=20))
+    engine = explainer.decoys
+    assert engine.patch == (8, 8) and engine.num_patches == 16
+    assert np.all(np.asarray(engine.starts) % 8 == 0)
+    assert engine.cropping and engine.crop_plan.crop_shape == (8, 8), engine.reason
+    maps, details = explainer.explain(x, [0, 1], return_details=True)
+    assert np.all(details["feasible_fraction"] == 1) and np.abs(maps).max() > 0
+    view = explainer.model_view
+    whole_model = kd.Explainer(model, decoys=kd.DecoyConfig(
+        layer=view.layer_function("patch_embedding"), patch=8, steps=20))
+    assert not whole_model.decoys.cropping  # F_l read from the whole model's call
+    np.testing.assert_allclose(whole_model.explain(x, [0, 1]), maps,
+                               atol=1e-4 * np.abs(maps).max(), rtol=0)
+    assert_unchanged(model, before)
+    assert model.to_json() == config
+    # A layer after the tokens mix is not local: no crops, the whole model's call.
+    late = kd.Explainer(model, decoys=kd.DecoyConfig(layer="transformer_block_1/ln_1",
+                                                     steps=5))
+    assert late.decoys.patch == (8, 8) and not late.decoys.cropping
