@@ -253,7 +253,7 @@ print(keras.config.backend())
 LM_METHODS = ["gradient_x_input", "integrated_gradients", "occlusion", "smoothgrad"]
 IMAGE_METHODS = ["gradient", "integrated_gradients", "occlusion", "gradcam", "smoothgrad"]
 PARITY_METHODS = ["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad",
-                  "occlusion"]
+                  "occlusion", "attention_rollout", "attention_gradient"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,195 @@
+"""Explaining a ViT-B/16: ours against a bare compiled function of the same arithmetic,
+and DANCE's per-patch decoy solve against the whole-model solve, on TensorFlow.
+
+A keras_hub ``ViTImageClassifier`` with ViT-B/16's configuration (12 layers, hidden 768,
+12 heads, MLP 3072, 224×224 images, patch 16; random weights: no downloads), one image.
+Per method, ours (``kd.Explainer``, after a warm-up call) and bare — ``tf.GradientTape``
+inside one ``tf.function`` over the same model, the same layer read through the same
+interception (``kd._inputs``), the same arithmetic written out — timed over ``--repeats``
+calls, with the ratio:
+
+- gradient; Integrated Gradients (``--steps`` points, ``--batch`` rows per pass);
+- Grad-CAM on the token grid at the last block's ``ln_1``;
+- attention rollout and gradient-weighted attention over every block's probabilities.
+
+Then decoy generation (``generate_decoys``) at the patch embedding on a smaller ViT
+(``--dance_image``, patch 16): each problem on its own patch (receptive-field crops, the
+default) against ``F_l`` read from the whole model's call (what a sublayer got before).
+
+Run: .venv/bin/python benchmarks/bench_vit.py            (about 10 minutes, 2 cores)
+     .venv/bin/python benchmarks/bench_vit.py --quick    (a tiny configuration)
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_dance as kd  # noqa: E402
+from keras_dance import _graph, _inputs, _vit  # noqa: E402
+
+
+def build(image, patch, layers, heads, hidden, mlp):
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(image, image, 3), patch_size=patch, num_layers=layers, num_heads=heads,
+        hidden_dim=hidden, mlp_dim=mlp)
+    return keras_hub.models.ViTImageClassifier(backbone, num_classes=10)
+
+
+def timed(function, repeats):
+    function()  # warm-up: tracing and compiling
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = function()
+    return (time.perf_counter() - start) / repeats, out
+
+
+def bare_functions(model, steps, batch):
+    """The same arithmetic, written against TensorFlow directly."""
+    layout = _vit.layout(model)
+    norm = _graph.find_layer(model, _vit.default_layer(model, layout))[1]
+    attentions = [layer for _, layer in _graph.sublayer_paths(model)
+                  if isinstance(layer, keras.layers.MultiHeadAttention)]
+
+    @tf.function
+    def gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            score = model(x, training=False)[:, 1]
+        return tape.gradient(score, x)
+
+    alphas = tf.linspace(0.0, 1.0, steps)
+    weights = np.full(steps, 1 / (steps - 1), "float32")
+    weights[[0, -1]] *= 0.5
+
+    @tf.function
+    def integrated(x):
+        total = tf.zeros_like(x)
+        for start in range(0, steps, batch):
+            a = alphas[start:start + batch][:, None, None, None]
+            with tf.GradientTape() as tape:
+                points = a * x
+                tape.watch(points)
+                score = tf.reduce_sum(model(points, training=False)[:, 1])
+            grads = tape.gradient(score, points)
+            total += tf.reduce_sum(grads * weights[start:start + batch, None, None, None], 0,
+                                   keepdims=True)
+        return total * x
+
+    @tf.function
+    def gradcam(x):
+        box = []
+        with tf.GradientTape() as tape:
+            def watch(value):
+                tape.watch(value)
+                return value
+            with _inputs.recorded(norm, box, change=watch):
+                score = model(x, training=False)[:, 1]
+        activations = box[0]
+        grads = tape.gradient(score, activations)
+        a, g = (_vit.to_grid(t, layout.prefix, layout.grid) for t in (activations, grads))
+        cam = tf.nn.relu(tf.reduce_sum(a * tf.reduce_mean(g, (1, 2), keepdims=True), -1))
+        return kd.backend.resize_aligned(cam, x.shape[1:3])[..., None]
+
+    def probabilities(x, change=None):
+        box = []
+        import contextlib
+        with contextlib.ExitStack() as stack:
+            for layer in attentions:
+                stack.enter_context(_inputs.explicit_attention(layer, box, change))
+            logits = model(x, training=False)
+        return box, logits
+
+    def to_map(relevance, x):
+        row = relevance[:, 0, layout.prefix:]
+        cam = tf.reshape(row, (-1,) + layout.grid)
+        return kd.backend.resize_aligned(cam, x.shape[1:3])[..., None]
+
+    @tf.function
+    def rollout(x):
+        box, _ = probabilities(x)
+        relevance = None
+        for a in box:
+            mixed = tf.reduce_mean(a, 1) + tf.eye(a.shape[-1])
+            mixed /= tf.reduce_sum(mixed, -1, keepdims=True)
+            relevance = mixed if relevance is None else mixed @ relevance
+        return to_map(relevance, x)
+
+    @tf.function
+    def attention_gradient(x):
+        with tf.GradientTape() as tape:
+            def watch(value):
+                tape.watch(value)
+                return value
+            box, logits = probabilities(x, watch)
+            score = logits[:, 1]
+        grads = tape.gradient(score, box)
+        relevance = tf.eye(box[0].shape[-1])[None]
+        for a, g in zip(box, grads):
+            relevance = relevance + tf.reduce_mean(tf.nn.relu(g * a), 1) @ relevance
+        return to_map(relevance, x)
+
+    return {"gradient": gradient, "integrated_gradients": integrated, "gradcam": gradcam,
+            "attention_rollout": rollout, "attention_gradient": attention_gradient}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dance_image", type=int, default=64)
+    args = parser.parse_args()
+    if args.quick:
+        config = dict(image=32, patch=8, layers=2, heads=2, hidden=16, mlp=32)
+        args.steps, args.repeats, args.dance_image = 8, 2, 32
+    else:
+        config = dict(image=224, patch=16, layers=12, heads=12, hidden=768, mlp=3072)
+    model = build(**config)
+    x = np.random.default_rng(0).uniform(size=(1, config["image"], config["image"], 3))
+    x = x.astype("float32")
+    bare = bare_functions(model, args.steps, args.batch)
+    methods = {"gradient": "gradient",
+               "integrated_gradients": kd.methods.IntegratedGradients(
+                   steps=args.steps, baseline=0.0),
+               "gradcam": "gradcam", "attention_rollout": "attention_rollout",
+               "attention_gradient": "attention_gradient"}
+    print(f"ViT {config}, {tf.config.threading.get_inter_op_parallelism_threads() or 'all'} "
+          f"threads, TensorFlow, one image, mean of {args.repeats} calls after a warm-up")
+    print(f"{'method':24s} {'ours s':>9s} {'bare s':>9s} {'ratio':>7s} {'max diff/scale':>15s}")
+    for name, method in methods.items():
+        explainer = kd.Explainer(model, method=method, batch_size=args.batch)
+        ours_time, ours = timed(lambda: explainer.explain(x, 1), args.repeats)
+        bare_time, theirs = timed(lambda: bare[name](tf.constant(x)).numpy(), args.repeats)
+        ours_map = ours[..., :1] if theirs.shape[-1] == 1 else ours
+        difference = np.abs(ours_map - theirs).max() / max(np.abs(theirs).max(), 1e-12)
+        print(f"{name:24s} {ours_time:9.3f} {bare_time:9.3f} {ours_time / bare_time:6.2f}x "
+              f"{difference:15.2e}")
+    # DANCE at the patch embedding: per-patch crops against the whole model's call.
+    small = build(image=args.dance_image, patch=config["patch"], layers=config["layers"],
+                  heads=config["heads"], hidden=config["hidden"], mlp=config["mlp"])
+    xs = np.random.default_rng(1).uniform(size=(1, args.dance_image, args.dance_image, 3))
+    xs = xs.astype("float32")
+    crops = kd.Explainer(small, decoys=kd.DecoyConfig(layer="patch_embedding", steps=50))
+    view = crops.model_view
+    whole = kd.Explainer(small, decoys=kd.DecoyConfig(
+        layer=view.layer_function("patch_embedding"), patch=config["patch"], steps=50))
+    crop_time, (crop_decoys, _) = timed(lambda: crops.generate_decoys(xs), args.repeats)
+    whole_time, (whole_decoys, _) = timed(lambda: whole.generate_decoys(xs), args.repeats)
+    print(f"\ndecoys at the patch embedding, {args.dance_image}x{args.dance_image} image, "
+          f"{crops.decoys.num_decoys} problems, 50 steps: per-patch {crop_time:.3f} s, "
+          f"whole model {whole_time:.3f} s, speed-up {whole_time / crop_time:.1f}x; "
+          f"largest decoy difference {np.abs(crop_decoys - whole_decoys).max():.2e} "
+          f"({crops.decoys.reason})")
+
+
+if __name__ == "__main__":
+    main()
