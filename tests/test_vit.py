@@ -425,3 +425,55 @@ def test_dance_on_a_vision_transformer_uses_its_patches_and_solves_patch_by_patc
     late = kd.Explainer(model, decoys=kd.DecoyConfig(layer="transformer_block_1/ln_1",
                                                      steps=5))
     assert late.decoys.patch == (8, 8) and not late.decoys.cropping
+
+
+FAMILY_LIGHT = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"num_samples": 4},
+                "squaregrad": {"num_samples": 4}, "vargrad": {"num_samples": 4},
+                "rise": {"num_masks": 32}, "kernel_shap": {"num_samples": 100},
+                "occlusion": {"patch": 8}, "scorecam": {"max_channels": 4}}
+CAMS = ("gradcam", "gradcam_plus_plus", "layercam", "scorecam")
+NO_RELU = {"guided_backprop": "no ReLU layer"}
+NO_MHA = {"attention_rollout": "no MultiHeadAttention",
+          "attention_gradient": "no MultiHeadAttention"}
+OTHER_ATTENTION = {"attention_rollout": "attention layers of class",
+                   "attention_gradient": "attention layers of class"}
+#: docs/real_models.md's keras_hub table: what each family refuses (and why); every other
+#: listed method, and DANCE at the first convolution, must give finite maps.
+FAMILY_REFUSALS = {
+    "ResNet": NO_MHA, "DenseNet": NO_MHA, "VGG": NO_MHA, "Xception": NO_MHA,
+    "EfficientNet": {**NO_MHA, **NO_RELU}, "MobileNet": {**NO_MHA, **NO_RELU},
+    "CSPNet": {**NO_MHA, **NO_RELU},
+    "ViT": NO_RELU, "DeiT": NO_RELU, "DINOv2": NO_RELU,
+    "Swin": {**NO_RELU, **OTHER_ATTENTION, **{name: "spatial axes" for name in CAMS}},
+    "MiT": {**NO_RELU, **OTHER_ATTENTION},
+}
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("family", sorted(FAMILY_REFUSALS))
+def test_keras_hub_image_families_work_or_refuse_clearly(family):
+    """Every keras_hub image-classifier family that builds offline, tiny and random: each
+    listed method gives finite maps of the image's shape, or refuses at construction
+    with the reason docs/real_models.md gives; DANCE runs at the first convolution."""
+    import warnings
+    import hub_images
+    from keras_dance import _graph
+    model, x = hub_images.build(family), H.images(2)
+    refusals = FAMILY_REFUSALS[family]
+    for name in kd.methods.METHOD_NAMES:
+        method = {"name": name, "config": FAMILY_LIGHT.get(name, {})}
+        if name in refusals:
+            with pytest.raises(ValueError, match=refusals[name]):
+                kd.Explainer(model, method=method)
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # random weights: a CAM may be all zero
+            maps = kd.Explainer(model, method=method).explain(x, [0, 1])
+        assert maps.shape == x.shape and np.all(np.isfinite(maps)), (family, name)
+        if name not in CAMS:
+            assert np.abs(maps).max() > 0, (family, name)
+    first = next("/".join(p) for p, layer in _graph.sublayer_paths(model)
+                 if isinstance(layer, keras.layers.Conv2D))
+    maps = kd.Explainer(model, decoys=kd.DecoyConfig(layer=first, patch=8, steps=5)
+                        ).explain(x, [0, 1])
+    assert maps.shape == x.shape and np.all(np.isfinite(maps)), (family, "dance")
