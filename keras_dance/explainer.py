@@ -19,7 +19,7 @@ from keras_dance.decoys import DecoyConfig, DecoyEngine
 from keras_dance.decoys.aggregate import Reducer
 from keras_dance.decoys.dance import DecoyMaps
 from keras_dance.methods import get as get_method
-from keras_dance.model_view import ModelView, is_sublayer
+from keras_dance.model_view import ModelView
 
 TOKEN_REDUCTIONS = ("auto", "mean", "sum", "l2", None)
 
@@ -190,7 +190,7 @@ class Explainer:
                 # A vision transformer's patches: the decoys' patch is one model patch,
                 # on its grid (stride = patch, from the corner).
                 config = dataclasses.replace(config, patch=found.patch_size)
-            if isinstance(config, DecoyConfig) and is_sublayer(model, config.layer):
+            if isinstance(config, DecoyConfig) and view.is_sublayer(config.layer):
                 local = view.on_input(config.layer)
                 if local is not None:
                     # A sublayer applied to the input itself (a ViT's patch embedding):

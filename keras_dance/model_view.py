@@ -533,8 +533,7 @@ class ModelView:
         embedding."""
         key = ("capture", layer if isinstance(layer, (str, int)) else id(layer))
         function = self._layer_functions.get(key)
-        if function is None and (self.structure is not None
-                                 or is_sublayer(self.model, layer)):
+        if function is None and (self.structure is not None or self.is_sublayer(layer)):
             function = self._capture_intercepted(layer)
             self._layer_functions[key] = function
         if function is None:
@@ -681,6 +680,34 @@ class ModelView:
                     f"Expected the model's outputs unchanged when {how}. Received: a "
                     f"largest difference of {np.abs(a - b).max():.3g} in model "
                     f"{self.model.name!r}")
+
+    def is_sublayer(self, layer):
+        """``is_sublayer`` for this model; an unknown name raises listing every layer and
+        sublayer in the order the model calls them (a probe run), then those it never
+        calls."""
+        try:
+            return is_sublayer(self.model, layer)
+        except ValueError as error:
+            if not str(error).startswith("Expected `layer` to name a layer"):
+                raise
+            paths = _graph.sublayer_paths(self.model)
+            order = []
+            with contextlib.ExitStack() as stack:
+                for path, item in paths:
+                    stack.enter_context(_inputs.intercept(
+                        item, lambda original, *a, _item=item, **k: (
+                            order.append(id(_item)), original(*a, **k))[1]))
+                try:
+                    self._on_probe(self._forward)
+                except Exception:  # noqa: BLE001 - the listing order only
+                    pass
+            rank = {key: i for i, key in reversed(list(enumerate(order)))}
+            ordered = sorted(paths, key=lambda p: rank.get(id(p[1]), len(rank)))
+            raise ValueError(
+                "Expected `layer` to name a layer of the model (a name, a path "
+                "'outer/inner' or a unique end of one); its layers, in call order: "
+                + ", ".join("/".join(p) for p, _ in ordered)
+                + f". Received: layer={layer!r}") from None
 
     def on_input(self, layer):
         """A functional model of the sublayer ``layer`` alone, when the model applies it

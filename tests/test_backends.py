@@ -674,7 +674,8 @@ runs = {"train_digits.py": [f"--out={out}/digits_cnn.keras", f"--data_dir={out}/
         "train_configurations.py": [f"--out={out}/configurations_resnet.keras"],
         "train_scaat_digits.py": [f"--out={out}/digits_cnn_scaat.keras"],
         "train_mini_xception.py": [f"--out={out}/mini_xception.hdf5"],
-        "train_text_transformer.py": [f"--out={out}/text_transformer.keras"]}
+        "train_text_transformer.py": [f"--out={out}/text_transformer.keras"],
+        "train_vit.py": [f"--out_dir={out}"]}
 for script, args in runs.items():
     sys.argv = [script, "--quick", *args]
     runpy.run_path(f"examples/{script}", run_name="__main__")
@@ -702,6 +703,11 @@ def test_the_shipped_models_training_scripts_run(tmp_path, other):
     shipped, _ = kd.datasets.load_text_transformer()
     assert [layer.name for layer in trained.layers] == [layer.name for layer in shipped.layers]
     assert np.all(np.isfinite(trained.predict(np.ones((2, 16), "int32"), verbose=0)))
+    trained = kd.datasets._load(tmp_path / "shapes_vit.keras")
+    shipped = kd.datasets.load_model("shapes_vit")
+    assert ([type(layer).__name__ for layer in trained.layers]
+            == [type(layer).__name__ for layer in shipped.layers])
+    assert np.all(np.isfinite(trained.predict(np.zeros((2, 32, 32, 1), "float32"), verbose=0)))
     # The legacy HDF5 file (its layers' automatic names depend on what the process built
     # before it, so the layer types are compared).
     trained = keras.models.load_model(tmp_path / "mini_xception.hdf5")

@@ -477,3 +477,27 @@ def test_keras_hub_image_families_work_or_refuse_clearly(family):
     maps = kd.Explainer(model, decoys=kd.DecoyConfig(layer=first, patch=8, steps=5)
                         ).explain(x, [0, 1])
     assert maps.shape == x.shape and np.all(np.isfinite(maps)), (family, "dance")
+
+
+def test_an_unknown_layer_lists_every_layer_and_sublayer_in_call_order():
+    class Reversed(keras.layers.Layer):  # made in one order, called in the other
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.second = keras.layers.Dense(4, name="second")
+            self.first = keras.layers.Dense(4, name="first")
+
+        def call(self, x):
+            return self.second(self.first(x))
+
+    inputs = keras.Input((8, 8, 2))
+    hidden = Reversed(name="pair")(keras.layers.Conv2D(4, 3, name="conv")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(hidden)))
+    with pytest.raises(ValueError, match=r"in call order: .*conv, pair, pair/first, "
+                                         r"pair/second.*Received: layer='nothing'"):
+        kd.Explainer(model, method=kd.methods.GradCAM(layer="nothing"))
+    with pytest.raises(ValueError, match=r"in call order: .*pair/first, pair/second"):
+        kd.Explainer(model, decoys=kd.DecoyConfig(layer="nothing"))
+    explainer = kd.Explainer(H.vit(), method=kd.methods.GradCAM(
+        layer="transformer_block_1/ln_1"))  # a unique end of a path
+    assert explainer.method.layer_function(explainer.forward).layer_name.endswith(
+        "vit_encoder/transformer_block_1/ln_1")
