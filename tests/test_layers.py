@@ -17,7 +17,7 @@ LAYERS = [
     ("backend", r"keras_dance\.backend(\..*)?"),
     ("helpers", r"keras_dance\.(_tensor|_random|_chunking|_patches|_validation|postprocess"
                 r"|_similarity|_tfdata|_files|_tensorboard)"),
-    ("model", r"keras_dance\.(_targets|_graph|_logits|_inputs)"),
+    ("model", r"keras_dance\.(_targets|_graph|_logits|_inputs|_vit)"),
     ("model view", r"keras_dance\.model_view"),
     ("methods", r"keras_dance\.methods(\..*)?"),
     ("decoys", r"keras_dance\.(decoys(\..*)?|aggregate)"),

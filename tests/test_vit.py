@@ -501,3 +501,18 @@ def test_an_unknown_layer_lists_every_layer_and_sublayer_in_call_order():
         layer="transformer_block_1/ln_1"))  # a unique end of a path
     assert explainer.method.layer_function(explainer.forward).layer_name.endswith(
         "vit_encoder/transformer_block_1/ln_1")
+
+
+def test_vision_transformer_explanations_export_and_serve(tmp_path):
+    """Token-grid Grad-CAM and the attention rule traced into a SavedModel: the served
+    maps are the in-process maps."""
+    import tensorflow as tf
+    model, x = H.vit(), H.images(2)
+    for method in ["gradcam", "attention_gradient"]:
+        explainer = kd.Explainer(model, method=method)
+        explainer.export(tmp_path / method)
+        loaded = tf.saved_model.load(str(tmp_path / method))
+        served = loaded.signatures["explain_target"](
+            inputs=tf.constant(x), target=tf.constant([0, 1], tf.int32))["saliency"].numpy()
+        want = explainer.explain(x, [0, 1])
+        np.testing.assert_allclose(served, want, atol=1e-6 * np.abs(want).max(), rtol=0)
