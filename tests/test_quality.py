@@ -70,3 +70,18 @@ def test_dance_sweep_quick_mode_rewrites_its_section(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         monkeypatch.setattr(sys, "argv", ["dance_sweep.py", "--tasks=images"])
         sweep.main()
+
+
+def test_vit_quality_quick_mode_rewrites_its_section(tmp_path):
+    out = tmp_path / "quality.md"
+    out.write_text("# Quality report\n\nkept text\n\n<!-- vit_quality:start -->\nold\n"
+                   "<!-- vit_quality:end -->\n")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "vit_quality.py"),
+                             "--quick", f"--out={out}"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = out.read_text()
+    assert "kept text" in text and "\nold\n" not in text
+    for row in ("| attention_gradient |", "| gradcam (token grid, last ln_1) |",
+                "| DANCE(gradient) patch embedding: decoys + range |"):
+        assert row in text
