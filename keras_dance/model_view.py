@@ -707,7 +707,8 @@ class ModelView:
                 "Expected `layer` to name a layer of the model (a name, a path "
                 "'outer/inner' or a unique end of one); its layers, in call order: "
                 + ", ".join("/".join(p) for p, _ in ordered)
-                + f". Received: layer={layer!r}") from None
+                + ". Received: " + (f"the layer object {layer.name!r}" if isinstance(
+                    layer, keras.layers.Layer) else f"layer={layer!r}")) from None
 
     def on_input(self, layer):
         """A functional model of the sublayer ``layer`` alone, when the model applies it

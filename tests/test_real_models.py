@@ -137,7 +137,7 @@ def test_nested_layers_by_name_path_object_and_errors():
     x = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype(np.float32)
     np.testing.assert_allclose(engine.sub_model(x).numpy(),
                                two.get_layer("right").get_layer("conv")(x).numpy(), atol=1e-6)
-    with pytest.raises(ValueError, match=r"its layers are: .*left/conv, left/act.*right/act"
+    with pytest.raises(ValueError, match=r"in call order: .*left/conv, left/act.*right/act"
                                          r".*Received: layer='nope'"):
         kd.Explainer(two, decoys=kd.DecoyConfig(layer="nope", patch=4))
     with pytest.raises(ValueError, match="Received: the layer object 'stranger'"):

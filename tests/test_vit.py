@@ -42,6 +42,7 @@ def functional_vit(twin=False):
     return keras.Model(inputs, keras.layers.Dense(3, name="logits")(hidden))
 
 
+@pytest.mark.slow  # make test; make check keeps the fast unit tests
 @pytest.mark.parametrize("name", sorted(PEERS))
 def test_cam_on_a_token_grid_equals_tf_keras_vis_on_the_same_tokens_as_a_spatial_layer(name):
     """Prefix dropped, patch tokens reshaped to (h, w): equal to tf-keras-vis on a twin
@@ -69,6 +70,7 @@ def test_cam_on_a_token_grid_equals_tf_keras_vis_on_the_same_tokens_as_a_spatial
     np.testing.assert_allclose(ours, theirs, atol=1e-5 * max(1.0, np.abs(theirs).max()))
 
 
+@pytest.mark.slow  # make test; make check keeps the fast unit tests
 @pytest.mark.parametrize("name, prefix, default", [
     ("vit", 1, "vit_encoder/transformer_block_2/ln_1"),
     ("deit", 2, "deit_encoder/transformer_block_2/ln_1"),
@@ -95,6 +97,7 @@ def _backbone(model):
     return next(layer for layer in model.layers if type(layer).__name__.endswith("Backbone"))
 
 
+@pytest.mark.slow  # make test; make check keeps the fast unit tests
 def test_the_encoder_output_of_a_class_token_vit_gets_no_gradient_and_says_so():
     """keras_hub ViT pools the class token after the encoder's per-token norm: the patch
     tokens there get exactly zero gradient. The map is zero, and a warning names why."""
@@ -270,6 +273,7 @@ def test_attention_is_read_in_call_order_without_changing_the_model():
     np.testing.assert_allclose(whole, alone, atol=1e-6 * np.abs(whole).max())
 
 
+@pytest.mark.slow  # make test; make check keeps the fast unit tests
 @pytest.mark.parametrize("name", ["vit", "deit", "dinov2"])
 def test_attention_methods_on_keras_hub_vision_transformers(name):
     """The class token's row over the patches, on the backbone's grid; DeiT's two and
@@ -399,6 +403,7 @@ def test_vision_transformer_maps_are_tensorflows_on_jax_and_pytorch(
     assert not failures, failures
 
 
+@pytest.mark.slow  # make test; make check keeps the fast unit tests
 def test_dance_on_a_vision_transformer_uses_its_patches_and_solves_patch_by_patch():
     """The default decoy patch is the model's (8×8, on its grid); at the patch embedding
     (a sublayer applied to the image itself) each problem's constraint is evaluated on
@@ -503,6 +508,7 @@ def test_an_unknown_layer_lists_every_layer_and_sublayer_in_call_order():
         "vit_encoder/transformer_block_1/ln_1")
 
 
+@pytest.mark.slow  # make test; make check keeps the fast unit tests
 def test_vision_transformer_explanations_export_and_serve(tmp_path):
     """Token-grid Grad-CAM and the attention rule traced into a SavedModel: the served
     maps are the in-process maps."""
