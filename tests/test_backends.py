@@ -381,13 +381,16 @@ def test_the_gpu_benchmark_runs_on_the_cpu_in_its_quick_form(tmp_path, other):
                "sys.argv = ['run.py'] + sys.argv[1:]; "
                "runpy.run_path('benchmarks/gpu/run.py', run_name='__main__')")
     out = tmp_path / "gpu.json"
-    stdout = _run(other, wrapper, "--quick", "--models=tiny", f"--out={out}", timeout=900)
+    stdout = _run(other, wrapper, "--quick", "--models=tiny,tiny_vit", f"--out={out}",
+                  timeout=900)
     results = json.loads(out.read_text())
     assert results["backend"] == other and results["dataset_images_per_s"] > 0
     row = results["models"]["tiny"]
     for method in ("gradient", "smoothgrad", "integrated_gradients"):
         assert row[method]["ours_images_per_s"] > 0 and row[method]["bare_images_per_s"] > 0
     assert row["dance_float32_s_per_image"] > 0 and row["dance_mixed_bfloat16_s_per_image"] > 0
+    vit = results["models"]["tiny_vit"]  # the ViT-B/16 row's quick form
+    assert vit["gradient"]["ours_images_per_s"] > 0 and vit["dance_float32_s_per_image"] > 0
     assert "ours/bare" in stdout
 
 

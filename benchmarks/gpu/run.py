@@ -44,11 +44,44 @@ def tiny(weights=None, input_shape=(32, 32, 3)):
     return keras.Model(inputs, keras.layers.Dense(1000, activation="softmax")(h))
 
 
+def vit(weights=None, input_shape=(224, 224, 3), patch=16, layers=12, hidden=768, heads=12,
+        mlp=3072):
+    """A ViT-B/16-sized vision transformer of plain Keras layers (the GPU machine has no
+    keras_hub): a patch convolution, a class token made from the patches' mean (no
+    position embedding), pre-norm blocks of ``MultiHeadAttention`` and a GELU MLP, the
+    class token pooled; ``tiny_vit`` is its quick form."""
+    import keras
+
+    del weights
+    L = keras.layers
+    inputs = keras.Input(input_shape)
+    grid = input_shape[0] // patch
+    tokens = L.Reshape((grid * grid, hidden))(
+        L.Conv2D(hidden, patch, strides=patch, name="patch_embedding")(inputs))
+    cls = L.Dense(hidden)(L.GlobalAveragePooling1D(keepdims=True)(tokens))
+    x = L.Concatenate(axis=1)([cls, tokens])
+    for i in range(layers):
+        h = L.LayerNormalization(epsilon=1e-6, name=f"block{i + 1}_ln_1")(x)
+        x = L.Add()([x, L.MultiHeadAttention(heads, hidden // heads)(h, h)])
+        h = L.LayerNormalization(epsilon=1e-6)(x)
+        x = L.Add()([x, L.Dense(hidden)(L.Dense(mlp, activation="gelu")(h))])
+    x = L.LayerNormalization(epsilon=1e-6)(x)
+    return keras.Model(inputs, L.Dense(1000, activation="softmax")(x[:, 0]))
+
+
+def tiny_vit(weights=None, input_shape=(32, 32, 3)):
+    return vit(weights, input_shape, patch=8, layers=2, hidden=16, heads=2, mlp=32)
+
+
 #: name -> (keras.applications constructor, the early block DANCE's decoys are read at)
 MODELS = {"resnet50": ("ResNet50", "conv2_block3_out"),
           "mobilenetv2": ("MobileNetV2", "block_3_expand_relu"),
           "densenet121": ("DenseNet121", "pool2_relu"),
-          "tiny": (tiny, "block1_relu")}
+          "vit_b16": (vit, "patch_embedding"),
+          "tiny": (tiny, "block1_relu"),
+          "tiny_vit": (tiny_vit, "patch_embedding")}
+#: DANCE's patch for the vision transformers: one model patch, on its grid.
+PATCHES = {"vit_b16": 16, "tiny_vit": 8}
 
 
 def build(constructor, size):
@@ -224,7 +257,8 @@ def run_model(name, size, batch, samples, steps, dance_images, repeats):
                 row[method_name] = {"ours_images_per_s": batch / ours,
                                     "bare_images_per_s": batch / theirs,
                                     "ours_over_bare_time": ours / theirs}
-        config = kd.DecoyConfig(layer=layer, patch=max(2, size // 8), steps=5)
+        config = kd.DecoyConfig(layer=layer, patch=PATCHES.get(name, max(2, size // 8)),
+                                steps=5)
         dance = kd.Explainer(model, decoys=config, batch_size=256)
         images = x[:dance_images]
         seconds = median_time(lambda: dance.explain(images, targets[:dance_images]), 1)
@@ -259,7 +293,7 @@ def dataset_rate(name, size, count):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet50,mobilenetv2,densenet121")
+    parser.add_argument("--models", default="resnet50,mobilenetv2,densenet121,vit_b16")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--samples", type=int, default=50, help="SmoothGrad samples, IG steps")
