@@ -190,10 +190,16 @@ def intercept(layer, function, integer_inputs=False):
     try:
         yield
     finally:
-        if own is None:
-            object.__delattr__(layer, "call")
-        else:
-            object.__setattr__(layer, "call", own)
+        _put_back(layer, "call", own)
+
+
+def _put_back(layer, name, own):
+    """Restores the instance attribute ``name`` of ``layer`` (``own``: its value before it
+    was set, None where the class's own was used)."""
+    if own is None:
+        object.__delattr__(layer, name)
+    else:
+        object.__setattr__(layer, name, own)
 
 
 def replaced(layer, value, integer_inputs=False):
@@ -260,10 +266,7 @@ def explicit_attention(layer, box, change=None):
         with intercept(layer._softmax, probabilities):
             yield
     finally:
-        if own is None:
-            object.__delattr__(layer, "_compute_attention")
-        else:
-            object.__setattr__(layer, "_compute_attention", own)
+        _put_back(layer, "_compute_attention", own)
         if flash:
             object.__setattr__(layer, "_flash_attention", flash)
 
