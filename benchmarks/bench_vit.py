@@ -18,7 +18,12 @@ the same layer on the full input (``crop=False``) and against ``F_l`` read from 
 model's call (what a sublayer got before; TensorFlow prunes what the layer's output does
 not need, so this is close to the full-input solve there).
 
-Run: .venv/bin/python benchmarks/bench_vit.py            (about 10 minutes, 2 cores)
+First, the largest resident size of a fresh process explaining with gradient-weighted
+attention (8 images at ``batch_size`` 1 and 8, 2 images at 1) and Integrated Gradients
+(16 and 64 steps at ``batch_size`` 8, 64 steps at 32): memory should follow the knob.
+
+Run: .venv/bin/python benchmarks/bench_vit.py            (about 15 minutes, 2 cores)
+     .venv/bin/python benchmarks/bench_vit.py --memory_only
      .venv/bin/python benchmarks/bench_vit.py --quick    (a tiny configuration)
 """
 
@@ -142,6 +147,36 @@ def bare_functions(model, steps, batch):
             "attention_rollout": rollout, "attention_gradient": attention_gradient}
 
 
+MEMORY = r"""
+import json, resource, sys
+import numpy as np, keras_dance as kd
+sys.path.insert(0, sys.argv[2])
+import bench_vit
+settings = json.loads(sys.argv[1])
+model = bench_vit.build(**settings["config"])
+x = np.random.default_rng(0).uniform(size=(settings["images"],) + model.inputs[0].shape[1:])
+method = kd.methods.get(settings["method"])
+kd.Explainer(model, method=method, batch_size=settings["knob"]).explain(
+    x.astype("float32"), 1)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def memory(config, cases):
+    """The largest resident size (MB) of a fresh process explaining with each
+    ``(method, images, knob)``: it should follow the knob, not the images or steps."""
+    import json
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    for method, images, knob in cases:
+        settings = {"config": config, "method": method, "images": images, "knob": knob}
+        result = subprocess.run([sys.executable, "-c", MEMORY, json.dumps(settings), here],
+                                capture_output=True, text=True, check=True)
+        print(f"  {json.dumps(method)}, {images} images, batch_size={knob}: "
+              f"{float(result.stdout.split()[-1]):.0f} MB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -150,12 +185,22 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dance_image", type=int, default=224)
     parser.add_argument("--decoy_steps", type=int, default=20)
+    parser.add_argument("--memory_only", action="store_true",
+                        help="only the largest resident size against the knob")
     args = parser.parse_args()
     if args.quick:
         config = dict(image=32, patch=8, layers=2, heads=2, hidden=16, mlp=32)
         args.steps, args.repeats, args.dance_image, args.decoy_steps = 8, 2, 32, 10
     else:
         config = dict(image=224, patch=16, layers=12, heads=12, hidden=768, mlp=3072)
+    print("largest resident size of a process (TensorFlow):")
+    ig = {"name": "integrated_gradients", "config": {"steps": 64 if not args.quick else 8}}
+    small_ig = {"name": "integrated_gradients", "config": {"steps": 16 if not args.quick else 4}}
+    memory(config, [("attention_gradient", 8, 1), ("attention_gradient", 8, 8),
+                    ("attention_gradient", 2, 1), (small_ig, 1, 8), (ig, 1, 8),
+                    (ig, 1, 32)])
+    if args.memory_only:
+        return
     model = build(**config)
     x = np.random.default_rng(0).uniform(size=(1, config["image"], config["image"], 3))
     x = x.astype("float32")

@@ -46,8 +46,14 @@ def main():
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, shuffle=True)
-    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    # Trained through a plain functional model sharing the Task's layers: keras_hub's
+    # Task.fit turns arrays into a tf.data pipeline (TensorFlow or Grain), which a JAX or
+    # PyTorch machine may not have. The batches come in the data's own (random) order,
+    # as they did through the Task's pipeline, which does not shuffle arrays.
+    plain = keras.Model(model.inputs, model.outputs)
+    plain.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+    plain.fit(x, y, batch_size=64, epochs=epochs, verbose=0, shuffle=False)
+    _, accuracy = plain.evaluate(x_test, y_test, verbose=0)
     path = Path(args.out_dir) / "shapes_vit.keras"
     model.save(path)
     print(f"shapes_vit: held-out accuracy {accuracy:.4f} on {len(y_test)} examples -> {path}")
