@@ -266,15 +266,12 @@ class ModelView:
         want = self.logits(self.structure.structure(self._context))
         if self.tokens and self.causal:
             want = causal_score(want, self._context)
-        want = keras.tree.flatten(want)
         outputs = keras.tree.flatten(self._forward(z))
-        for a, b in zip(want, outputs):
-            a, b = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (a, b))
-            if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(a).max())):
-                raise ValueError(
-                    "Expected the model's output to be computed from the explained tensor "
-                    f"{self.explained_name!r}; replacing it changed nothing consistent. "
-                    f"Received: model {self.model.name!r}")
+        if _outputs_differ(want, outputs) is not None:
+            raise ValueError(
+                "Expected the model's output to be computed from the explained tensor "
+                f"{self.explained_name!r}; replacing it changed nothing consistent. "
+                f"Received: model {self.model.name!r}")
         if not backend.is_connected(self._forward, z):
             raise ValueError(
                 "Expected a model whose outputs can be differentiated with respect to "
@@ -499,17 +496,14 @@ class ModelView:
             ids = ids.copy()
             ids[:, self.token_shape[0] // 2:] = self.pad_id
             embedded = self.embed(keras.ops.convert_to_tensor(ids))
-        want = keras.tree.flatten(self.logits(keras.ops.convert_to_tensor(ids)))
-        got = keras.tree.flatten(self._forward(embedded))
-        for a, b in zip(want, got):
-            a, b = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (a, b))
-            if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(a).max())):
-                raise ValueError(
-                    "Expected the model's output to depend on the token ids only through "
-                    f"the embedding {self.embedding_path!r}; run from the embedded "
-                    "sequence it differs (a padding mask used downstream, mask_zero=True, "
-                    "or the ids used elsewhere). Pass `embedding_layer=` naming the layer "
-                    f"whose output carries everything. Received: model {self.model.name!r}")
+        want = self.logits(keras.ops.convert_to_tensor(ids))
+        if _outputs_differ(want, self._forward(embedded)) is not None:
+            raise ValueError(
+                "Expected the model's output to depend on the token ids only through "
+                f"the embedding {self.embedding_path!r}; run from the embedded "
+                "sequence it differs (a padding mask used downstream, mask_zero=True, "
+                "or the ids used elsewhere). Pass `embedding_layer=` naming the layer "
+                f"whose output carries everything. Received: model {self.model.name!r}")
         return True
 
     def prepare(self, x):
@@ -673,13 +667,11 @@ class ModelView:
 
     def _check_same(self, want, got, how):
         """Refuses a changed computation whose outputs differ from the model's."""
-        for a, b in zip(keras.tree.flatten(want), keras.tree.flatten(got)):
-            a, b = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (a, b))
-            if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(a).max())):
-                raise ValueError(
-                    f"Expected the model's outputs unchanged when {how}. Received: a "
-                    f"largest difference of {np.abs(a - b).max():.3g} in model "
-                    f"{self.model.name!r}")
+        difference = _outputs_differ(want, got)
+        if difference is not None:
+            raise ValueError(
+                f"Expected the model's outputs unchanged when {how}. Received: a largest "
+                f"difference of {difference:.3g} in model {self.model.name!r}")
 
     def is_sublayer(self, layer):
         """``is_sublayer`` for this model; an unknown name raises listing every layer and
@@ -805,6 +797,18 @@ class ModelView:
         if not self.has_graph:
             _refuse_probabilities(outputs, self.model)
         return [tuple(o.shape) for o in outputs]
+
+
+def _outputs_differ(want, got):
+    """The largest difference between two nests of outputs where they are not equal
+    within 1e-4 (relative, and of the larger of 1 and the output's scale), else None:
+    the one test every changed computation (interception, explicit attention, the
+    embedded tail) must pass before it is used."""
+    for a, b in zip(keras.tree.flatten(want), keras.tree.flatten(got)):
+        a, b = (np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in (a, b))
+        if not np.allclose(a, b, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(a).max())):
+            return float(np.abs(a - b).max())
+    return None
 
 
 def _embedding_path(model, dtype, embedding_layer):
